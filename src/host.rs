@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The host side of [`Platform`]: `std` locks, threads standing in for CPUs,
+//! and memory from the global allocator. Only built by cargo, never in the
+//! kernel module.
+//!
+//! Besides providing the services, it keeps the books tests need: pages and
+//! metadata outstanding (so a leak fails a test), every report line, and a
+//! fault injector that fails every N-th page request.
+
+extern crate std;
+
+use self::std::alloc::{alloc, alloc_zeroed, dealloc};
+use self::std::boxed::Box;
+use self::std::cell::Cell;
+use self::std::string::{String, ToString};
+use self::std::sync::atomic::{AtomicUsize, Ordering};
+use self::std::sync::Mutex;
+use self::std::vec::Vec;
+use crate::gfp::Gfp;
+use crate::platform::{AllocError, Lock, LockClass, PerCpu, Platform, PAGE_SIZE};
+use core::alloc::Layout;
+use core::fmt;
+use core::ptr::NonNull;
+
+std::thread_local! {
+    static THIS_CPU: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+static NEXT_THREAD_CPU: AtomicUsize = AtomicUsize::new(0);
+
+/// A [`Platform`] for tests on the host.
+pub struct HostPlatform {
+    nr_cpus: usize,
+    pages_out: AtomicUsize,
+    page_requests: AtomicUsize,
+    fail_every: AtomicUsize,
+    meta_out: AtomicUsize,
+    reports: Mutex<Vec<String>>,
+}
+
+impl HostPlatform {
+    /// A platform with `nr_cpus` CPUs.
+    pub fn new(nr_cpus: usize) -> Self {
+        assert!(nr_cpus > 0);
+        HostPlatform {
+            nr_cpus,
+            pages_out: AtomicUsize::new(0),
+            page_requests: AtomicUsize::new(0),
+            fail_every: AtomicUsize::new(0),
+            meta_out: AtomicUsize::new(0),
+            reports: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Makes the calling thread run "on" `cpu` from now on (until changed).
+    ///
+    /// Threads that never call this are spread over the CPUs round-robin.
+    pub fn set_this_cpu(cpu: usize) {
+        THIS_CPU.with(|c| c.set(Some(cpu)));
+    }
+
+    /// Fails every `n`-th page request from now on; 0 turns failures off,
+    /// 1 fails every request.
+    pub fn fail_every(&self, n: usize) {
+        self.page_requests.store(0, Ordering::SeqCst);
+        self.fail_every.store(n, Ordering::SeqCst);
+    }
+
+    /// Pages currently taken from this platform and not given back.
+    pub fn pages_outstanding(&self) -> usize {
+        self.pages_out.load(Ordering::SeqCst)
+    }
+
+    /// Metadata allocations currently not freed.
+    pub fn meta_outstanding(&self) -> usize {
+        self.meta_out.load(Ordering::SeqCst)
+    }
+
+    /// Every line reported so far.
+    pub fn reports(&self) -> Vec<String> {
+        self.reports.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Takes and clears the lines reported so far.
+    pub fn take_reports(&self) -> Vec<String> {
+        core::mem::take(&mut *self.reports.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn should_fail(&self) -> bool {
+        let every = self.fail_every.load(Ordering::SeqCst);
+        let n = self.page_requests.fetch_add(1, Ordering::SeqCst) + 1;
+        every != 0 && n % every == 0
+    }
+}
+
+/// [`Lock`] on the host: a `std` mutex.
+pub struct HostLock<T>(Mutex<T>);
+
+impl<T: Send> Lock<T> for HostLock<T> {
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        // A panicking test thread poisons the mutex; the data is still what
+        // the allocator left, so keep going and let the test report.
+        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard)
+    }
+}
+
+/// Pads a value to its own cache lines, as per-CPU areas are.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// [`PerCpu`] on the host: one padded slot per CPU.
+pub struct HostPerCpu<T>(Box<[Padded<T>]>);
+
+impl<T: Send + Sync> PerCpu<T> for HostPerCpu<T> {
+    fn get(&self, cpu: usize) -> &T {
+        &self.0[cpu].0
+    }
+}
+
+impl Platform for HostPlatform {
+    type Lock<T: Send> = HostLock<T>;
+    type PerCpu<T: Send + Sync> = HostPerCpu<T>;
+
+    fn new_lock<T: Send>(&self, value: T, _class: LockClass) -> Result<HostLock<T>, AllocError> {
+        Ok(HostLock(Mutex::new(value)))
+    }
+
+    fn new_percpu<T: Send + Sync>(
+        &self,
+        mut init: impl FnMut(usize) -> Result<T, AllocError>,
+    ) -> Result<HostPerCpu<T>, AllocError> {
+        let mut slots = Vec::with_capacity(self.nr_cpus);
+        for cpu in 0..self.nr_cpus {
+            slots.push(Padded(init(cpu)?));
+        }
+        Ok(HostPerCpu(slots.into_boxed_slice()))
+    }
+
+    fn nr_cpu_ids(&self) -> usize {
+        self.nr_cpus
+    }
+
+    fn this_cpu(&self) -> usize {
+        let cpu = THIS_CPU.with(|c| match c.get() {
+            Some(cpu) => cpu,
+            None => {
+                let cpu = NEXT_THREAD_CPU.fetch_add(1, Ordering::Relaxed);
+                c.set(Some(cpu));
+                cpu
+            }
+        });
+        cpu % self.nr_cpus
+    }
+
+    fn alloc_pages(&self, order: u32, gfp: Gfp) -> Option<NonNull<u8>> {
+        if order > 20 || self.should_fail() {
+            return None;
+        }
+        let size = PAGE_SIZE << order;
+        let layout = Layout::from_size_align(size, size).ok()?;
+        // SAFETY: `layout` has a non-zero size.
+        let ptr = unsafe {
+            if gfp.zeroed() {
+                alloc_zeroed(layout)
+            } else {
+                alloc(layout)
+            }
+        };
+        let ptr = NonNull::new(ptr)?;
+        if !gfp.zeroed() {
+            // Fill fresh pages with garbage so that code relying on
+            // unrequested zeroing fails its tests.
+            // SAFETY: `ptr` points to `size` writable bytes just allocated.
+            unsafe { ptr.as_ptr().write_bytes(0xa5, size) };
+        }
+        self.pages_out.fetch_add(1 << order, Ordering::SeqCst);
+        Some(ptr)
+    }
+
+    unsafe fn free_pages(&self, ptr: NonNull<u8>, order: u32) {
+        let size = PAGE_SIZE << order;
+        // SAFETY: `alloc_pages` made this exact layout for this order.
+        let layout = unsafe { Layout::from_size_align_unchecked(size, size) };
+        // SAFETY: the caller guarantees `ptr` came from `alloc_pages` with
+        // this order and is not used again.
+        unsafe { dealloc(ptr.as_ptr(), layout) };
+        self.pages_out.fetch_sub(1 << order, Ordering::SeqCst);
+    }
+
+    fn alloc_meta(&self, layout: Layout, _gfp: Gfp) -> Option<NonNull<u8>> {
+        let layout = Layout::from_size_align(layout.size().max(1), layout.align()).ok()?;
+        // SAFETY: the size is non-zero.
+        let ptr = NonNull::new(unsafe { alloc(layout) })?;
+        self.meta_out.fetch_add(1, Ordering::SeqCst);
+        Some(ptr)
+    }
+
+    unsafe fn free_meta(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: `alloc_meta` accepted this layout with the size raised to 1.
+        let layout = unsafe { Layout::from_size_align_unchecked(layout.size().max(1), layout.align()) };
+        // SAFETY: the caller guarantees `ptr` came from `alloc_meta` with
+        // this layout and is not used again.
+        unsafe { dealloc(ptr.as_ptr(), layout) };
+        self.meta_out.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn report(&self, args: fmt::Arguments<'_>) {
+        let line = args.to_string();
+        self.reports.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+    }
+}

@@ -1,0 +1,16 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The kernel-independent core of rmm, built on the host.
+//!
+//! The kernel module's crate root is `src/rmm.rs`; it declares the same
+//! modules from the same files, so what `cargo test` checks here is the code
+//! the module runs. Only [`host`] is host-only.
+
+#![no_std]
+#![warn(missing_docs, unreachable_pub, rust_2018_idioms, unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks, clippy::float_arithmetic)]
+
+pub mod gfp;
+pub mod platform;
+
+pub mod host;

@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! What the allocator core needs from the world around it.
+//!
+//! The allocators in this crate are written once and run in two places: in the
+//! kernel module, where pages come from the kernel's page allocator, locks are
+//! interrupt-safe spinlocks and per-CPU data lives in the kernel's per-CPU
+//! areas; and on the host, where `cargo test` drives them from many threads
+//! (see [`crate::host`]). [`Platform`] is the seam between the two.
+
+use crate::gfp::Gfp;
+use core::alloc::Layout;
+use core::fmt;
+use core::ptr::NonNull;
+
+/// Size of a page, as on x86-64.
+pub const PAGE_SHIFT: u32 = 12;
+/// Size of a page in bytes.
+pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
+/// Size of a hardware cache line, as on x86-64 (`L1_CACHE_BYTES`).
+pub const CACHE_LINE_SIZE: usize = 64;
+
+/// An allocation could not be satisfied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllocError;
+
+impl fmt::Display for AllocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("out of memory")
+    }
+}
+
+/// Which kind of lock is being created.
+///
+/// The kernel's lock validator (lockdep) tracks locks by class; giving each
+/// kind of lock its own class lets it check the nesting order
+/// (`SlabCpu` before `SlabNode` before `PageCpu` before `Buddy`) instead of
+/// reporting every nesting as recursion. The host ignores it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockClass {
+    /// The buddy allocator's free lists.
+    Buddy,
+    /// A CPU's list of order-0 pages.
+    PageCpu,
+    /// A slab cache's full, partial and empty lists.
+    SlabNode,
+    /// A CPU's array of free objects of one cache.
+    SlabCpu,
+    /// Anything else (registries, held-object lists).
+    Other,
+}
+
+/// A mutual-exclusion lock around a `T`.
+///
+/// On the kernel side this is a spinlock taken with interrupts disabled, so it
+/// may be taken from any context, including interrupt handlers, and the code
+/// run under it must not sleep.
+pub trait Lock<T>: Send + Sync {
+    /// Runs `f` with exclusive access to the protected value.
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R;
+}
+
+/// One `T` for every possible CPU, in the manner of `alloc_percpu`.
+pub trait PerCpu<T>: Send + Sync {
+    /// The instance belonging to `cpu`; `cpu` must be below
+    /// [`Platform::nr_cpu_ids`], otherwise this panics.
+    fn get(&self, cpu: usize) -> &T;
+}
+
+/// The services the allocator core takes from its environment.
+pub trait Platform: Send + Sync + 'static {
+    /// The lock type (an interrupt-safe spinlock in the kernel).
+    type Lock<T: Send>: Lock<T>;
+    /// The per-CPU storage type (the kernel's per-CPU allocator in the kernel).
+    type PerCpu<T: Send + Sync>: PerCpu<T>;
+
+    /// Creates a lock of the given class around `value`.
+    fn new_lock<T: Send>(&self, value: T, class: LockClass) -> Result<Self::Lock<T>, AllocError>;
+
+    /// Creates per-CPU storage, calling `init` once for every possible CPU
+    /// number from 0 to [`Platform::nr_cpu_ids`] - 1.
+    fn new_percpu<T: Send + Sync>(
+        &self,
+        init: impl FnMut(usize) -> Result<T, AllocError>,
+    ) -> Result<Self::PerCpu<T>, AllocError>;
+
+    /// Number of possible CPU numbers (`nr_cpu_ids`).
+    fn nr_cpu_ids(&self) -> usize;
+
+    /// The CPU the caller is running on.
+    ///
+    /// Only a hint: the caller may migrate right after. Code must stay correct
+    /// whichever CPU's data it ends up using; the per-CPU locks make sure it
+    /// does.
+    fn this_cpu(&self) -> usize;
+
+    /// Takes `2^order` contiguous pages, aligned to their size, from the
+    /// underlying page allocator; zeroed if `gfp` asks for it.
+    fn alloc_pages(&self, order: u32, gfp: Gfp) -> Option<NonNull<u8>>;
+
+    /// Returns pages taken with [`Platform::alloc_pages`].
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must have come from `alloc_pages` of this platform with the same
+    /// `order`, must not have been returned already, and nothing may use the
+    /// pages afterwards.
+    unsafe fn free_pages(&self, ptr: NonNull<u8>, order: u32);
+
+    /// Allocates memory for the allocators' own bookkeeping (never handed to
+    /// users), like the kernel's `kmalloc` used for off-slab descriptors.
+    fn alloc_meta(&self, layout: Layout, gfp: Gfp) -> Option<NonNull<u8>>;
+
+    /// Frees memory from [`Platform::alloc_meta`].
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must have come from `alloc_meta` of this platform with the same
+    /// `layout` and must not be used afterwards.
+    unsafe fn free_meta(&self, ptr: NonNull<u8>, layout: Layout);
+
+    /// Reports a detected error (invalid free, corruption) to the log, as
+    /// `pr_err` does in the kernel. One call is one line.
+    fn report(&self, args: fmt::Arguments<'_>);
+}
