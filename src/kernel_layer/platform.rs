@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The kernel side of [`Platform`]: pages from the kernel's page allocator,
+//! interrupt-safe spinlocks, the kernel's per-CPU areas and `pr_err`.
+
+use super::bindings;
+use super::irq_lock::SpinLockIrq;
+use super::percpu::KernelPerCpu;
+use crate::gfp::Gfp;
+use crate::platform::{AllocError, Lock, LockClass, Platform};
+use core::alloc::Layout;
+use core::fmt;
+use core::pin::Pin;
+use core::ptr::NonNull;
+use kernel::alloc::{allocator::Kmalloc, flags, Allocator, Flags, KBox};
+use kernel::init::InPlaceInit;
+use kernel::prelude::*;
+
+/// The kernel's services, as the allocator core sees them.
+pub struct KernelPlatform {
+    nr_cpus: usize,
+}
+
+impl KernelPlatform {
+    /// The platform of the running kernel.
+    pub fn new() -> Self {
+        // SAFETY: `nr_cpu_ids` is set during boot, before modules load, and
+        // never changes afterwards.
+        let nr_cpus = unsafe { bindings::nr_cpu_ids } as usize;
+        KernelPlatform { nr_cpus }
+    }
+}
+
+/// The kernel's `gfp_t` for an allocation with `gfp`. rmm reports its own
+/// failures, so the page allocator's warning is turned off.
+fn raw_gfp(gfp: Gfp) -> bindings::gfp_t {
+    let mut raw = if gfp.may_sleep() {
+        bindings::GFP_KERNEL
+    } else {
+        bindings::GFP_ATOMIC
+    };
+    raw |= bindings::__GFP_NOWARN;
+    if gfp.zeroed() {
+        raw |= bindings::__GFP_ZERO;
+    }
+    raw
+}
+
+/// The same as [`raw_gfp`], for the kernel crate's allocators.
+fn kernel_flags(gfp: Gfp) -> Flags {
+    let mut f = if gfp.may_sleep() {
+        flags::GFP_KERNEL
+    } else {
+        flags::GFP_ATOMIC
+    };
+    f = f | flags::__GFP_NOWARN;
+    if gfp.zeroed() {
+        f = f | flags::__GFP_ZERO;
+    }
+    f
+}
+
+/// [`Lock`] in the kernel: a pinned, heap-allocated [`SpinLockIrq`].
+pub struct KernelLock<T>(Pin<KBox<SpinLockIrq<T>>>);
+
+impl<T: Send> Lock<T> for KernelLock<T> {
+    #[inline]
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut guard = self.0.lock();
+        f(&mut guard)
+    }
+}
+
+/// Makes a lock of one lockdep class: every call site of this macro has
+/// its own static class key.
+macro_rules! new_lock_of_class {
+    ($value:expr, $name:literal) => {
+        KBox::pin_init(
+            SpinLockIrq::new($value, kernel::c_str!($name), kernel::static_lock_class!()),
+            flags::GFP_KERNEL,
+        )
+    };
+}
+
+impl Platform for KernelPlatform {
+    type Lock<T: Send> = KernelLock<T>;
+    type PerCpu<T: Send + Sync> = KernelPerCpu<T>;
+
+    fn new_lock<T: Send>(&self, value: T, class: LockClass) -> Result<KernelLock<T>, AllocError> {
+        let lock = match class {
+            LockClass::Buddy => new_lock_of_class!(value, "rmm_buddy"),
+            LockClass::PageCpu => new_lock_of_class!(value, "rmm_page_cpu"),
+            LockClass::SlabNode => new_lock_of_class!(value, "rmm_slab_node"),
+            LockClass::SlabCpu => new_lock_of_class!(value, "rmm_slab_cpu"),
+            LockClass::Other => new_lock_of_class!(value, "rmm_other"),
+        };
+        lock.map(KernelLock).map_err(|_| AllocError)
+    }
+
+    fn new_percpu<T: Send + Sync>(
+        &self,
+        init: impl FnMut(usize) -> Result<T, AllocError>,
+    ) -> Result<KernelPerCpu<T>, AllocError> {
+        KernelPerCpu::new(self.nr_cpus, init)
+    }
+
+    fn nr_cpu_ids(&self) -> usize {
+        self.nr_cpus
+    }
+
+    #[inline]
+    fn this_cpu(&self) -> usize {
+        // SAFETY: Reading the current CPU number has no preconditions; the
+        // result may be stale, which the `Platform` contract allows.
+        unsafe { bindings::rmm_raw_smp_processor_id() as usize }
+    }
+
+    fn alloc_pages(&self, order: u32, gfp: Gfp) -> Option<NonNull<u8>> {
+        // SAFETY: Any flags and order are accepted; the kernel returns 0 when
+        // it cannot satisfy the request (including orders above its maximum).
+        let addr = unsafe { bindings::get_free_pages_noprof(raw_gfp(gfp), order) };
+        NonNull::new(addr as *mut u8)
+    }
+
+    unsafe fn free_pages(&self, ptr: NonNull<u8>, order: u32) {
+        // SAFETY: The caller guarantees that `ptr` came from `alloc_pages`
+        // (the kernel's `__get_free_pages`) with this order and is unused.
+        unsafe { bindings::free_pages(ptr.as_ptr() as kernel::ffi::c_ulong, order) };
+    }
+
+    fn alloc_meta(&self, layout: Layout, gfp: Gfp) -> Option<NonNull<u8>> {
+        Kmalloc::alloc(layout, kernel_flags(gfp))
+            .ok()
+            .map(|p| p.cast::<u8>())
+    }
+
+    unsafe fn free_meta(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: The caller guarantees that `ptr` came from `alloc_meta`,
+        // that is from `Kmalloc` with this layout, and is unused.
+        unsafe { Kmalloc::free(ptr, layout) };
+    }
+
+    fn report(&self, args: fmt::Arguments<'_>) {
+        pr_err!("{}\n", args);
+    }
+}
