@@ -1,0 +1,285 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The grammar of `/proc/rmm_ctl`: one command per line.
+//!
+//! ```text
+//! create NAME SIZE [align=N] [ctor] [debug] [hwcache]
+//! alloc NAME COUNT          free NAME COUNT|all
+//! shrink NAME               destroy NAME
+//! page-alloc ORDER COUNT    page-free ORDER COUNT|all
+//! ```
+//!
+//! Parsing is pure and allocation-free so that the host tests can throw
+//! anything at it; executing the commands is [`crate::state`]'s job.
+
+use core::fmt;
+
+/// Longest accepted line, in bytes, without its newline.
+pub const MAX_LINE: usize = 256;
+/// Longest cache name, in bytes.
+pub const MAX_NAME: usize = 31;
+/// Largest COUNT one command may ask for; more is a malformed line.
+pub const MAX_COUNT: usize = 1 << 20;
+/// Largest page order a command may name (the buddy allocator's orders).
+pub const MAX_PAGE_ORDER: u32 = 10;
+
+/// How many of the held objects or blocks to free.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Count {
+    /// At most this many.
+    Some(usize),
+    /// Every one held.
+    All,
+}
+
+/// Options of `create`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CreateOptions {
+    /// Requested alignment (`align=N`), 0 when not given.
+    pub align: usize,
+    /// Install the pattern-writing constructor (`ctor`).
+    pub ctor: bool,
+    /// Red zones and poisoning for this cache (`debug`).
+    pub debug: bool,
+    /// Align objects to the hardware cache line (`hwcache`).
+    pub hwcache: bool,
+}
+
+/// One parsed control command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `create NAME SIZE [options]`
+    Create {
+        /// The cache name.
+        name: &'a str,
+        /// Object size in bytes.
+        size: usize,
+        /// The options given.
+        options: CreateOptions,
+    },
+    /// `alloc NAME COUNT`
+    Alloc {
+        /// The cache name.
+        name: &'a str,
+        /// Objects to allocate and hold.
+        count: usize,
+    },
+    /// `free NAME COUNT|all`
+    Free {
+        /// The cache name.
+        name: &'a str,
+        /// Held objects to free.
+        count: Count,
+    },
+    /// `shrink NAME`
+    Shrink {
+        /// The cache name.
+        name: &'a str,
+    },
+    /// `destroy NAME`
+    Destroy {
+        /// The cache name.
+        name: &'a str,
+    },
+    /// `page-alloc ORDER COUNT`
+    PageAlloc {
+        /// Block order.
+        order: u32,
+        /// Blocks to allocate and hold.
+        count: usize,
+    },
+    /// `page-free ORDER COUNT|all`
+    PageFree {
+        /// Block order.
+        order: u32,
+        /// Held blocks to free.
+        count: Count,
+    },
+}
+
+/// Why a line is malformed. Every variant is reported as `-EINVAL`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// The line is longer than [`MAX_LINE`] bytes.
+    LineTooLong,
+    /// The line is not printable ASCII (control characters, NUL, non-ASCII).
+    NotText,
+    /// The first word is not a command.
+    UnknownCommand,
+    /// A required argument is missing.
+    MissingArgument,
+    /// More arguments than the command takes, or an unknown option.
+    UnexpectedArgument,
+    /// A name that is not 1 to 31 characters of `A-Za-z0-9_.-`.
+    BadName,
+    /// A number that is not decimal digits or does not fit.
+    BadNumber,
+    /// A count of 0 or above [`MAX_COUNT`].
+    BadCount,
+    /// An order above [`MAX_PAGE_ORDER`].
+    BadOrder,
+    /// A size of 0 or above the largest object size.
+    BadSize,
+    /// An alignment that is not a power of two or is above the page size.
+    BadAlign,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ParseError::LineTooLong => "line longer than 256 bytes",
+            ParseError::NotText => "line is not printable text",
+            ParseError::UnknownCommand => "unknown command",
+            ParseError::MissingArgument => "missing argument",
+            ParseError::UnexpectedArgument => "unexpected argument",
+            ParseError::BadName => "name must be 1 to 31 characters of A-Za-z0-9_.-",
+            ParseError::BadNumber => "not a decimal number that fits",
+            ParseError::BadCount => "count must be 1 to 1048576",
+            ParseError::BadOrder => "order must be 0 to 10",
+            ParseError::BadSize => "size must be 1 to the largest object size",
+            ParseError::BadAlign => "alignment must be a power of two up to the page size",
+        })
+    }
+}
+
+/// Splits a write into lines; a final line without a newline counts.
+pub fn lines(input: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let trimmed = input.strip_suffix(b"\n").unwrap_or(input);
+    let empty = input.is_empty();
+    trimmed.split(|&b| b == b'\n').filter(move |_| !empty)
+}
+
+/// Checks a cache name: 1 to [`MAX_NAME`] characters of `A-Za-z0-9_.-`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+}
+
+fn parse_number(word: &str) -> Result<usize, ParseError> {
+    if word.is_empty() || !word.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ParseError::BadNumber);
+    }
+    word.bytes().try_fold(0usize, |acc, b| {
+        acc.checked_mul(10)
+            .and_then(|v| v.checked_add(usize::from(b - b'0')))
+            .ok_or(ParseError::BadNumber)
+    })
+}
+
+fn parse_count(word: &str) -> Result<usize, ParseError> {
+    match parse_number(word)? {
+        0 => Err(ParseError::BadCount),
+        n if n > MAX_COUNT => Err(ParseError::BadCount),
+        n => Ok(n),
+    }
+}
+
+fn parse_count_or_all(word: &str) -> Result<Count, ParseError> {
+    if word == "all" {
+        Ok(Count::All)
+    } else {
+        parse_count(word).map(Count::Some)
+    }
+}
+
+fn parse_order(word: &str) -> Result<u32, ParseError> {
+    match parse_number(word)? {
+        n if n <= MAX_PAGE_ORDER as usize => Ok(n as u32),
+        _ => Err(ParseError::BadOrder),
+    }
+}
+
+fn parse_name(word: &str) -> Result<&str, ParseError> {
+    if valid_name(word) {
+        Ok(word)
+    } else {
+        Err(ParseError::BadName)
+    }
+}
+
+/// Parses one line (without its newline). Blank lines give `Ok(None)`.
+///
+/// `max_size` is the largest object size `create` accepts and `page_size`
+/// the largest alignment.
+pub fn parse_line(
+    line: &[u8],
+    max_size: usize,
+    page_size: usize,
+) -> Result<Option<Command<'_>>, ParseError> {
+    if line.len() > MAX_LINE {
+        return Err(ParseError::LineTooLong);
+    }
+    // Tabs separate words like spaces; anything else outside printable
+    // ASCII (NUL, escape sequences, UTF-8) is rejected outright.
+    if !line.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+        return Err(ParseError::NotText);
+    }
+    let text = core::str::from_utf8(line).map_err(|_| ParseError::NotText)?;
+    let mut words = text.split([' ', '\t']).filter(|w| !w.is_empty());
+    let Some(verb) = words.next() else {
+        return Ok(None);
+    };
+    let mut arg = || words.next().ok_or(ParseError::MissingArgument);
+    let command = match verb {
+        "create" => {
+            let name = parse_name(arg()?)?;
+            let size = parse_number(arg()?).map_err(|_| ParseError::BadSize)?;
+            if size == 0 || size > max_size {
+                return Err(ParseError::BadSize);
+            }
+            let mut options = CreateOptions::default();
+            for word in words.by_ref() {
+                match word {
+                    "ctor" => options.ctor = true,
+                    "debug" => options.debug = true,
+                    "hwcache" => options.hwcache = true,
+                    _ => {
+                        let value = word
+                            .strip_prefix("align=")
+                            .ok_or(ParseError::UnexpectedArgument)?;
+                        let align = parse_number(value).map_err(|_| ParseError::BadAlign)?;
+                        if !align.is_power_of_two() || align > page_size {
+                            return Err(ParseError::BadAlign);
+                        }
+                        options.align = align;
+                    }
+                }
+            }
+            Command::Create {
+                name,
+                size,
+                options,
+            }
+        }
+        "alloc" => Command::Alloc {
+            name: parse_name(arg()?)?,
+            count: parse_count(arg()?)?,
+        },
+        "free" => Command::Free {
+            name: parse_name(arg()?)?,
+            count: parse_count_or_all(arg()?)?,
+        },
+        "shrink" => Command::Shrink {
+            name: parse_name(arg()?)?,
+        },
+        "destroy" => Command::Destroy {
+            name: parse_name(arg()?)?,
+        },
+        "page-alloc" => Command::PageAlloc {
+            order: parse_order(arg()?)?,
+            count: parse_count(arg()?)?,
+        },
+        "page-free" => Command::PageFree {
+            order: parse_order(arg()?)?,
+            count: parse_count_or_all(arg()?)?,
+        },
+        _ => return Err(ParseError::UnknownCommand),
+    };
+    if words.next().is_some() {
+        return Err(ParseError::UnexpectedArgument);
+    }
+    Ok(Some(command))
+}

@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The `/proc/rmm_ctl` grammar: what parses, to what, and every rejection.
+
+use proptest::prelude::*;
+use rmm_core::control::{
+    lines, parse_line, valid_name, Command, Count, CreateOptions, ParseError, MAX_COUNT,
+};
+
+const MAX_SIZE: usize = 1 << 20;
+const PAGE: usize = 4096;
+
+fn parse(line: &str) -> Result<Option<Command<'_>>, ParseError> {
+    parse_line(line.as_bytes(), MAX_SIZE, PAGE)
+}
+
+#[test]
+fn every_command_parses() {
+    assert_eq!(
+        parse("create student 40 align=8 ctor debug hwcache"),
+        Ok(Some(Command::Create {
+            name: "student",
+            size: 40,
+            options: CreateOptions {
+                align: 8,
+                ctor: true,
+                debug: true,
+                hwcache: true
+            }
+        }))
+    );
+    assert_eq!(
+        parse("create a.b-c_9 1"),
+        Ok(Some(Command::Create {
+            name: "a.b-c_9",
+            size: 1,
+            options: CreateOptions::default()
+        }))
+    );
+    assert_eq!(
+        parse("alloc kmalloc-64 10"),
+        Ok(Some(Command::Alloc {
+            name: "kmalloc-64",
+            count: 10
+        }))
+    );
+    assert_eq!(
+        parse("free x all"),
+        Ok(Some(Command::Free {
+            name: "x",
+            count: Count::All
+        }))
+    );
+    assert_eq!(
+        parse("free x 3"),
+        Ok(Some(Command::Free {
+            name: "x",
+            count: Count::Some(3)
+        }))
+    );
+    assert_eq!(parse("shrink x"), Ok(Some(Command::Shrink { name: "x" })));
+    assert_eq!(parse("destroy x"), Ok(Some(Command::Destroy { name: "x" })));
+    assert_eq!(
+        parse("page-alloc 10 2"),
+        Ok(Some(Command::PageAlloc { order: 10, count: 2 }))
+    );
+    assert_eq!(
+        parse("page-free 0 all"),
+        Ok(Some(Command::PageFree {
+            order: 0,
+            count: Count::All
+        }))
+    );
+    assert_eq!(
+        parse("\t alloc   x\t5  "),
+        Ok(Some(Command::Alloc { name: "x", count: 5 }))
+    );
+}
+
+#[test]
+fn blank_lines_are_nothing() {
+    assert_eq!(parse(""), Ok(None));
+    assert_eq!(parse("   \t "), Ok(None));
+}
+
+#[test]
+fn every_rejection() {
+    use ParseError::*;
+    let cases: &[(&str, ParseError)] = &[
+        ("frobnicate x", UnknownCommand),
+        ("CREATE x 8", UnknownCommand),
+        ("create", MissingArgument),
+        ("create x", MissingArgument),
+        ("alloc x", MissingArgument),
+        ("page-alloc 3", MissingArgument),
+        ("create x 8 bogus", UnexpectedArgument),
+        ("shrink x y", UnexpectedArgument),
+        ("alloc x 1 2", UnexpectedArgument),
+        ("create x/y 8", BadName),
+        ("create abcdefghijklmnopqrstuvwxyz012345 8", BadName),
+        ("alloc caf\u{e9} 1", NotText),
+        ("create x 0", BadSize),
+        ("create x 1048577", BadSize),
+        ("create x -8", BadSize),
+        ("create x 8 align=3", BadAlign),
+        ("create x 8 align=8192", BadAlign),
+        ("create x 8 align=0", BadAlign),
+        ("create x 8 align=", BadAlign),
+        ("alloc x 0", BadCount),
+        ("alloc x 1048577", BadCount),
+        ("alloc x -1", BadNumber),
+        ("alloc x +1", BadNumber),
+        ("alloc x 0x10", BadNumber),
+        ("alloc x 99999999999999999999999999", BadNumber),
+        ("free x some", BadNumber),
+        ("page-alloc 11 1", BadOrder),
+        ("page-alloc 4294967296 1", BadOrder),
+        ("page-free -1 all", BadNumber),
+    ];
+    for (line, want) in cases {
+        assert_eq!(parse(line), Err(*want), "line {line:?}");
+    }
+    assert_eq!(parse_line(b"alloc x\0 1", MAX_SIZE, PAGE), Err(NotText));
+    assert_eq!(parse_line(b"alloc x \x1b[1", MAX_SIZE, PAGE), Err(NotText));
+    let long = format!("alloc x {}", "1".repeat(300));
+    assert_eq!(parse(&long), Err(LineTooLong));
+    // Exactly 256 bytes is accepted as far as length goes.
+    let exact = format!("shrink {}", " ".repeat(256 - 8) + "x");
+    assert_eq!(exact.len(), 256);
+    assert_eq!(parse(&exact), Ok(Some(Command::Shrink { name: "x" })));
+}
+
+#[test]
+fn counts_at_the_limits() {
+    assert_eq!(
+        parse(&format!("alloc x {MAX_COUNT}")),
+        Ok(Some(Command::Alloc {
+            name: "x",
+            count: MAX_COUNT
+        }))
+    );
+    assert_eq!(
+        parse("create x 1048576"),
+        Ok(Some(Command::Create {
+            name: "x",
+            size: MAX_SIZE,
+            options: CreateOptions::default()
+        }))
+    );
+}
+
+#[test]
+fn names() {
+    assert!(valid_name("a"));
+    assert!(valid_name(&"n".repeat(31)));
+    assert!(!valid_name(&"n".repeat(32)));
+    assert!(!valid_name(""));
+    assert!(!valid_name("a b"));
+    assert!(!valid_name("a:b"));
+}
+
+#[test]
+fn writes_split_into_lines() {
+    let got: Vec<&[u8]> = lines(b"a\nb\n\nc").collect();
+    assert_eq!(got, vec![&b"a"[..], b"b", b"", b"c"]);
+    let got: Vec<&[u8]> = lines(b"one\n").collect();
+    assert_eq!(got, vec![&b"one"[..]]);
+    assert_eq!(lines(b"").count(), 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    /// Nothing a user writes makes the parser panic, and whatever it
+    /// accepts is within the documented limits.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        for line in lines(&bytes) {
+            if let Ok(Some(cmd)) = parse_line(line, MAX_SIZE, PAGE) {
+                prop_assert!(line.len() <= 256);
+                match cmd {
+                    Command::Create { name, size, options } => {
+                        prop_assert!(valid_name(name));
+                        prop_assert!(size >= 1 && size <= MAX_SIZE);
+                        prop_assert!(options.align == 0 || (options.align.is_power_of_two() && options.align <= PAGE));
+                    }
+                    Command::Alloc { name, count } => {
+                        prop_assert!(valid_name(name));
+                        prop_assert!(count >= 1 && count <= MAX_COUNT);
+                    }
+                    Command::PageAlloc { order, count } => {
+                        prop_assert!(order <= 10);
+                        prop_assert!(count >= 1 && count <= MAX_COUNT);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Well-formed commands built from parts parse back to those parts.
+    #[test]
+    fn generated_commands_round_trip(
+        name in "[A-Za-z0-9_.-]{1,31}",
+        count in 1usize..=MAX_COUNT,
+        order in 0u32..=10,
+    ) {
+        let line = format!("alloc {name} {count}");
+        prop_assert_eq!(parse(&line), Ok(Some(Command::Alloc { name: &name, count })));
+        let line = format!("page-alloc {order} {count}");
+        prop_assert_eq!(parse(&line), Ok(Some(Command::PageAlloc { order, count })));
+    }
+}
