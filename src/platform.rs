@@ -122,4 +122,12 @@ pub trait Platform: Send + Sync + 'static {
     /// Reports a detected error (invalid free, corruption) to the log, as
     /// `pr_err` does in the kernel. One call is one line.
     fn report(&self, args: fmt::Arguments<'_>);
+
+    /// Logs an informational line, as `pr_info` does in the kernel. The host
+    /// drops it.
+    fn info(&self, _args: fmt::Arguments<'_>) {}
+
+    /// A point in a long loop where the caller may be rescheduled
+    /// (`cond_resched`). Only called where sleeping is allowed.
+    fn cond_resched(&self) {}
 }

@@ -6,6 +6,7 @@
 #include <linux/cpumask.h>
 #include <linux/percpu.h>
 #include <linux/processor.h>
+#include <linux/sched.h>
 #include <linux/smp.h>
 #include <linux/spinlock.h>
 
@@ -52,4 +53,9 @@ bool rmm_cpu_online(unsigned int cpu)
 void rmm_cpu_relax(void)
 {
 	cpu_relax();
+}
+
+void rmm_cond_resched(void)
+{
+	cond_resched();
 }

@@ -19,5 +19,6 @@ unsigned int rmm_raw_smp_processor_id(void);
 bool rmm_cpu_possible(unsigned int cpu);
 bool rmm_cpu_online(unsigned int cpu);
 void rmm_cpu_relax(void);
+void rmm_cond_resched(void);
 
 #endif

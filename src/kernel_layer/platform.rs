@@ -143,4 +143,14 @@ impl Platform for KernelPlatform {
     fn report(&self, args: fmt::Arguments<'_>) {
         pr_err!("{}\n", args);
     }
+
+    fn info(&self, args: fmt::Arguments<'_>) {
+        pr_info!("{}\n", args);
+    }
+
+    fn cond_resched(&self) {
+        // SAFETY: The `Platform` contract only calls this where sleeping is
+        // allowed; `DEBUG_ATOMIC_SLEEP` kernels check that it is.
+        unsafe { bindings::rmm_cond_resched() };
+    }
 }

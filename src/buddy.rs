@@ -1,0 +1,919 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The buddy allocator's bookkeeping, on frame numbers.
+//!
+//! [`BuddyCore`] knows nothing about memory contents: it hands out and takes
+//! back *frame numbers* (an address divided by the page size) from chunks of
+//! [`CHUNK_FRAMES`] frames that the caller adds, each aligned to its size.
+//! A block of order `k` is `2^k` frames starting at a frame that is a
+//! multiple of `2^k` inside one chunk. Allocation takes the smallest free
+//! block that is large enough and splits it, putting the unused halves on the
+//! lists of lower orders; freeing merges a block with its buddy (the other
+//! half of the block of the next order) for as long as the buddy is free.
+//!
+//! # Data structures
+//!
+//! Every chunk has a [`ChunkMeta`] with one small record per frame (kind,
+//! order, free-list links), the way the kernel has a `struct page` per page.
+//! Free lists are doubly linked through those records, and links are 32-bit
+//! *frame ids* (`slot << MAX_ORDER | offset in chunk`), so unlinking a buddy
+//! during a merge is O(1) and following a link needs no lookup.
+//!
+//! Chunks are found from frame numbers through a [`ChunkTable`], a fixed-size
+//! open-addressing hash table from chunk number to slot. Entries never move,
+//! and chunk metadata, once allocated, is only freed when the core is
+//! destroyed: the metadata of a removed chunk goes to a spare pool for the
+//! next chunk. So the table can be read without any lock
+//! ([`ChunkTable::lookup`]) while the owner of the [`BuddyCore`] changes it:
+//! that is how the page allocator answers "which block owns this address" on
+//! every slab free without touching the buddy lock. A removed chunk's slot
+//! becomes a tombstone that a later chunk may reuse. The metadata kept is
+//! bounded by the largest number of chunks ever present at once.
+//!
+//! Besides the buddy's own records, each [`ChunkMeta`] carries two atomic
+//! words per frame for the user of the core (the page allocator keeps its
+//! "handed out" tag and the owner word there); the core only zeroes them.
+
+use crate::gfp::Gfp;
+use crate::platform::{AllocError, Platform};
+use core::alloc::Layout;
+use core::cell::UnsafeCell;
+use core::fmt;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+
+/// Largest order: a chunk is one block of this order.
+pub const MAX_ORDER: u32 = 10;
+/// Number of orders, `0..=MAX_ORDER`.
+pub const NR_ORDERS: usize = MAX_ORDER as usize + 1;
+/// Frames per chunk.
+pub const CHUNK_FRAMES: usize = 1 << MAX_ORDER;
+/// Chunk capacity used when the caller has no preference: 1024 chunks, that
+/// is 4 GiB with 4 KiB pages. The table then takes 32 KiB.
+pub const DEFAULT_MAX_CHUNKS: usize = 1024;
+/// Largest chunk capacity a [`BuddyCore`] accepts (frame ids must fit 32 bits).
+pub const MAX_CHUNKS_LIMIT: usize = 1 << 20;
+
+/// End of a free list.
+const NIL: u32 = u32::MAX;
+/// Slot key of a slot that never held a chunk.
+const KEY_EMPTY: usize = 0;
+/// Slot key of a slot whose chunk was removed.
+const KEY_TOMBSTONE: usize = usize::MAX;
+/// Fibonacci hashing multiplier (2^64 / golden ratio, truncated on 32 bits).
+const HASH_MULTIPLIER: usize = 0x9e37_79b9_7f4a_7c15_u64 as usize;
+
+/// What a frame record describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum FrameKind {
+    /// Not the first frame of a block (inside a larger block, free or not).
+    Tail,
+    /// First frame of a free block, linked on the free list of its order.
+    Free,
+    /// First frame of an allocated block.
+    Allocated,
+}
+
+/// The buddy's record of one frame.
+#[derive(Clone, Copy, Debug)]
+struct FrameState {
+    next: u32,
+    prev: u32,
+    order: u8,
+    kind: FrameKind,
+}
+
+/// Per-chunk metadata: the buddy's frame records plus two atomic words per
+/// frame for the core's user.
+///
+/// Allocate it with [`ChunkMeta::LAYOUT`] and initialise it with
+/// [`ChunkMeta::init`] before handing it to [`BuddyCore::add_chunk`].
+///
+/// # Invariants
+///
+/// `frames` is only accessed by the [`BuddyCore`] that owns the chunk table
+/// holding this metadata, through `&mut BuddyCore` (or `&BuddyCore` for
+/// reads), so no two threads access it at once. `words` and `tags` are
+/// atomics that anyone may read.
+pub struct ChunkMeta {
+    frames: UnsafeCell<[FrameState; CHUNK_FRAMES]>,
+    words: [AtomicUsize; CHUNK_FRAMES],
+    tags: [AtomicU8; CHUNK_FRAMES],
+    /// Next metadata in the core's spare pool (only while in the pool).
+    next_spare: AtomicPtr<ChunkMeta>,
+}
+
+// SAFETY: `frames` is only touched by the owning `BuddyCore` under its
+// exclusive access (see the type invariants); everything else is atomic.
+unsafe impl Sync for ChunkMeta {}
+// SAFETY: `ChunkMeta` holds plain data and atomics, no thread-bound state.
+unsafe impl Send for ChunkMeta {}
+
+impl ChunkMeta {
+    /// Layout of the memory a [`ChunkMeta`] needs.
+    pub const LAYOUT: Layout = Layout::new::<ChunkMeta>();
+
+    /// Initialises a fresh [`ChunkMeta`] in `mem`: every frame a tail, user
+    /// words and tags zero. Works in place, without a large stack temporary.
+    ///
+    /// # Safety
+    ///
+    /// `mem` must be valid for writes of [`ChunkMeta::LAYOUT`] and suitably
+    /// aligned, and nothing else may access it during the call.
+    pub unsafe fn init(mem: NonNull<u8>) -> NonNull<ChunkMeta> {
+        let meta = mem.cast::<ChunkMeta>().as_ptr();
+        let tail = FrameState {
+            next: NIL,
+            prev: NIL,
+            order: 0,
+            kind: FrameKind::Tail,
+        };
+        // SAFETY: the caller guarantees `meta` is valid for writes of a whole
+        // `ChunkMeta`; `UnsafeCell<[T; N]>` and `[T; N]` have the layout of
+        // `T` repeated, so every pointer below stays inside it.
+        unsafe {
+            let frames = ptr::addr_of_mut!((*meta).frames).cast::<FrameState>();
+            let words = ptr::addr_of_mut!((*meta).words).cast::<AtomicUsize>();
+            let tags = ptr::addr_of_mut!((*meta).tags).cast::<AtomicU8>();
+            for i in 0..CHUNK_FRAMES {
+                frames.add(i).write(tail);
+                words.add(i).write(AtomicUsize::new(0));
+                tags.add(i).write(AtomicU8::new(0));
+            }
+            ptr::addr_of_mut!((*meta).next_spare).write(AtomicPtr::new(ptr::null_mut()));
+        }
+        // The caller handed in a non-null pointer.
+        mem.cast()
+    }
+
+    /// The user word of the frame at `offset` in the chunk (masked to the
+    /// chunk), zero when the chunk is added.
+    pub fn word(&self, offset: usize) -> &AtomicUsize {
+        &self.words[offset % CHUNK_FRAMES]
+    }
+
+    /// The user tag of the frame at `offset` in the chunk (masked to the
+    /// chunk), zero when the chunk is added.
+    pub fn tag(&self, offset: usize) -> &AtomicU8 {
+        &self.tags[offset % CHUNK_FRAMES]
+    }
+}
+
+/// One entry of the [`ChunkTable`].
+struct Slot {
+    /// `KEY_EMPTY`, `KEY_TOMBSTONE` or chunk number + 1.
+    key: AtomicUsize,
+    /// Metadata of the slot's chunk; null while the slot holds none.
+    meta: AtomicPtr<ChunkMeta>,
+}
+
+/// Map from chunk number to chunk metadata that can be read without locks.
+///
+/// # Invariants
+///
+/// `slots` points to `slot_count` initialised `Slot`s allocated together
+/// with the table; `slot_count` is a power of two of at least 2 and twice the
+/// chunk capacity at least, so a free slot always exists for a new chunk.
+/// Keys and metadata pointers only change through the owning
+/// [`BuddyCore`] (one writer at a time); a live key never moves; a live
+/// key's slot has non-null metadata; metadata that was ever in a slot stays
+/// valid until the table is destroyed. Every live key sits at most
+/// `max_probe` slots after its home.
+pub struct ChunkTable {
+    slots: NonNull<Slot>,
+    slot_count: usize,
+    hash_shift: u32,
+    max_probe: AtomicUsize,
+}
+
+// SAFETY: all shared state is atomic (or frame records guarded by the owning
+// `BuddyCore`, see `ChunkMeta`); the slot pointer is only dereferenced for
+// shared access.
+unsafe impl Sync for ChunkTable {}
+// SAFETY: as above; nothing in the table is tied to a thread.
+unsafe impl Send for ChunkTable {}
+
+impl ChunkTable {
+    fn slot(&self, index: usize) -> &Slot {
+        debug_assert!(index < self.slot_count);
+        // SAFETY: by the type invariants `slots` holds `slot_count`
+        // initialised slots and `index` is masked below `slot_count` by all
+        // callers.
+        unsafe { &*self.slots.as_ptr().add(index & (self.slot_count - 1)) }
+    }
+
+    fn home(&self, chunk: usize) -> usize {
+        chunk.wrapping_mul(HASH_MULTIPLIER) >> self.hash_shift
+    }
+
+    /// Finds the slot of the chunk containing `frame`.
+    fn find(&self, frame: usize) -> Option<usize> {
+        let chunk = frame >> MAX_ORDER;
+        let key = chunk + 1;
+        let home = self.home(chunk);
+        let max_probe = self.max_probe.load(Ordering::Acquire);
+        for distance in 0..=max_probe {
+            let index = (home + distance) & (self.slot_count - 1);
+            if self.slot(index).key.load(Ordering::Acquire) == key {
+                return Some(index);
+            }
+        }
+        None
+    }
+
+    fn meta_of_slot(&self, index: usize) -> Option<&ChunkMeta> {
+        let meta = self.slot(index).meta.load(Ordering::Acquire);
+        // SAFETY: metadata that was ever in a slot stays valid until the
+        // table is destroyed (type invariants), and the table outlives
+        // `&self`. Null means the chunk was removed meanwhile.
+        unsafe { meta.as_ref() }
+    }
+
+    /// The metadata of the chunk containing `frame`, or `None` if no chunk
+    /// contains it. Lock-free: safe to call while the owning [`BuddyCore`]
+    /// is being changed on another CPU.
+    ///
+    /// A chunk being added or removed concurrently may or may not be seen,
+    /// and a lookup racing with the removal of its chunk may return the
+    /// metadata after it was given to another chunk: only lookups of frames
+    /// that the caller knows to be in a live chunk have a reliable answer.
+    /// The reference always stays valid memory.
+    pub fn lookup(&self, frame: usize) -> Option<&ChunkMeta> {
+        self.find(frame).and_then(|index| self.meta_of_slot(index))
+    }
+
+    /// Number of slots (twice the chunk capacity, rounded to a power of two).
+    pub fn slot_count(&self) -> usize {
+        self.slot_count
+    }
+}
+
+/// Why [`BuddyCore::add_chunk`] refused a chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddChunkError {
+    /// The base frame is not a multiple of [`CHUNK_FRAMES`].
+    Misaligned,
+    /// The chunk is already present.
+    Duplicate,
+    /// The table holds its maximum number of chunks.
+    TableFull,
+    /// No spare metadata is left in the core and none was given.
+    NeedMeta,
+}
+
+impl fmt::Display for AddChunkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AddChunkError::Misaligned => "chunk not aligned to its size",
+            AddChunkError::Duplicate => "chunk already present",
+            AddChunkError::TableFull => "chunk table full",
+            AddChunkError::NeedMeta => "chunk metadata needed",
+        })
+    }
+}
+
+/// Why [`BuddyCore::free`] refused a free. The core's state is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameFreeError {
+    /// The frame is in no chunk of this core.
+    OutsideChunks,
+    /// The frame is inside an allocated block but is not its first frame.
+    NotBlockHead,
+    /// The block was allocated with another order.
+    WrongOrder {
+        /// The order the block has.
+        actual: u32,
+    },
+    /// The frame is inside a free block.
+    AlreadyFree,
+    /// The order is above [`MAX_ORDER`].
+    BadOrder,
+}
+
+impl fmt::Display for FrameFreeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameFreeError::OutsideChunks => f.write_str("frame outside every chunk"),
+            FrameFreeError::NotBlockHead => f.write_str("not the first frame of a block"),
+            FrameFreeError::WrongOrder { actual } => {
+                write!(f, "wrong order, the block has order {actual}")
+            }
+            FrameFreeError::AlreadyFree => f.write_str("block already free"),
+            FrameFreeError::BadOrder => f.write_str("order out of range"),
+        }
+    }
+}
+
+/// The block a frame belongs to, from [`BuddyCore::block_of`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockInfo {
+    /// First frame of the block.
+    pub head: usize,
+    /// Order of the block.
+    pub order: u32,
+    /// Whether the block is free.
+    pub free: bool,
+}
+
+/// A chunk taken out by [`BuddyCore::evict_chunk`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EvictedChunk {
+    /// First frame of the chunk.
+    pub base_frame: usize,
+    /// Frames of the chunk that were still allocated.
+    pub allocated_frames: usize,
+}
+
+/// Buddy allocator state over frame numbers.
+///
+/// Not synchronised: the owner wraps it in a lock. The chunk table
+/// ([`BuddyCore::table`]) may additionally be read without that lock.
+///
+/// Memory for the table comes from [`Platform::alloc_meta`] in
+/// [`BuddyCore::new`]; metadata of chunks comes from the caller in
+/// [`BuddyCore::add_chunk`]. [`BuddyCore::destroy`] gives both back; a core
+/// that is dropped without it leaks them (it has no platform to free them
+/// with).
+///
+/// # Invariants
+///
+/// - `table` points to a live [`ChunkTable`] (allocated with `table_layout`)
+///   owned by this core until [`BuddyCore::destroy`].
+/// - `spare_metas` is a list, linked through `next_spare`, of metadata owned
+///   by the core that no slot holds; every frame record in it describes one
+///   free top-order block (head then tails).
+/// - Every frame of every live chunk is covered by exactly one block; a
+///   block's first frame has kind `Free` or `Allocated` and its order, all
+///   other frames of the block have kind `Tail`.
+/// - A block of order `k` starts at a multiple of `2^k` within its chunk.
+/// - Free blocks of order `k` are exactly the members of `free_heads[k]`'s
+///   list, and `free_blocks[k]` counts them.
+/// - No free block below `MAX_ORDER` has a free buddy of the same order.
+pub struct BuddyCore {
+    table: NonNull<ChunkTable>,
+    table_layout: Layout,
+    max_chunks: usize,
+    chunks: usize,
+    free_heads: [u32; NR_ORDERS],
+    free_blocks: [usize; NR_ORDERS],
+    spare_metas: *mut ChunkMeta,
+}
+
+// SAFETY: the core owns its table and chunk metadata, which hold plain data
+// and atomics; the table is shared with lock-free readers only for atomic
+// reads, which are fine from any thread.
+unsafe impl Send for BuddyCore {}
+
+impl BuddyCore {
+    /// Creates an empty core able to hold `max_chunks` chunks (clamped to
+    /// `1..=MAX_CHUNKS_LIMIT`); the chunk table, 32 bytes per chunk of
+    /// capacity, comes from `platform.alloc_meta(.., gfp)`.
+    pub fn new<P: Platform>(platform: &P, max_chunks: usize, gfp: Gfp) -> Result<Self, AllocError> {
+        let max_chunks = max_chunks.clamp(1, MAX_CHUNKS_LIMIT);
+        let slot_count = (2 * max_chunks).next_power_of_two();
+        let slots = Layout::array::<Slot>(slot_count).map_err(|_| AllocError)?;
+        let (table_layout, slots_offset) = Layout::new::<ChunkTable>()
+            .extend(slots)
+            .map_err(|_| AllocError)?;
+        let mem = platform.alloc_meta(table_layout, gfp).ok_or(AllocError)?;
+        let table = mem.cast::<ChunkTable>();
+        // SAFETY: `mem` is a fresh allocation of `table_layout`: the header
+        // at its start and `slot_count` slots at `slots_offset`.
+        unsafe {
+            let first_slot = mem.as_ptr().add(slots_offset).cast::<Slot>();
+            for i in 0..slot_count {
+                first_slot.add(i).write(Slot {
+                    key: AtomicUsize::new(KEY_EMPTY),
+                    meta: AtomicPtr::new(ptr::null_mut()),
+                });
+            }
+            // INVARIANT: `slot_count` slots initialised above, a power of two
+            // of at least 2 and at least twice `max_chunks`.
+            table.as_ptr().write(ChunkTable {
+                slots: NonNull::new_unchecked(first_slot),
+                slot_count,
+                hash_shift: usize::BITS - slot_count.trailing_zeros(),
+                max_probe: AtomicUsize::new(0),
+            });
+        }
+        // INVARIANT: the table is live and no chunks are present.
+        Ok(BuddyCore {
+            table,
+            table_layout,
+            max_chunks,
+            chunks: 0,
+            free_heads: [NIL; NR_ORDERS],
+            free_blocks: [0; NR_ORDERS],
+            spare_metas: ptr::null_mut(),
+        })
+    }
+
+    /// Gives the chunk table and every chunk's metadata back to `platform`.
+    /// Chunks still present are forgotten (the caller owns their memory).
+    ///
+    /// # Safety
+    ///
+    /// `platform` must be the platform passed to [`BuddyCore::new`], every
+    /// metadata block given to [`BuddyCore::add_chunk`] must have come from
+    /// its `alloc_meta` with [`ChunkMeta::LAYOUT`], nothing may use
+    /// references obtained from [`BuddyCore::table`] any more, and the core
+    /// must not be used afterwards except to be dropped.
+    pub unsafe fn destroy<P: Platform>(&mut self, platform: &P) {
+        let table = self.table();
+        for index in 0..table.slot_count {
+            let meta = table
+                .slot(index)
+                .meta
+                .swap(ptr::null_mut(), Ordering::Relaxed);
+            if let Some(meta) = NonNull::new(meta) {
+                // SAFETY: the caller guarantees metadata came from this
+                // platform's `alloc_meta` with this layout; it is freed once
+                // because the pointer was swapped out.
+                unsafe { platform.free_meta(meta.cast(), ChunkMeta::LAYOUT) };
+            }
+        }
+        while let Some(meta) = self.pop_spare_meta() {
+            // SAFETY: as above; the pool and the slots never share metadata.
+            unsafe { platform.free_meta(meta.cast(), ChunkMeta::LAYOUT) };
+        }
+        self.chunks = 0;
+        self.free_heads = [NIL; NR_ORDERS];
+        self.free_blocks = [0; NR_ORDERS];
+        // SAFETY: the table came from this platform's `alloc_meta` with
+        // `table_layout` (type invariants); the caller guarantees nothing
+        // uses it any more.
+        unsafe { platform.free_meta(self.table.cast(), self.table_layout) };
+    }
+
+    /// The chunk table, readable without the lock that guards the core.
+    pub fn table(&self) -> &ChunkTable {
+        // SAFETY: the table is live while the core is (type invariants).
+        unsafe { self.table.as_ref() }
+    }
+
+    /// Layout of the chunk table allocation, which starts at
+    /// [`BuddyCore::table`] (for freeing it if the core itself is lost before
+    /// any chunk was added).
+    pub fn table_layout(&self) -> Layout {
+        self.table_layout
+    }
+
+    /// Maximum number of chunks.
+    pub fn max_chunks(&self) -> usize {
+        self.max_chunks
+    }
+
+    /// Number of chunks present.
+    pub fn chunks(&self) -> usize {
+        self.chunks
+    }
+
+    /// Frames in all chunks present.
+    pub fn total_frames(&self) -> usize {
+        self.chunks * CHUNK_FRAMES
+    }
+
+    /// Free blocks per order (the kernel's `/proc/buddyinfo` line).
+    pub fn free_blocks(&self) -> [usize; NR_ORDERS] {
+        self.free_blocks
+    }
+
+    /// Frames in free blocks.
+    pub fn free_frames(&self) -> usize {
+        self.free_blocks
+            .iter()
+            .enumerate()
+            .map(|(order, count)| count << order)
+            .sum()
+    }
+
+    fn meta_ptr(&self, slot: usize) -> *const ChunkMeta {
+        self.table().slot(slot).meta.load(Ordering::Relaxed)
+    }
+
+    fn frame_ptr(&self, id: u32) -> *mut FrameState {
+        let id = id as usize;
+        let meta = self.meta_ptr(id >> MAX_ORDER);
+        debug_assert!(!meta.is_null());
+        // SAFETY: frame ids only name frames of chunks in the table, whose
+        // metadata is live; the offset is below `CHUNK_FRAMES`.
+        unsafe {
+            UnsafeCell::raw_get(ptr::addr_of!((*meta).frames))
+                .cast::<FrameState>()
+                .add(id & (CHUNK_FRAMES - 1))
+        }
+    }
+
+    fn state(&self, id: u32) -> FrameState {
+        // SAFETY: `frame_ptr` points to an initialised record that only this
+        // core accesses (`ChunkMeta` invariants); `&self` excludes writers.
+        unsafe { *self.frame_ptr(id) }
+    }
+
+    fn state_mut(&mut self, id: u32) -> &mut FrameState {
+        // SAFETY: as in `state`; `&mut self` makes this the only access, and
+        // the returned borrow keeps `self` borrowed.
+        unsafe { &mut *self.frame_ptr(id) }
+    }
+
+    fn base_frame_of_slot(&self, slot: usize) -> usize {
+        let key = self.table().slot(slot).key.load(Ordering::Relaxed);
+        debug_assert!(key != KEY_EMPTY && key != KEY_TOMBSTONE);
+        (key - 1) << MAX_ORDER
+    }
+
+    fn frame_of_id(&self, id: u32) -> usize {
+        let id = id as usize;
+        self.base_frame_of_slot(id >> MAX_ORDER) + (id & (CHUNK_FRAMES - 1))
+    }
+
+    fn pop_spare_meta(&mut self) -> Option<NonNull<ChunkMeta>> {
+        let meta = NonNull::new(self.spare_metas)?;
+        // SAFETY: pool members are live metadata owned by the core (type
+        // invariants).
+        self.spare_metas = unsafe { meta.as_ref() }.next_spare.load(Ordering::Relaxed);
+        Some(meta)
+    }
+
+    /// Takes the metadata out of `slot` (whose key is already a tombstone)
+    /// and puts it in the spare pool.
+    fn retire_slot_meta(&mut self, slot: usize) {
+        let meta = self
+            .table()
+            .slot(slot)
+            .meta
+            .swap(ptr::null_mut(), Ordering::Release);
+        debug_assert!(!meta.is_null());
+        // SAFETY: a live slot's metadata is valid (table invariants) and now
+        // belongs to the pool alone.
+        if let Some(meta_ref) = unsafe { meta.as_ref() } {
+            meta_ref
+                .next_spare
+                .store(self.spare_metas, Ordering::Relaxed);
+            // INVARIANT: the caller left the records as one free top-order
+            // block.
+            self.spare_metas = meta;
+        }
+    }
+
+    fn push_free(&mut self, order: usize, id: u32) {
+        let head = self.free_heads[order];
+        *self.state_mut(id) = FrameState {
+            next: head,
+            prev: NIL,
+            order: order as u8,
+            kind: FrameKind::Free,
+        };
+        if head != NIL {
+            self.state_mut(head).prev = id;
+        }
+        self.free_heads[order] = id;
+        self.free_blocks[order] += 1;
+    }
+
+    fn unlink_free(&mut self, order: usize, id: u32) {
+        let FrameState { next, prev, .. } = self.state(id);
+        if prev == NIL {
+            self.free_heads[order] = next;
+        } else {
+            self.state_mut(prev).next = next;
+        }
+        if next != NIL {
+            self.state_mut(next).prev = prev;
+        }
+        let state = self.state_mut(id);
+        state.next = NIL;
+        state.prev = NIL;
+        self.free_blocks[order] -= 1;
+    }
+
+    /// Adds a chunk of [`CHUNK_FRAMES`] free frames starting at `base_frame`.
+    ///
+    /// The chunk gets metadata from the core's pool of spare metadata (left
+    /// by removed chunks), or else takes `spare_meta`, leaving `None` behind;
+    /// without either it fails with [`AddChunkError::NeedMeta`], and the
+    /// caller retries with metadata allocated outside its lock. Whatever is
+    /// left in `spare_meta` stays the caller's.
+    ///
+    /// # Safety
+    ///
+    /// A `spare_meta` must have been allocated with [`ChunkMeta::LAYOUT`]
+    /// from the `alloc_meta` of the platform later passed to
+    /// [`BuddyCore::destroy`], initialised with [`ChunkMeta::init`], and not
+    /// be used by the caller once taken.
+    pub unsafe fn add_chunk(
+        &mut self,
+        base_frame: usize,
+        spare_meta: &mut Option<NonNull<ChunkMeta>>,
+    ) -> Result<(), AddChunkError> {
+        if !base_frame.is_multiple_of(CHUNK_FRAMES) {
+            return Err(AddChunkError::Misaligned);
+        }
+        let table = self.table();
+        if table.find(base_frame).is_some() {
+            return Err(AddChunkError::Duplicate);
+        }
+        if self.chunks >= self.max_chunks {
+            return Err(AddChunkError::TableFull);
+        }
+        let chunk = base_frame >> MAX_ORDER;
+        let home = table.home(chunk);
+        let mut chosen = None;
+        for distance in 0..table.slot_count {
+            let index = (home + distance) & (table.slot_count - 1);
+            let key = table.slot(index).key.load(Ordering::Relaxed);
+            if key == KEY_EMPTY || key == KEY_TOMBSTONE {
+                chosen = Some((index, distance));
+                break;
+            }
+        }
+        // Live chunks fill at most half of the slots (type invariants).
+        let Some((index, distance)) = chosen else {
+            return Err(AddChunkError::TableFull);
+        };
+        let meta = match self.pop_spare_meta() {
+            Some(meta) => {
+                // SAFETY: pool members are live metadata owned by the core.
+                let meta_ref = unsafe { meta.as_ref() };
+                // The user words were cleared by the user before freeing;
+                // make sure anyway.
+                for offset in 0..CHUNK_FRAMES {
+                    meta_ref.words[offset].store(0, Ordering::Relaxed);
+                    meta_ref.tags[offset].store(0, Ordering::Relaxed);
+                }
+                meta
+            }
+            None => spare_meta.take().ok_or(AddChunkError::NeedMeta)?,
+        };
+        let table = self.table();
+        let slot = table.slot(index);
+        // INVARIANT: the metadata describes one free top-order block (pool
+        // invariant, or fresh from `ChunkMeta::init` as the caller
+        // guarantees) and is published before the key.
+        slot.meta.store(meta.as_ptr(), Ordering::Release);
+        if distance > table.max_probe.load(Ordering::Relaxed) {
+            table.max_probe.store(distance, Ordering::Release);
+        }
+        // INVARIANT: the key is published after its metadata and probe bound.
+        slot.key.store(chunk + 1, Ordering::Release);
+        self.chunks += 1;
+        // INVARIANT: the new chunk is a single free block of the top order.
+        let id = (index << MAX_ORDER) as u32;
+        self.push_free(MAX_ORDER as usize, id);
+        Ok(())
+    }
+
+    /// Allocates a block of `2^order` frames; returns its first frame, or
+    /// `None` if no free block is large enough (or `order > MAX_ORDER`).
+    pub fn alloc(&mut self, order: u32) -> Option<usize> {
+        let order = order as usize;
+        if order > MAX_ORDER as usize {
+            return None;
+        }
+        let found = (order..NR_ORDERS).find(|&o| self.free_heads[o] != NIL)?;
+        let id = self.free_heads[found];
+        self.unlink_free(found, id);
+        // Split: keep the lower half, free the upper half, down to `order`.
+        for lower in (order..found).rev() {
+            self.push_free(lower, id + (1u32 << lower));
+        }
+        // INVARIANT: the head now describes an allocated block of `order`;
+        // its frames other than the head were already tails.
+        let state = self.state_mut(id);
+        state.kind = FrameKind::Allocated;
+        state.order = order as u8;
+        Some(self.frame_of_id(id))
+    }
+
+    /// The block containing `frame`, or `None` if no chunk contains it.
+    pub fn block_of(&self, frame: usize) -> Option<BlockInfo> {
+        let slot = self.table().find(frame)?;
+        let offset = frame & (CHUNK_FRAMES - 1);
+        let (head, state) = self.enclosing_head(slot, offset)?;
+        Some(BlockInfo {
+            head: self.base_frame_of_slot(slot) + head,
+            order: u32::from(state.order),
+            free: state.kind == FrameKind::Free,
+        })
+    }
+
+    /// Head offset and record of the block covering `offset` in `slot`.
+    fn enclosing_head(&self, slot: usize, offset: usize) -> Option<(usize, FrameState)> {
+        // The block covering a frame starts at the frame rounded down to the
+        // block's order; all frames between are tails, so the first
+        // non-tail found rounding down by growing orders is the head.
+        (0..NR_ORDERS).find_map(|order| {
+            let head = offset & !((1 << order) - 1);
+            let state = self.state(((slot << MAX_ORDER) + head) as u32);
+            (state.kind != FrameKind::Tail).then_some((head, state))
+        })
+    }
+
+    /// Frees the block of `2^order` frames starting at `frame`, merging it
+    /// with free buddies. Invalid frees change nothing and say why.
+    pub fn free(&mut self, frame: usize, order: u32) -> Result<(), FrameFreeError> {
+        if order > MAX_ORDER {
+            return Err(FrameFreeError::BadOrder);
+        }
+        let slot = self
+            .table()
+            .find(frame)
+            .ok_or(FrameFreeError::OutsideChunks)?;
+        let mut offset = frame & (CHUNK_FRAMES - 1);
+        let id = ((slot << MAX_ORDER) + offset) as u32;
+        let state = self.state(id);
+        match state.kind {
+            FrameKind::Allocated if u32::from(state.order) == order => {}
+            FrameKind::Allocated => {
+                return Err(FrameFreeError::WrongOrder {
+                    actual: u32::from(state.order),
+                })
+            }
+            FrameKind::Free => return Err(FrameFreeError::AlreadyFree),
+            FrameKind::Tail => {
+                return Err(match self.enclosing_head(slot, offset) {
+                    Some((_, head)) if head.kind == FrameKind::Free => FrameFreeError::AlreadyFree,
+                    _ => FrameFreeError::NotBlockHead,
+                })
+            }
+        }
+        let mut order = order as usize;
+        while order < MAX_ORDER as usize {
+            let buddy = offset ^ (1 << order);
+            let buddy_id = ((slot << MAX_ORDER) + buddy) as u32;
+            let buddy_state = self.state(buddy_id);
+            if buddy_state.kind != FrameKind::Free || usize::from(buddy_state.order) != order {
+                break;
+            }
+            self.unlink_free(order, buddy_id);
+            // INVARIANT: the upper half's head becomes a tail of the merged
+            // block; the lower half's head is re-pushed below.
+            let upper = offset.max(buddy);
+            self.state_mut(((slot << MAX_ORDER) + upper) as u32).kind = FrameKind::Tail;
+            offset = offset.min(buddy);
+            order += 1;
+        }
+        self.push_free(order, ((slot << MAX_ORDER) + offset) as u32);
+        Ok(())
+    }
+
+    /// Removes one chunk whose frames are all free and returns its first
+    /// frame, or `None` if there is none. Its slot keeps the metadata for a
+    /// later chunk.
+    pub fn take_free_chunk(&mut self) -> Option<usize> {
+        let id = self.free_heads[MAX_ORDER as usize];
+        if id == NIL {
+            return None;
+        }
+        self.unlink_free(MAX_ORDER as usize, id);
+        let slot = id as usize >> MAX_ORDER;
+        let base_frame = self.base_frame_of_slot(slot);
+        self.table()
+            .slot(slot)
+            .key
+            .store(KEY_TOMBSTONE, Ordering::Release);
+        // The records stay "free top-order head, rest tails", which is what
+        // the pool expects.
+        self.retire_slot_meta(slot);
+        self.chunks -= 1;
+        Some(base_frame)
+    }
+
+    /// Removes some chunk whatever its state (for tear-down), unlinking its
+    /// free blocks, and returns it with the number of frames still
+    /// allocated in it; `None` when no chunk is left. Allocated blocks of the
+    /// chunk are forgotten.
+    pub fn evict_chunk(&mut self) -> Option<EvictedChunk> {
+        let table = self.table();
+        let slot = (0..table.slot_count).find(|&index| {
+            let key = table.slot(index).key.load(Ordering::Relaxed);
+            key != KEY_EMPTY && key != KEY_TOMBSTONE
+        })?;
+        let base_frame = self.base_frame_of_slot(slot);
+        let mut allocated_frames = 0;
+        let mut offset = 0;
+        while offset < CHUNK_FRAMES {
+            let id = ((slot << MAX_ORDER) + offset) as u32;
+            let state = self.state(id);
+            let order = usize::from(state.order);
+            match state.kind {
+                FrameKind::Free => self.unlink_free(order, id),
+                FrameKind::Allocated => allocated_frames += 1 << order,
+                // Broken tiling (cannot happen): count the frame and go on.
+                FrameKind::Tail => {
+                    allocated_frames += 1;
+                    offset += 1;
+                    continue;
+                }
+            }
+            // Leave the records as a reusable free top-order chunk.
+            *self.state_mut(id) = FrameState {
+                next: NIL,
+                prev: NIL,
+                order: 0,
+                kind: FrameKind::Tail,
+            };
+            offset += 1 << order;
+        }
+        let head = self.state_mut((slot << MAX_ORDER) as u32);
+        head.kind = FrameKind::Free;
+        head.order = MAX_ORDER as u8;
+        self.table()
+            .slot(slot)
+            .key
+            .store(KEY_TOMBSTONE, Ordering::Release);
+        self.retire_slot_meta(slot);
+        self.chunks -= 1;
+        Some(EvictedChunk {
+            base_frame,
+            allocated_frames,
+        })
+    }
+
+    /// Calls `f` with the first frame of every chunk present.
+    pub fn for_each_chunk(&self, mut f: impl FnMut(usize)) {
+        let table = self.table();
+        for index in 0..table.slot_count {
+            let key = table.slot(index).key.load(Ordering::Relaxed);
+            if key != KEY_EMPTY && key != KEY_TOMBSTONE {
+                f((key - 1) << MAX_ORDER);
+            }
+        }
+    }
+
+    /// Checks every invariant of the core, walking all records and lists
+    /// (O(frames); for tests and debugging). Returns what is broken.
+    pub fn check_invariants(&self) -> Result<(), &'static str> {
+        let table = self.table();
+        let mut free_heads_seen = [0usize; NR_ORDERS];
+        let mut chunks = 0;
+        for slot in 0..table.slot_count {
+            let key = table.slot(slot).key.load(Ordering::Relaxed);
+            if key == KEY_EMPTY || key == KEY_TOMBSTONE {
+                continue;
+            }
+            chunks += 1;
+            if table.find((key - 1) << MAX_ORDER) != Some(slot) {
+                return Err("chunk not found by lookup");
+            }
+            let mut offset = 0;
+            while offset < CHUNK_FRAMES {
+                let state = self.state(((slot << MAX_ORDER) + offset) as u32);
+                let order = usize::from(state.order);
+                if state.kind == FrameKind::Tail {
+                    return Err("block starts with a tail record");
+                }
+                if order > MAX_ORDER as usize || !offset.is_multiple_of(1 << order) {
+                    return Err("block misaligned or order out of range");
+                }
+                for inner in offset + 1..offset + (1 << order) {
+                    if self.state(((slot << MAX_ORDER) + inner) as u32).kind != FrameKind::Tail {
+                        return Err("non-tail record inside a block");
+                    }
+                }
+                if state.kind == FrameKind::Free {
+                    free_heads_seen[order] += 1;
+                    if order < MAX_ORDER as usize {
+                        let buddy = offset ^ (1 << order);
+                        let buddy_state = self.state(((slot << MAX_ORDER) + buddy) as u32);
+                        if buddy_state.kind == FrameKind::Free
+                            && usize::from(buddy_state.order) == order
+                        {
+                            return Err("free buddies left unmerged");
+                        }
+                    }
+                }
+                offset += 1 << order;
+            }
+        }
+        if chunks != self.chunks {
+            return Err("chunk count wrong");
+        }
+        let limit = self.total_frames();
+        for (order, &heads_seen) in free_heads_seen.iter().enumerate() {
+            let mut id = self.free_heads[order];
+            let mut prev = NIL;
+            let mut length = 0;
+            while id != NIL {
+                let state = self.state(id);
+                if state.kind != FrameKind::Free || usize::from(state.order) != order {
+                    return Err("free list member is not a free block of its order");
+                }
+                if state.prev != prev {
+                    return Err("free list back link wrong");
+                }
+                length += 1;
+                if length > limit {
+                    return Err("free list loops");
+                }
+                prev = id;
+                id = state.next;
+            }
+            if length != self.free_blocks[order] || length != heads_seen {
+                return Err("free block count wrong");
+            }
+        }
+        Ok(())
+    }
+}
