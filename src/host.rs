@@ -90,7 +90,7 @@ impl HostPlatform {
     fn should_fail(&self) -> bool {
         let every = self.fail_every.load(Ordering::SeqCst);
         let n = self.page_requests.fetch_add(1, Ordering::SeqCst) + 1;
-        every != 0 && n.is_multiple_of(every)
+        every != 0 && n % every == 0
     }
 }
 

@@ -8,8 +8,15 @@
 
 use kernel::prelude::*;
 
+pub mod buddy;
+pub mod control;
 pub mod gfp;
+pub mod kmalloc;
+pub mod meta_vec;
+pub mod page_alloc;
+pub mod percpu_counter;
 pub mod platform;
+pub mod slab;
 
 pub mod kernel_layer;
 

@@ -21,6 +21,12 @@ pub struct KernelPlatform {
     nr_cpus: usize,
 }
 
+impl Default for KernelPlatform {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl KernelPlatform {
     /// The platform of the running kernel.
     pub fn new() -> Self {

@@ -50,6 +50,10 @@ impl fmt::Write for SeqWriter<'_> {
 }
 
 /// The `show` callback handed to `single_open` for view `T`.
+///
+/// # Safety
+///
+/// Only the seq_file code may call it, with the `seq_file` being shown.
 unsafe extern "C" fn show_callback<T: ProcShow>(seq: *mut bindings::seq_file, _v: *mut c_void) -> c_int {
     let Some(seq) = NonNull::new(seq) else {
         return code::EINVAL.to_errno();
@@ -65,6 +69,10 @@ unsafe extern "C" fn show_callback<T: ProcShow>(seq: *mut bindings::seq_file, _v
 }
 
 /// The `proc_open` callback of view `T`.
+///
+/// # Safety
+///
+/// Only procfs may call it, with the file being opened.
 unsafe extern "C" fn open_callback<T: ProcShow>(
     _inode: *mut bindings::inode,
     file: *mut bindings::file,
@@ -75,6 +83,11 @@ unsafe extern "C" fn open_callback<T: ProcShow>(
 }
 
 /// The `proc_write` callback of control file `T`.
+///
+/// # Safety
+///
+/// Only procfs may call it, with `buf` a user-space pointer valid for
+/// `count` bytes (checked by the user-copy functions, not assumed).
 unsafe extern "C" fn write_callback<T: ProcWrite>(
     _file: *mut bindings::file,
     buf: *const c_char,
