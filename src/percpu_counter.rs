@@ -1,0 +1,655 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Per-CPU counters in the manner of the kernel's `percpu_counter`, and plain
+//! per-CPU statistics.
+//!
+//! A [`PerCpuCounter`] lets many CPUs add to one number without all of them
+//! writing the same cache line: every CPU accumulates its changes in its own
+//! slot and only moves them into a shared total once they reach `batch` in
+//! either direction. Reading the shared total is cheap but approximate;
+//! [`PerCpuCounter::sum`] visits every CPU and is exact.
+//!
+//! Unlike the kernel, the caller is not pinned to its CPU: it may migrate
+//! between asking [`Platform::this_cpu`] and touching that CPU's slot, and
+//! several threads may use the same slot at once (on the host, two threads can
+//! be "on" the same CPU). Every slot update is therefore an atomic
+//! read-modify-write, and folding into the total is a compare-exchange, so no
+//! update is ever lost.
+//!
+//! # How the slots work
+//!
+//! Each slot holds two numbers: `count`, everything ever added on that CPU,
+//! and `folded`, the part of `count` already moved into the shared total. The
+//! CPU's delta (what the kernel keeps in its per-CPU variable) is
+//! `count - folded`. Adding is one `fetch_add` on `count`; folding moves
+//! `folded` up to `count` with a compare-exchange and then adds the difference
+//! to the total. Because `count` itself never moves, [`PerCpuCounter::sum`]
+//! (the sum of every `count`) never sees an amount "in transit" between a slot
+//! and the total, and so it is as exact under concurrency as the kernel's
+//! locked sum: it includes every add that completed before it started.
+//!
+//! All arithmetic wraps on overflow, as the kernel's `s64` does when built
+//! with `-fno-strict-overflow`.
+
+use crate::platform::{AllocError, PerCpu, Platform};
+use core::cmp::Ordering as CmpOrdering;
+use core::sync::atomic::Ordering;
+
+// Under loom, the counter runs on loom's atomics so that its model checker
+// explores every interleaving of this very code.
+#[cfg(all(test, loom))]
+use loom::sync::atomic::{AtomicI64, AtomicU64};
+
+#[cfg(not(all(test, loom)))]
+use core::sync::atomic::{AtomicI64, AtomicU64};
+
+/// The smallest batch [`default_batch`] chooses, as the kernel's
+/// `percpu_counter_batch` never goes below 32.
+pub const MIN_DEFAULT_BATCH: i64 = 32;
+
+/// The batch the kernel would choose for `nr_cpus` CPUs: `max(32, 2 * nr_cpus)`
+/// (`compute_batch_value` in `lib/percpu_counter.c`).
+///
+/// A larger machine gets a larger batch so that folding, which writes the
+/// shared total, stays rare as CPUs are added, at the price of a larger error
+/// in [`PerCpuCounter::read`].
+pub fn default_batch(nr_cpus: usize) -> i64 {
+    i64::try_from(nr_cpus)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(2)
+        .max(MIN_DEFAULT_BATCH)
+}
+
+/// One CPU's share of a [`PerCpuCounter`].
+struct CpuSlot {
+    /// Every amount ever added on this CPU (plus the initial value, on CPU 0).
+    count: AtomicI64,
+    /// The part of `count` already added to the shared total.
+    folded: AtomicI64,
+}
+
+impl CpuSlot {
+    fn new(value: i64) -> Self {
+        CpuSlot {
+            count: AtomicI64::new(value),
+            folded: AtomicI64::new(value),
+        }
+    }
+
+    /// Reads `count` with a read-modify-write rather than a load.
+    ///
+    /// A fold compare-exchanges `folded` and then reads `count`, while an add
+    /// writes `count` and then reads `folded`. With a plain load on one side,
+    /// both could read the older value (store buffering), and a stale fold
+    /// could leave a delta at or beyond `batch` after every thread is done.
+    /// Two read-modify-writes on `count` are ordered, and the later one
+    /// synchronises with the earlier, so one of the two always sees the other.
+    fn count_now(&self) -> i64 {
+        self.count.fetch_add(0, Ordering::AcqRel)
+    }
+}
+
+/// `|delta| < batch`, for any `delta` including `i64::MIN`.
+fn below_batch(delta: i64, batch: i64) -> bool {
+    // `batch` is at least 1 by the type invariant, so it converts losslessly.
+    delta.unsigned_abs() < batch.unsigned_abs()
+}
+
+/// A counter spread over CPUs, like the kernel's `struct percpu_counter`.
+///
+/// Adds touch only the calling CPU's slot until its delta reaches `batch`;
+/// then the delta is folded into the shared total. [`read`](Self::read) returns
+/// the shared total, off by less than `batch` per CPU; [`sum`](Self::sum)
+/// returns the exact value.
+///
+/// Adding is lock-free: one atomic add and one load on the fast path, and a
+/// compare-exchange loop when folding. Nothing here takes a lock.
+///
+/// # Invariants
+///
+/// - `batch >= 1` and `nr_cpus` is the number of slots in `slots`.
+/// - The `count`s of all slots add up (wrapping) to the initial value plus
+///   every amount added so far.
+/// - A slot's `folded` only changes by a compare-exchange from `x` to `y`,
+///   followed by adding `y - x` to `total`; so once no fold is in progress,
+///   `total` equals the sum of all `folded` values.
+/// - Once no add or set is in progress, every slot's delta
+///   `count - folded` lies strictly between `-batch` and `batch`.
+pub struct PerCpuCounter<P: Platform> {
+    slots: P::PerCpu<CpuSlot>,
+    total: AtomicI64,
+    batch: i64,
+    nr_cpus: usize,
+}
+
+impl<P: Platform> PerCpuCounter<P> {
+    /// Creates a counter holding `initial` that folds a CPU's delta into the
+    /// shared total once it reaches `batch` in either direction.
+    ///
+    /// A `batch` below 1 is taken as 1, which folds every change at once (the
+    /// counter then behaves like one shared atomic). Fails if the per-CPU
+    /// storage cannot be allocated, or if the platform reports no CPUs.
+    pub fn new(platform: &P, initial: i64, batch: i64) -> Result<Self, AllocError> {
+        let nr_cpus = platform.nr_cpu_ids();
+        if nr_cpus == 0 {
+            return Err(AllocError);
+        }
+        // INVARIANT: CPU 0's slot starts with `initial` as both its count and
+        // its folded part, every other slot with zero, and the total with
+        // `initial`: the counts add up to `initial`, the total equals the sum
+        // of the folded parts, and every delta is zero.
+        let slots =
+            platform.new_percpu(|cpu| Ok(CpuSlot::new(if cpu == 0 { initial } else { 0 })))?;
+        Ok(PerCpuCounter {
+            slots,
+            total: AtomicI64::new(initial),
+            batch: batch.max(1),
+            nr_cpus,
+        })
+    }
+
+    /// Creates a counter holding `initial` with the kernel's default batch for
+    /// this platform's CPU count (see [`default_batch`]).
+    pub fn with_default_batch(platform: &P, initial: i64) -> Result<Self, AllocError> {
+        Self::new(platform, initial, default_batch(platform.nr_cpu_ids()))
+    }
+
+    /// Adds `amount` (which may be negative) on the calling CPU
+    /// (`percpu_counter_add`).
+    ///
+    /// `platform` should be the one the counter was created with; a CPU number
+    /// beyond the counter's CPUs is wrapped round rather than trusted.
+    pub fn add(&self, platform: &P, amount: i64) {
+        let mut cpu = platform.this_cpu();
+        if cpu >= self.nr_cpus {
+            cpu %= self.nr_cpus;
+        }
+        self.add_on_cpu(cpu, amount);
+    }
+
+    /// Adds one on the calling CPU (`percpu_counter_inc`).
+    pub fn inc(&self, platform: &P) {
+        self.add(platform, 1);
+    }
+
+    /// Subtracts one on the calling CPU (`percpu_counter_dec`).
+    pub fn dec(&self, platform: &P) {
+        self.add(platform, -1);
+    }
+
+    fn add_on_cpu(&self, cpu: usize, amount: i64) {
+        let slot = self.slots.get(cpu);
+        // Keeps the `count` invariant: the amount lands in exactly one slot,
+        // whichever thread is on that CPU at the same time.
+        let count = slot
+            .count
+            .fetch_add(amount, Ordering::AcqRel)
+            .wrapping_add(amount);
+        let folded = slot.folded.load(Ordering::Acquire);
+        if !below_batch(count.wrapping_sub(folded), self.batch) {
+            self.fold(slot);
+        }
+    }
+
+    /// Moves `slot`'s delta into the total until it is seen below `batch`.
+    ///
+    /// Another thread on the same CPU may fold concurrently; the
+    /// compare-exchange lets exactly one of them move each amount.
+    #[cold]
+    fn fold(&self, slot: &CpuSlot) {
+        loop {
+            // `folded` before `count`: a value of `folded` was itself read
+            // from `count` earlier, so when all amounts are positive the
+            // `count` read here is never below it and the total never moves
+            // backwards.
+            let folded = slot.folded.load(Ordering::Acquire);
+            let count = slot.count_now();
+            let delta = count.wrapping_sub(folded);
+            if below_batch(delta, self.batch) {
+                return;
+            }
+            if slot
+                .folded
+                .compare_exchange(folded, count, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                // INVARIANT: `folded` went from `folded` to `count`; adding
+                // the difference keeps the total equal to the sum of the
+                // folded parts.
+                self.total.fetch_add(delta, Ordering::Relaxed);
+            }
+            // Look again whether we won or lost: an add on this CPU may have
+            // raced with the fold, and someone has to leave the delta below
+            // `batch` for the error bound of `read` to hold.
+        }
+    }
+
+    /// The shared total: cheap, approximate (`percpu_counter_read`).
+    ///
+    /// Once no add or set is in progress, the result differs from
+    /// [`sum`](Self::sum) by at most [`max_read_error`](Self::max_read_error)
+    /// `= nr_cpus * (batch - 1)`, that is by less than `batch * nr_cpus`.
+    /// While updates run concurrently, amounts being folded can make the error
+    /// momentarily larger, as in the kernel.
+    pub fn read(&self) -> i64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// [`read`](Self::read), but never below zero
+    /// (`percpu_counter_read_positive`): for counters of things that cannot
+    /// be negative but whose approximation can be.
+    pub fn read_positive(&self) -> i64 {
+        self.read().max(0)
+    }
+
+    /// The exact value: every CPU's count added up (`percpu_counter_sum`).
+    ///
+    /// Costs one load per CPU. Called while other threads add, it includes
+    /// every add that completed before it started, counts no amount twice,
+    /// and may or may not include adds that run concurrently, the same
+    /// guarantee as the kernel's sum under its lock.
+    pub fn sum(&self) -> i64 {
+        (0..self.nr_cpus).fold(0i64, |sum, cpu| {
+            sum.wrapping_add(self.slots.get(cpu).count.load(Ordering::Acquire))
+        })
+    }
+
+    /// [`sum`](Self::sum), but never below zero
+    /// (`percpu_counter_sum_positive`).
+    pub fn sum_positive(&self) -> i64 {
+        self.sum().max(0)
+    }
+
+    /// Makes the counter hold `value` (`percpu_counter_set`).
+    ///
+    /// Applied as an add of `value - sum()` on CPU 0's slot, so adds running
+    /// concurrently are never lost and never corrupt the counter: those the
+    /// sum did not see are counted on top of `value`. (The kernel's set
+    /// instead overwrites every CPU's delta and may lose concurrent adds.)
+    pub fn set(&self, value: i64) {
+        self.add_on_cpu(0, value.wrapping_sub(self.sum()));
+    }
+
+    /// Compares the counter with `rhs`, reading every CPU only when the
+    /// approximate value is too close to decide
+    /// (`__percpu_counter_compare`).
+    ///
+    /// Exact when no update runs concurrently; otherwise as exact as the
+    /// kernel's, which relies on the same error bound.
+    pub fn compare(&self, rhs: i64) -> CmpOrdering {
+        let approximate = self.read();
+        let distance = (i128::from(approximate) - i128::from(rhs)).unsigned_abs();
+        if distance > u128::from(self.max_read_error()) {
+            approximate.cmp(&rhs)
+        } else {
+            self.sum().cmp(&rhs)
+        }
+    }
+
+    /// The batch: how far a CPU's delta may grow before it is folded.
+    pub fn batch(&self) -> i64 {
+        self.batch
+    }
+
+    /// The number of CPUs the counter has a slot for.
+    pub fn nr_cpus(&self) -> usize {
+        self.nr_cpus
+    }
+
+    /// The largest difference between [`read`](Self::read) and
+    /// [`sum`](Self::sum) once no update is in progress:
+    /// `nr_cpus * (batch - 1)` (saturating).
+    pub fn max_read_error(&self) -> u64 {
+        let per_cpu = self.batch.unsigned_abs() - 1;
+        u64::try_from(self.nr_cpus)
+            .unwrap_or(u64::MAX)
+            .saturating_mul(per_cpu)
+    }
+
+    /// The delta `cpu` has not folded into the total yet, or `None` if the
+    /// counter has no such CPU.
+    ///
+    /// A snapshot of two values: exact once no update on that CPU is in
+    /// progress, and then strictly between `-batch` and `batch`.
+    pub fn cpu_delta(&self, cpu: usize) -> Option<i64> {
+        if cpu >= self.nr_cpus {
+            return None;
+        }
+        let slot = self.slots.get(cpu);
+        let folded = slot.folded.load(Ordering::Acquire);
+        let count = slot.count.load(Ordering::Acquire);
+        Some(count.wrapping_sub(folded))
+    }
+}
+
+/// A per-CPU statistic: one `u64` per CPU, summed on demand.
+///
+/// For event counts that are only ever added to and read rarely (allocations,
+/// frees, refills), where even [`PerCpuCounter`]'s occasional folding is more
+/// than needed: an add touches only the calling CPU's own cache line. Each
+/// add is an atomic add, so a caller that migrates mid-update loses nothing.
+/// Values wrap at `u64::MAX`.
+pub struct PerCpuStat<P: Platform> {
+    slots: P::PerCpu<AtomicU64>,
+    nr_cpus: usize,
+}
+
+impl<P: Platform> PerCpuStat<P> {
+    /// Creates a statistic that is zero on every CPU. Fails if the per-CPU
+    /// storage cannot be allocated, or if the platform reports no CPUs.
+    pub fn new(platform: &P) -> Result<Self, AllocError> {
+        let nr_cpus = platform.nr_cpu_ids();
+        if nr_cpus == 0 {
+            return Err(AllocError);
+        }
+        Ok(PerCpuStat {
+            slots: platform.new_percpu(|_| Ok(AtomicU64::new(0)))?,
+            nr_cpus,
+        })
+    }
+
+    /// Adds `amount` on the calling CPU.
+    pub fn add(&self, platform: &P, amount: u64) {
+        let mut cpu = platform.this_cpu();
+        if cpu >= self.nr_cpus {
+            cpu %= self.nr_cpus;
+        }
+        // Relaxed: statistics order nothing else, and atomicity alone keeps
+        // every add.
+        self.slots.get(cpu).fetch_add(amount, Ordering::Relaxed);
+    }
+
+    /// Adds one on the calling CPU.
+    pub fn inc(&self, platform: &P) {
+        self.add(platform, 1);
+    }
+
+    /// The total over all CPUs (wrapping). Includes every add that completed
+    /// before the call; concurrent adds may or may not be counted.
+    pub fn sum(&self) -> u64 {
+        (0..self.nr_cpus).fold(0u64, |sum, cpu| {
+            sum.wrapping_add(self.slots.get(cpu).load(Ordering::Relaxed))
+        })
+    }
+
+    /// What has been added on `cpu`, or `None` if there is no such CPU.
+    pub fn cpu_value(&self, cpu: usize) -> Option<u64> {
+        (cpu < self.nr_cpus).then(|| self.slots.get(cpu).load(Ordering::Relaxed))
+    }
+}
+
+/// Model checks with loom: `RUSTFLAGS="--cfg loom" cargo test --lib percpu_counter`.
+///
+/// These live in the library rather than in `tests/` because the counter
+/// itself must be built on loom's atomics, and the library can only see loom
+/// (a dev-dependency) when it is compiled for its own unit tests.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    extern crate std;
+
+    use super::*;
+    use crate::gfp::Gfp;
+    use crate::platform::{Lock, LockClass};
+    use core::alloc::Layout;
+    use core::cell::Cell;
+    use core::fmt;
+    use core::ptr::NonNull;
+    use loom::sync::atomic::AtomicBool;
+    use loom::sync::Arc;
+    use loom::thread;
+    use std::boxed::Box;
+    use std::sync::Mutex;
+    use std::vec::Vec;
+
+    loom::thread_local! {
+        static THIS_CPU: Cell<usize> = Cell::new(0);
+    }
+
+    /// Just enough of a platform for a counter: CPUs come from a loom
+    /// thread-local (loom threads share one OS thread, so `HostPlatform`'s
+    /// `std` thread-local would be shared by all of them).
+    struct LoomPlatform {
+        nr_cpus: usize,
+    }
+
+    fn run_on_cpu(cpu: usize) {
+        THIS_CPU.with(|c| c.set(cpu));
+    }
+
+    struct UnusedLock<T>(Mutex<T>);
+
+    impl<T: Send> Lock<T> for UnusedLock<T> {
+        fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+            f(&mut self.0.lock().unwrap())
+        }
+    }
+
+    struct LoomPerCpu<T>(Box<[T]>);
+
+    impl<T: Send + Sync> PerCpu<T> for LoomPerCpu<T> {
+        fn get(&self, cpu: usize) -> &T {
+            &self.0[cpu]
+        }
+    }
+
+    impl Platform for LoomPlatform {
+        type Lock<T: Send> = UnusedLock<T>;
+        type PerCpu<T: Send + Sync> = LoomPerCpu<T>;
+
+        fn new_lock<T: Send>(&self, value: T, _: LockClass) -> Result<UnusedLock<T>, AllocError> {
+            Ok(UnusedLock(Mutex::new(value)))
+        }
+
+        fn new_percpu<T: Send + Sync>(
+            &self,
+            init: impl FnMut(usize) -> Result<T, AllocError>,
+        ) -> Result<LoomPerCpu<T>, AllocError> {
+            let slots: Result<Vec<T>, AllocError> = (0..self.nr_cpus).map(init).collect();
+            Ok(LoomPerCpu(slots?.into_boxed_slice()))
+        }
+
+        fn nr_cpu_ids(&self) -> usize {
+            self.nr_cpus
+        }
+
+        fn this_cpu(&self) -> usize {
+            THIS_CPU.with(|c| c.get())
+        }
+
+        fn alloc_pages(&self, _: u32, _: Gfp) -> Option<NonNull<u8>> {
+            None
+        }
+
+        unsafe fn free_pages(&self, _: NonNull<u8>, _: u32) {}
+
+        fn alloc_meta(&self, _: Layout, _: Gfp) -> Option<NonNull<u8>> {
+            None
+        }
+
+        unsafe fn free_meta(&self, _: NonNull<u8>, _: Layout) {}
+
+        fn report(&self, _: fmt::Arguments<'_>) {}
+    }
+
+    const BATCH: i64 = 2;
+
+    fn setup() -> (Arc<LoomPlatform>, Arc<PerCpuCounter<LoomPlatform>>) {
+        let platform = Arc::new(LoomPlatform { nr_cpus: 2 });
+        let counter = Arc::new(PerCpuCounter::new(&*platform, 0, BATCH).unwrap());
+        (platform, counter)
+    }
+
+    /// What every test checks once all threads are joined.
+    fn check_quiescent(counter: &PerCpuCounter<LoomPlatform>, expected: i64) {
+        assert_eq!(counter.sum(), expected);
+        let error = counter.read().abs_diff(expected);
+        assert!(
+            error <= counter.max_read_error(),
+            "read {} sum {expected}",
+            counter.read()
+        );
+        for cpu in 0..counter.nr_cpus() {
+            let delta = counter.cpu_delta(cpu).unwrap();
+            assert!(delta.abs() < BATCH, "cpu {cpu} delta {delta}");
+        }
+    }
+
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        if builder.preemption_bound.is_none() {
+            builder.preemption_bound = Some(3);
+        }
+        builder.check(f);
+    }
+
+    /// Thread A adds 1 then 4, thread B adds 16, on `cpu_a` and `cpu_b`, while
+    /// the main thread sums. The amounts are chosen so that every set of
+    /// completed adds has its own total: a sum that lost or doubled an amount
+    /// in the middle of a fold would show up as a value outside the set.
+    fn two_adders_and_a_sum(cpu_a: usize, cpu_b: usize) {
+        model(move || {
+            let (platform, counter) = setup();
+            let adder_a = {
+                let (platform, counter) = (platform.clone(), counter.clone());
+                thread::spawn(move || {
+                    run_on_cpu(cpu_a);
+                    counter.add(&platform, 1);
+                    counter.add(&platform, 4);
+                })
+            };
+            let adder_b = {
+                let (platform, counter) = (platform.clone(), counter.clone());
+                thread::spawn(move || {
+                    run_on_cpu(cpu_b);
+                    counter.add(&platform, 16);
+                })
+            };
+            let concurrent = counter.sum();
+            assert!(
+                [0, 1, 5, 16, 17, 21].contains(&concurrent),
+                "concurrent sum {concurrent}"
+            );
+            adder_a.join().unwrap();
+            adder_b.join().unwrap();
+            check_quiescent(&counter, 21);
+        });
+    }
+
+    #[test]
+    fn adders_on_the_same_cpu() {
+        two_adders_and_a_sum(0, 0);
+    }
+
+    #[test]
+    fn adders_on_different_cpus() {
+        two_adders_and_a_sum(0, 1);
+    }
+
+    /// One thread folds a large add while another undoes most of it on the
+    /// same CPU: whichever thread looks last must see the other's work, or
+    /// a delta at or beyond the batch would be left behind.
+    #[test]
+    fn opposite_adds_on_the_same_cpu() {
+        model(|| {
+            let (platform, counter) = setup();
+            let adders: Vec<_> = [4, -3]
+                .into_iter()
+                .map(|amount| {
+                    let (platform, counter) = (platform.clone(), counter.clone());
+                    thread::spawn(move || {
+                        run_on_cpu(0);
+                        counter.add(&platform, amount);
+                    })
+                })
+                .collect();
+            let concurrent = counter.sum();
+            assert!([0, 4, -3, 1].contains(&concurrent), "sum {concurrent}");
+            for adder in adders {
+                adder.join().unwrap();
+            }
+            check_quiescent(&counter, 1);
+        });
+    }
+
+    /// An add that finished before the sum started must be in the sum, even
+    /// while another thread folds the same CPU's slot.
+    #[test]
+    fn completed_add_is_always_summed() {
+        model(|| {
+            let (platform, counter) = setup();
+            let done = Arc::new(AtomicBool::new(false));
+            let first = {
+                let (platform, counter, done) = (platform.clone(), counter.clone(), done.clone());
+                thread::spawn(move || {
+                    run_on_cpu(0);
+                    counter.add(&platform, 1);
+                    done.store(true, Ordering::Release);
+                })
+            };
+            let folder = {
+                let (platform, counter) = (platform.clone(), counter.clone());
+                thread::spawn(move || {
+                    run_on_cpu(0);
+                    counter.add(&platform, 4);
+                })
+            };
+            if done.load(Ordering::Acquire) {
+                let sum = counter.sum();
+                assert!(sum == 1 || sum == 5, "sum {sum} misses a completed add");
+            }
+            first.join().unwrap();
+            folder.join().unwrap();
+            check_quiescent(&counter, 5);
+        });
+    }
+
+    /// `set` racing an add on another CPU keeps the add (on top of the set
+    /// value or inside it) and leaves the counter consistent.
+    #[test]
+    fn set_racing_an_add() {
+        model(|| {
+            let (platform, counter) = setup();
+            let adder = {
+                let (platform, counter) = (platform.clone(), counter.clone());
+                thread::spawn(move || {
+                    run_on_cpu(1);
+                    counter.add(&platform, 3);
+                })
+            };
+            counter.set(10);
+            adder.join().unwrap();
+            let sum = counter.sum();
+            assert!(sum == 10 || sum == 13, "sum {sum}");
+            check_quiescent(&counter, sum);
+        });
+    }
+
+    /// With only positive amounts the shared total never goes backwards, even
+    /// when two threads fold the same slot.
+    #[test]
+    fn total_is_monotonic_for_positive_adds() {
+        model(|| {
+            let (platform, counter) = setup();
+            let adders: Vec<_> = [3, 2]
+                .into_iter()
+                .map(|amount| {
+                    let (platform, counter) = (platform.clone(), counter.clone());
+                    thread::spawn(move || {
+                        run_on_cpu(0);
+                        counter.add(&platform, amount);
+                    })
+                })
+                .collect();
+            let earlier = counter.read();
+            let later = counter.read();
+            assert!(
+                earlier <= later && later <= 5,
+                "read {earlier} then {later}"
+            );
+            for adder in adders {
+                adder.join().unwrap();
+            }
+            check_quiescent(&counter, 5);
+        });
+    }
+}

@@ -1,0 +1,32 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# An unprivileged user cannot read the 0400 files or write the control file.
+. "$(dirname "$0")/ktap.sh"
+. "$(dirname "$0")/rmm_lib.sh"
+
+ktap_plan 8
+
+ktap_check "load" rmm_load demo=0
+modes_ok() {
+	[ "$(stat -c %a /proc/rmm_slabinfo)" = 400 ] && [ "$(stat -c %a /proc/rmm_stats)" = 400 ] &&
+		[ "$(stat -c %a /proc/rmm_ctl)" = 200 ] && [ "$(stat -c %a /proc/rmm_buddyinfo)" = 444 ]
+}
+ktap_check "modes: slabinfo and stats 0400, ctl 0200, buddyinfo 0444" modes_ok
+
+# Run a command as uid/gid 65534 (nobody), without needing /etc/passwd.
+as_nobody() {
+	chpst -u :65534:65534 "$@"
+}
+if ! as_nobody true 2>/dev/null; then
+	for n in 3 4 5 6 7; do ktap_skip "unprivileged checks" "cannot drop privileges here (no MULTIUSER kernel?)"; done
+	rmm_unload
+	ktap_finished
+fi
+ktap_check "nobody cannot read rmm_slabinfo" sh -c '! chpst -u :65534:65534 cat /proc/rmm_slabinfo >/dev/null 2>&1'
+ktap_check "nobody cannot read rmm_stats" sh -c '! chpst -u :65534:65534 cat /proc/rmm_stats >/dev/null 2>&1'
+ktap_check "nobody cannot write rmm_ctl" sh -c '! chpst -u :65534:65534 sh -c "echo create evil 8 > /proc/rmm_ctl" 2>/dev/null && ! grep -q "^evil " /proc/rmm_slabinfo'
+ktap_check "nobody can read rmm_buddyinfo, like /proc/buddyinfo" sh -c 'chpst -u :65534:65534 cat /proc/rmm_buddyinfo | grep -q "^Node 0, zone      rmm"'
+ktap_check "root can do all of it" sh -c 'cat /proc/rmm_slabinfo /proc/rmm_stats >/dev/null && echo "create ok1 8" > /proc/rmm_ctl'
+ktap_check "unload" rmm_unload
+ktap_finished

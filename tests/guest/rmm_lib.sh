@@ -1,0 +1,73 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# Helpers for rmm's guest tests: loading, the control file, and reading
+# values out of rmm_stats and rmm_slabinfo. Source after ktap.sh.
+
+rmm_load() {
+	insmod "$RMM_KO" "$@"
+}
+
+rmm_unload() {
+	rmmod rmm
+}
+
+# rmm_ctl LINE...: writes the lines to /proc/rmm_ctl in one write. The
+# write's error message (strerror text) is left in $RMM_CTL_ERR.
+rmm_ctl() {
+	RMM_CTL_ERR=$( { printf '%s\n' "$@" >/proc/rmm_ctl; } 2>&1)
+}
+
+# ctl_ok LINE...: the write succeeds.
+ctl_ok() {
+	if ! rmm_ctl "$@"; then
+		echo "write '$*' failed: $RMM_CTL_ERR"
+		return 1
+	fi
+}
+
+# ctl_err TEXT LINE...: the write fails and its error message contains TEXT
+# (the C library's strerror text of the errno, e.g. "Invalid argument").
+ctl_err() {
+	want=$1
+	shift
+	if rmm_ctl "$@"; then
+		echo "write '$*' succeeded, expected '$want'"
+		return 1
+	fi
+	case "$RMM_CTL_ERR" in
+	*"$want"*) return 0 ;;
+	*) echo "write '$*' failed with '$RMM_CTL_ERR', expected '$want'"; return 1 ;;
+	esac
+}
+
+# stat CACHE KEY: the value of KEY on the cache's line of rmm_stats.
+stat() {
+	awk -v c="cache=$1" -v k="$2" '
+		$1 == c && $2 !~ /^cpu=/ {
+			for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) { print kv[2]; exit } }
+		}' /proc/rmm_stats
+}
+
+# buddy_stat KEY: a value of the first "buddy" line of rmm_stats.
+buddy_stat() {
+	awk -v k="$1" '
+		$1 == "buddy" && $2 !~ /^order=/ {
+			for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) { print kv[2]; exit } }
+		}' /proc/rmm_stats
+}
+
+# slab_field NAME N: field N (1-based, as in the slabinfo header: 2 active_objs,
+# 3 num_objs, 4 objsize, 5 objperslab, 6 pagesperslab, 9 limit, 10 batchcount,
+# 11 sharedfactor, 14 active_slabs, 15 num_slabs) of the cache's slabinfo row.
+slab_field() {
+	awk -v n="$1" -v f="$2" '$1 == n { print $f; exit }' /proc/rmm_slabinfo
+}
+
+has_cache() {
+	grep -q "^$1 " /proc/rmm_slabinfo
+}
+
+# mem_free_kb: MemFree from /proc/meminfo.
+mem_free_kb() {
+	awk '$1 == "MemFree:" { print $2 }' /proc/meminfo
+}

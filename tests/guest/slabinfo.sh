@@ -1,0 +1,115 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# /proc/rmm_slabinfo and /proc/rmm_buddyinfo: exact headers, every row's
+# invariants, consistency with rmm_stats, and shrink giving memory back.
+. "$(dirname "$0")/ktap.sh"
+. "$(dirname "$0")/rmm_lib.sh"
+
+ktap_plan 14
+
+ktap_check "load" rmm_load demo=1
+ktap_check "some load on several caches" ctl_ok "create s1 24 ctor" "create s2 700" "create s3 3000 hwcache" \
+	"alloc s1 500" "alloc s2 50" "alloc s3 20" "alloc kmalloc-32 300" "alloc kmalloc-8192 3" "page-alloc 2 5"
+
+header_ok() {
+	[ "$(sed -n 1p /proc/rmm_slabinfo)" = "slabinfo - version: 2.1" ] &&
+		[ "$(sed -n 2p /proc/rmm_slabinfo)" = "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>" ]
+}
+ktap_check "the two header lines of /proc/slabinfo 2.1" header_ok
+
+rows_ok() {
+	tail -n +3 /proc/rmm_slabinfo | awk '
+	function pow2(n) { while (n > 1 && n % 2 == 0) n /= 2; return n == 1 }
+	{
+		rows++
+		if (NF != 16 || $7 != ":" || $8 != "tunables" || $12 != ":" || $13 != "slabdata") { print "bad row: " $0; bad = 1; next }
+		if ($3 != $5 * $15) { print $1 ": num_objs " $3 " != objperslab " $5 " * num_slabs " $15; bad = 1 }
+		if ($2 > $3) { print $1 ": active_objs above num_objs"; bad = 1 }
+		if (!pow2($6)) { print $1 ": pagesperslab " $6 " not a power of two"; bad = 1 }
+		if ($5 < 1) { print $1 ": no objects per slab"; bad = 1 }
+		if ($14 > $15) { print $1 ": active_slabs above num_slabs"; bad = 1 }
+		if ($4 % 8 != 0) { print $1 ": objsize " $4 " not word aligned"; bad = 1 }
+		if ($9 < 1 || $10 < 1 || $10 > $9) { print $1 ": bad tunables"; bad = 1 }
+	}
+	END { if (rows < 14) { print "only " rows " rows"; bad = 1 }; exit bad }'
+}
+ktap_check "every row: num_objs = slabs x objperslab, active <= total, pages a power of two, objsize aligned" rows_ok
+
+row_format_ok() {
+	# The kernel's format: %-17s %6lu %6lu %6u %4u %4d : tunables %4u %4u %4u : slabdata %6lu %6lu %6lu
+	tail -n +3 /proc/rmm_slabinfo | while IFS= read -r line; do
+		set -- $line
+		want=$(printf '%-17s %6d %6d %6d %4d %4d : tunables %4d %4d %4d : slabdata %6d %6d %6d' \
+			"$1" "$2" "$3" "$4" "$5" "$6" "$9" "${10}" "${11}" "${14}" "${15}" "${16}")
+		[ "$line" = "$want" ] || { echo "row '$line' is not '$want'"; return 1; }
+	done
+}
+ktap_check "rows printed with the kernel's column widths" row_format_ok
+
+sizes_ok() {
+	for c in s1:24 s2:700 s3:3000 kmalloc-8:8 kmalloc-96:96 kmalloc-192:192 kmalloc-8192:8192; do
+		n=${c%%:*}
+		want=${c#*:}
+		got=$(slab_field "$n" 4)
+		[ -n "$got" ] && [ "$got" -ge "$want" ] || { echo "$n objsize $got < $want"; return 1; }
+	done
+	[ $(( $(slab_field s3 4) % 64 )) -eq 0 ] || { echo "s3 not cache-line aligned"; return 1; }
+}
+ktap_check "object sizes at least what was asked, hwcache aligned to 64" sizes_ok
+
+ktap_check "every generic cache present" sh -c '. ./rmm_lib.sh; for s in 8 16 32 64 96 128 192 256 512 1024 2048 4096 8192; do has_cache kmalloc-$s || { echo "no kmalloc-$s"; exit 1; }; done'
+ktap_check "the demo cache rmm_student is listed" has_cache rmm_student
+
+stats_match() {
+	for c in s1 s2 s3 kmalloc-32; do
+		total=$(stat $c total)
+		[ "$total" = "$(slab_field $c 3)" ] || { echo "$c total $total != slabinfo $(slab_field $c 3)"; return 1; }
+		act=$(( $(stat $c active) + $(stat $c cached) ))
+		[ "$act" = "$(slab_field $c 2)" ] || { echo "$c active+cached $act != slabinfo $(slab_field $c 2)"; return 1; }
+	done
+}
+ktap_check "slabinfo agrees with rmm_stats (active_objs = active + cached)" stats_match
+
+buddyinfo_ok() {
+	line=$(cat /proc/rmm_buddyinfo)
+	case "$line" in "Node 0, zone      rmm "*) ;; *) echo "bad prefix: '$line'"; return 1 ;; esac
+	set -- $line
+	[ $# -eq 15 ] || { echo "expected 11 counts: '$line'"; return 1; }
+	shift 4
+	sum=0
+	o=0
+	for n in "$@"; do
+		sum=$((sum + n * (1 << o)))
+		want=$(awk -v o=$o '$1 == "buddy" && $2 == "order=" o { for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "free_blocks") print kv[2] } }' /proc/rmm_stats)
+		[ "$n" = "$want" ] || { echo "order $o: buddyinfo $n, stats $want"; return 1; }
+		o=$((o + 1))
+	done
+	[ "$sum" = "$(buddy_stat pages_free)" ] || { echo "buddyinfo pages $sum != pages_free $(buddy_stat pages_free)"; return 1; }
+	[ $(( $(buddy_stat pages_free) + $(buddy_stat pages_pcp) + $(buddy_stat pages_allocated) )) = "$(buddy_stat pages_total)" ] ||
+		{ echo "free + pcp + allocated != total"; return 1; }
+}
+ktap_check "buddyinfo format, and consistent with the stats" buddyinfo_ok
+
+ctor_ok() {
+	[ "$(stat s1 ctor_calls)" = "$(stat s1 total)" ] ||
+		{ echo "ctor_calls $(stat s1 ctor_calls) != objects created $(stat s1 total)"; return 1; }
+	[ "$(stat s2 ctor_calls)" = 0 ]
+}
+ktap_check "constructor calls equal objects created" ctor_ok
+
+chunks_before=$(buddy_stat chunks)
+ctl_ok "free s1 all" "free s2 all" "free s3 all" "free kmalloc-32 all" "free kmalloc-8192 all" "page-free 2 all" >/dev/null
+slabs_before=$(slab_field s1 15)
+ktap_check "shrink every cache" ctl_ok "shrink s1" "shrink s2" "shrink s3" "shrink kmalloc-32" "shrink kmalloc-8192"
+shrink_ok() {
+	for c in s1 s2 s3; do
+		[ "$(slab_field $c 15)" = 0 ] || { echo "$c still has $(slab_field $c 15) slabs"; return 1; }
+	done
+	[ "$(stat s1 reaped)" -ge "$slabs_before" ] || { echo "s1 reaped $(stat s1 reaped) < $slabs_before"; return 1; }
+	[ "$(buddy_stat chunks)" -lt "$chunks_before" ] || { echo "chunks $chunks_before -> $(buddy_stat chunks)"; return 1; }
+}
+ktap_check "shrink gave slabs back (reaped counted) and chunks back to the kernel" shrink_ok
+ktap_check "unload" rmm_unload
+
+ktap_finished
