@@ -5,8 +5,8 @@
 //! kernel module.
 //!
 //! Besides providing the services, it keeps the books tests need: pages and
-//! metadata outstanding (so a leak fails a test), every report line, and a
-//! fault injector that fails every N-th page request.
+//! metadata outstanding (so a leak fails a test), every report and info
+//! line, and a fault injector that fails every N-th page request.
 
 extern crate std;
 
@@ -37,6 +37,7 @@ pub struct HostPlatform {
     fail_every: AtomicUsize,
     meta_out: AtomicUsize,
     reports: Mutex<Vec<String>>,
+    infos: Mutex<Vec<String>>,
 }
 
 impl HostPlatform {
@@ -50,6 +51,7 @@ impl HostPlatform {
             fail_every: AtomicUsize::new(0),
             meta_out: AtomicUsize::new(0),
             reports: Mutex::new(Vec::new()),
+            infos: Mutex::new(Vec::new()),
         }
     }
 
@@ -85,6 +87,16 @@ impl HostPlatform {
     /// Takes and clears the lines reported so far.
     pub fn take_reports(&self) -> Vec<String> {
         core::mem::take(&mut *self.reports.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Every informational line logged so far.
+    pub fn infos(&self) -> Vec<String> {
+        self.infos.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Takes and clears the informational lines logged so far.
+    pub fn take_infos(&self) -> Vec<String> {
+        core::mem::take(&mut *self.infos.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     fn should_fail(&self) -> bool {
@@ -209,5 +221,13 @@ impl Platform for HostPlatform {
     fn report(&self, args: fmt::Arguments<'_>) {
         let line = args.to_string();
         self.reports.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+    }
+
+    fn info(&self, args: fmt::Arguments<'_>) {
+        let line = args.to_string();
+        self.infos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(line);
     }
 }

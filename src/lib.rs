@@ -10,7 +10,16 @@
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::float_arithmetic)]
 
+pub mod buddy;
+pub mod control;
 pub mod gfp;
+pub mod kmalloc;
+pub mod meta_vec;
+pub mod page_alloc;
+pub mod percpu_counter;
 pub mod platform;
+pub mod slab;
+pub mod state;
+pub mod views;
 
 pub mod host;

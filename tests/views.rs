@@ -1,0 +1,596 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Tests of the read-only files: `/proc/slabinfo` 2.1 header, row format
+//! and column widths, row invariants and order; `/proc/buddyinfo` format
+//! and its agreement with the page allocator; the stats keys and their
+//! agreement with slabinfo and the per-CPU lines.
+
+use rmm_core::host::HostPlatform;
+use rmm_core::kmalloc::KMALLOC_NAMES;
+use rmm_core::page_alloc::MAX_ORDER;
+use rmm_core::state::{Rmm, DEMO_CACHE};
+use rmm_core::views::{write_buddyinfo, write_slabinfo, write_stats};
+use std::collections::BTreeMap;
+use std::fmt::{self, Write};
+
+const HEADER_1: &str = "slabinfo - version: 2.1";
+const HEADER_2: &str = "# name            <active_objs> <num_objs> <objsize> <objperslab> \
+<pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> \
+<num_slabs> <sharedavail>";
+
+fn new_rmm(nr_cpus: usize) -> Rmm<HostPlatform> {
+    Rmm::new(HostPlatform::new(nr_cpus), false).expect("Rmm::new")
+}
+
+fn run(rmm: &mut Rmm<HostPlatform>, input: &str) {
+    if let Err(error) = rmm.execute(input.as_bytes()) {
+        panic!("{input:?} failed: {error}");
+    }
+}
+
+fn slabinfo(rmm: &Rmm<HostPlatform>) -> String {
+    let mut out = String::new();
+    write_slabinfo(&mut out, rmm).unwrap();
+    out
+}
+
+fn buddyinfo(rmm: &Rmm<HostPlatform>) -> String {
+    let mut out = String::new();
+    write_buddyinfo(&mut out, rmm).unwrap();
+    out
+}
+
+fn stats(rmm: &Rmm<HostPlatform>) -> String {
+    let mut out = String::new();
+    write_stats(&mut out, rmm).unwrap();
+    out
+}
+
+/// A parsed slabinfo row.
+#[derive(Debug, PartialEq, Eq)]
+struct Row {
+    name: String,
+    active_objs: usize,
+    num_objs: usize,
+    objsize: usize,
+    objperslab: usize,
+    pagesperslab: usize,
+    limit: usize,
+    batchcount: usize,
+    sharedfactor: usize,
+    active_slabs: usize,
+    num_slabs: usize,
+    sharedavail: usize,
+}
+
+fn parse_row(line: &str) -> Row {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words.len(), 16, "{line:?}");
+    assert_eq!(
+        (words[6], words[7], words[11], words[12]),
+        (":", "tunables", ":", "slabdata"),
+        "{line:?}"
+    );
+    let number = |index: usize| -> usize { words[index].parse().expect(line) };
+    Row {
+        name: words[0].to_string(),
+        active_objs: number(1),
+        num_objs: number(2),
+        objsize: number(3),
+        objperslab: number(4),
+        pagesperslab: number(5),
+        limit: number(8),
+        batchcount: number(9),
+        sharedfactor: number(10),
+        active_slabs: number(13),
+        num_slabs: number(14),
+        sharedavail: number(15),
+    }
+}
+
+fn rows(rmm: &Rmm<HostPlatform>) -> Vec<Row> {
+    let text = slabinfo(rmm);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some(HEADER_1));
+    assert_eq!(lines.next(), Some(HEADER_2));
+    lines.map(parse_row).collect()
+}
+
+/// The kernel's `cache_show` line, formatted here the way C's printf would
+/// with `%-17s %6lu %6lu %6u %4u %4d : tunables %4u %4u %4u : slabdata
+/// %6lu %6lu %6lu`.
+fn c_format_row(row: &Row) -> String {
+    fn pad_left(value: usize, width: usize) -> String {
+        let digits = value.to_string();
+        " ".repeat(width.saturating_sub(digits.len())) + &digits
+    }
+    let mut name = row.name.clone();
+    while name.len() < 17 {
+        name.push(' ');
+    }
+    format!(
+        "{name} {} {} {} {} {} : tunables {} {} {} : slabdata {} {} {}",
+        pad_left(row.active_objs, 6),
+        pad_left(row.num_objs, 6),
+        pad_left(row.objsize, 6),
+        pad_left(row.objperslab, 4),
+        pad_left(row.pagesperslab, 4),
+        pad_left(row.limit, 4),
+        pad_left(row.batchcount, 4),
+        pad_left(row.sharedfactor, 4),
+        pad_left(row.active_slabs, 6),
+        pad_left(row.num_slabs, 6),
+        pad_left(row.sharedavail, 6),
+    )
+}
+
+#[test]
+fn slabinfo_header_is_the_kernels() {
+    let rmm = new_rmm(2);
+    let text = slabinfo(&rmm);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], HEADER_1);
+    assert_eq!(lines[1], HEADER_2);
+    assert!(text.ends_with('\n'));
+    // Only the generic caches, largest first, as the kernel lists them.
+    let names: Vec<String> = lines[2..].iter().map(|line| parse_row(line).name).collect();
+    let expected: Vec<&str> = KMALLOC_NAMES.iter().rev().copied().collect();
+    assert_eq!(names, expected);
+}
+
+#[test]
+fn slabinfo_row_formatted_by_hand() {
+    let mut rmm = new_rmm(2);
+    // A 1 MiB object fills a 256-page slab alone; such large objects get a
+    // per-CPU array of 1 (SLAB's enable_cpucache), batch 1.
+    run(&mut rmm, "create big 1048576\nalloc big 1");
+    let text = slabinfo(&rmm);
+    let big = text.lines().find(|line| line.starts_with("big ")).unwrap();
+    assert_eq!(
+        big,
+        "big                    1      1 1048576    1  256 : tunables    1    1    0 : slabdata      1      1      0"
+    );
+    // Names longer than the column push the row right, as `%-17s` does.
+    run(&mut rmm, "create a_name_longer_than_17 100");
+    let text = slabinfo(&rmm);
+    let long = text
+        .lines()
+        .find(|line| line.starts_with("a_name_longer_than_17 "))
+        .unwrap();
+    assert!(
+        long.starts_with("a_name_longer_than_17      0      0    104 "),
+        "{long:?}"
+    );
+    // A page-sized generic object: one per one-page slab, 24-object arrays
+    // (SLAB's limit for slots above 1 KiB), batches of 12.
+    run(&mut rmm, "alloc kmalloc-4k 1");
+    let text = slabinfo(&rmm);
+    let page = text
+        .lines()
+        .find(|line| line.starts_with("kmalloc-4k "))
+        .unwrap();
+    assert_eq!(
+        page,
+        "kmalloc-4k             1      1   4096    1    1 : tunables   24   12    0 : slabdata      1      1      0"
+    );
+    // Every row, small and large numbers alike, is exactly the C format.
+    run(
+        &mut rmm,
+        "alloc kmalloc-8 100000\nalloc kmalloc-4k 3\nalloc kmalloc-8 1000000",
+    );
+    for line in slabinfo(&rmm).lines().skip(2) {
+        assert_eq!(line, c_format_row(&parse_row(line)));
+    }
+}
+
+#[test]
+fn slabinfo_rows_keep_their_invariants() {
+    let mut rmm = new_rmm(4);
+    // name, size, align (0: default), options
+    let created: &[(&str, usize, usize, &str)] = &[
+        ("tiny", 1, 0, ""),
+        ("odd", 13, 0, "ctor"),
+        ("aligned", 100, 128, ""),
+        ("hw", 24, 0, "hwcache"),
+        ("dbg", 300, 0, "debug"),
+        ("page", 4096, 4096, ""),
+        ("offslab", 1000, 0, "debug ctor"),
+        ("huge", 70000, 0, ""),
+    ];
+    for &(name, size, align, options) in created {
+        let align_option = if align > 0 {
+            format!(" align={align}")
+        } else {
+            String::new()
+        };
+        run(
+            &mut rmm,
+            &format!("create {name} {size}{align_option} {options}"),
+        );
+        run(&mut rmm, &format!("alloc {name} 37\nfree {name} 11"));
+    }
+    run(
+        &mut rmm,
+        "create unused 50\nalloc kmalloc-192 500\nfree kmalloc-192 499",
+    );
+    let rows = rows(&rmm);
+    assert_eq!(rows.len(), KMALLOC_NAMES.len() + created.len() + 1);
+    // Newest first.
+    assert_eq!(rows[0].name, "unused");
+    assert_eq!(rows[1].name, "huge");
+    for row in &rows {
+        assert_eq!(row.num_objs, row.num_slabs * row.objperslab, "{row:?}");
+        assert!(row.active_objs <= row.num_objs, "{row:?}");
+        assert!(row.active_slabs <= row.num_slabs, "{row:?}");
+        assert!(row.pagesperslab.is_power_of_two(), "{row:?}");
+        assert!(row.objperslab >= 1);
+        assert!(
+            row.objsize * row.objperslab <= row.pagesperslab * 4096,
+            "{row:?}"
+        );
+        assert!(
+            row.limit >= 1 && row.batchcount == row.limit.div_ceil(2),
+            "{row:?}"
+        );
+        assert_eq!((row.sharedfactor, row.sharedavail), (0, 0));
+        let entry = rmm.cache(&row.name).unwrap();
+        let stats = entry.cache.stats();
+        // SLAB: objects in per-CPU arrays count as active.
+        assert_eq!(row.active_objs, stats.active + stats.cached, "{row:?}");
+        assert_eq!(stats.active, entry.held);
+        if let Some(&(_, size, align, _)) = created.iter().find(|c| c.0 == row.name) {
+            assert!(row.objsize >= size, "{row:?}");
+            assert_eq!(row.objsize % align.max(8), 0, "{row:?}");
+            assert_eq!(entry.held, 26, "{row:?}");
+            assert!(row.active_objs >= 26, "{row:?}");
+        }
+    }
+    let unused = rows.iter().find(|row| row.name == "unused").unwrap();
+    assert_eq!(
+        (unused.active_objs, unused.num_objs, unused.num_slabs),
+        (0, 0, 0)
+    );
+}
+
+#[test]
+fn destroyed_caches_leave_slabinfo() {
+    let mut rmm = new_rmm(2);
+    run(
+        &mut rmm,
+        "create a 10\ncreate b 20\ncreate c 30\nalloc b 5\nfree b all",
+    );
+    let names = |rmm: &Rmm<HostPlatform>| -> Vec<String> {
+        rows(rmm).into_iter().map(|row| row.name).take(3).collect()
+    };
+    assert_eq!(names(&rmm), ["c", "b", "a"]);
+    run(&mut rmm, "destroy b");
+    assert_eq!(names(&rmm), ["c", "a", "kmalloc-8k"]);
+    run(&mut rmm, "destroy c\ndestroy a");
+    assert_eq!(rows(&rmm).len(), KMALLOC_NAMES.len());
+    rmm.teardown();
+    assert_eq!(slabinfo(&rmm), format!("{HEADER_1}\n{HEADER_2}\n"));
+}
+
+/// The free-block counts of a buddyinfo line, checking its exact layout.
+fn parse_buddyinfo(text: &str) -> Vec<usize> {
+    let prefix = "Node 0, zone      rmm ";
+    assert!(text.starts_with(prefix), "{text:?}");
+    assert!(text.ends_with(" \n"), "{text:?}");
+    let counts = &text[prefix.len()..text.len() - 1];
+    assert_eq!(counts.len(), 7 * (MAX_ORDER as usize + 1), "{text:?}");
+    counts
+        .as_bytes()
+        .chunks(7)
+        .map(|field| {
+            let field = std::str::from_utf8(field).unwrap();
+            assert!(field.ends_with(' '), "{field:?}");
+            field.trim().parse().unwrap()
+        })
+        .collect()
+}
+
+fn assert_buddyinfo_matches_stats(rmm: &Rmm<HostPlatform>) -> Vec<usize> {
+    let counts = parse_buddyinfo(&buddyinfo(rmm));
+    let stats = rmm.pages().stats();
+    let free: usize = counts.iter().enumerate().map(|(order, n)| n << order).sum();
+    assert_eq!(free, stats.pages_free);
+    assert_eq!(
+        stats.pages_free + stats.pages_pcp + stats.pages_allocated,
+        stats.pages_total
+    );
+    counts
+}
+
+#[test]
+fn buddyinfo_is_the_kernels_format_and_agrees_with_the_allocator() {
+    let mut rmm = new_rmm(2);
+    assert_eq!(
+        buddyinfo(&rmm),
+        format!("Node 0, zone      rmm {}\n", "     0 ".repeat(11))
+    );
+    // A whole chunk as one block: nothing free.
+    run(&mut rmm, "page-alloc 10 1");
+    assert_eq!(assert_buddyinfo_matches_stats(&rmm), vec![0; 11]);
+    // One page from a fresh chunk (taken straight from the chunk while it
+    // is added): the other 1023 pages split into one free block of each
+    // order below the chunk's.
+    run(&mut rmm, "page-alloc 0 1");
+    let counts = assert_buddyinfo_matches_stats(&rmm);
+    let mut expected = vec![0; 11];
+    let mut left = (1 << MAX_ORDER) - 1;
+    for (order, slot) in expected.iter_mut().enumerate().rev() {
+        if left >= 1 << order {
+            *slot = 1;
+            left -= 1 << order;
+        }
+    }
+    assert_eq!(counts, expected);
+    run(
+        &mut rmm,
+        "page-alloc 3 5\ncreate x 500\nalloc x 333\npage-free 10 1",
+    );
+    let counts = assert_buddyinfo_matches_stats(&rmm);
+    assert_eq!(counts[10], 1, "the freed chunk-sized block");
+    // Free blocks per order agree with the stats lines.
+    let text = stats(&rmm);
+    for (order, count) in counts.iter().enumerate() {
+        let prefix = format!("buddy order={order} ");
+        let line = text.lines().find(|line| line.starts_with(&prefix)).unwrap();
+        assert!(line.contains(&format!(" free_blocks={count} ")), "{line}");
+    }
+    rmm.teardown();
+    assert_eq!(parse_buddyinfo(&buddyinfo(&rmm)), vec![0; 11]);
+}
+
+const CACHE_KEYS: &[&str] = &[
+    "cache",
+    "objsize",
+    "active",
+    "cached",
+    "total",
+    "slabs",
+    "allocs",
+    "frees",
+    "allochit",
+    "allocmiss",
+    "freehit",
+    "freemiss",
+    "grown",
+    "reaped",
+    "high",
+    "errors",
+    "ctor_calls",
+    "held",
+    "corruptions",
+];
+const CPU_KEYS: &[&str] = &[
+    "cache",
+    "cpu",
+    "allocs",
+    "frees",
+    "allochit",
+    "allocmiss",
+    "freehit",
+    "freemiss",
+    "grown",
+    "reaped",
+    "errors",
+    "ctor_calls",
+    "cached",
+];
+const BUDDY_KEYS: &[&str] = &[
+    "chunks",
+    "max_chunks",
+    "pages_total",
+    "pages_free",
+    "pages_pcp",
+    "pages_allocated",
+    "invalid_frees",
+];
+const ORDER_KEYS: &[&str] = &["order", "allocs", "failures", "free_blocks", "held"];
+const RMM_KEYS: &[&str] = &[
+    "user_caches",
+    "max_user_caches",
+    "corruptions",
+    "large_blocks",
+    "kmalloc_errors",
+    "reclaimable",
+];
+
+/// Splits `key=value` words, checking the keys against `keys`.
+fn pairs<'a>(words: &[&'a str], keys: &[&str]) -> BTreeMap<&'a str, &'a str> {
+    let found: Vec<(&str, &str)> = words
+        .iter()
+        .map(|word| word.split_once('=').unwrap_or_else(|| panic!("{word:?}")))
+        .collect();
+    let names: Vec<&str> = found.iter().map(|(key, _)| *key).collect();
+    assert_eq!(names, keys);
+    found.into_iter().collect()
+}
+
+fn number(map: &BTreeMap<&str, &str>, key: &str) -> usize {
+    map[key]
+        .parse()
+        .unwrap_or_else(|_| panic!("{key}={}", map[key]))
+}
+
+#[test]
+fn stats_lines_carry_the_documented_keys() {
+    let nr_cpus = 3;
+    HostPlatform::set_this_cpu(0);
+    let mut rmm = new_rmm(nr_cpus);
+    run(
+        &mut rmm,
+        "create a 40 ctor\nalloc a 500\nfree a 100\npage-alloc 2 3\nalloc kmalloc-32 7",
+    );
+    // Allocations from other CPUs show in their per-CPU lines.
+    std::thread::scope(|scope| {
+        let rmm = &rmm;
+        scope.spawn(move || {
+            HostPlatform::set_this_cpu(2);
+            let cache = rmm.cache("kmalloc-32").unwrap().cache;
+            let obj = cache
+                .alloc(rmm.pages(), rmm_core::gfp::Gfp::KERNEL)
+                .unwrap();
+            // SAFETY: just allocated, not used afterwards.
+            unsafe { cache.free(rmm.pages(), obj).unwrap() };
+        });
+    });
+    let text = stats(&rmm);
+    let slab_rows: BTreeMap<String, Row> = rows(&rmm)
+        .into_iter()
+        .map(|row| (row.name.clone(), row))
+        .collect();
+    let mut caches_seen = Vec::new();
+    let mut cpu_sums: BTreeMap<String, usize> = BTreeMap::new();
+    let mut orders_seen = 0;
+    let mut buddy_seen = false;
+    let mut rmm_seen = false;
+    for line in text.lines() {
+        let words: Vec<&str> = line.split(' ').collect();
+        if line.starts_with("cache=") && words[1].starts_with("cpu=") {
+            let map = pairs(&words, CPU_KEYS);
+            assert!(number(&map, "cpu") < nr_cpus);
+            *cpu_sums.entry(map["cache"].to_string()).or_default() += number(&map, "allocs");
+        } else if line.starts_with("cache=") {
+            let map = pairs(&words, CACHE_KEYS);
+            let name = map["cache"];
+            caches_seen.push(name.to_string());
+            let row = &slab_rows[name];
+            assert_eq!(number(&map, "objsize"), row.objsize);
+            assert_eq!(number(&map, "total"), row.num_objs);
+            assert_eq!(number(&map, "slabs"), row.num_slabs);
+            assert_eq!(
+                number(&map, "active") + number(&map, "cached"),
+                row.active_objs
+            );
+            assert_eq!(number(&map, "active"), number(&map, "held"), "{line}");
+            assert_eq!(
+                number(&map, "allocs") - number(&map, "frees"),
+                number(&map, "active")
+            );
+            assert!(number(&map, "allochit") + number(&map, "allocmiss") >= number(&map, "allocs"));
+            assert_eq!(
+                number(&map, "freehit") + number(&map, "freemiss"),
+                number(&map, "frees")
+            );
+            assert!(number(&map, "high") >= row.active_objs);
+            if name == "a" {
+                assert_eq!(
+                    number(&map, "ctor_calls"),
+                    number(&map, "grown") * row.objperslab
+                );
+                assert_eq!(number(&map, "held"), 400);
+            }
+        } else if line.starts_with("buddy order=") {
+            let map = pairs(&words[1..], ORDER_KEYS);
+            assert_eq!(number(&map, "order"), orders_seen);
+            let held = if orders_seen == 2 { 3 } else { 0 };
+            assert_eq!(number(&map, "held"), held);
+            orders_seen += 1;
+        } else if line.starts_with("buddy ") {
+            let map = pairs(&words[1..], BUDDY_KEYS);
+            let pages = rmm.pages().stats();
+            assert_eq!(number(&map, "pages_total"), pages.pages_total);
+            assert_eq!(number(&map, "chunks") << MAX_ORDER, pages.pages_total);
+            buddy_seen = true;
+        } else if line.starts_with("rmm ") {
+            let map = pairs(&words[1..], RMM_KEYS);
+            assert_eq!(number(&map, "user_caches"), 1);
+            assert_eq!(number(&map, "max_user_caches"), 64);
+            assert_eq!(number(&map, "reclaimable"), rmm.reclaimable_pages());
+            rmm_seen = true;
+        } else {
+            panic!("unexpected stats line {line:?}");
+        }
+    }
+    assert_eq!(caches_seen, slab_rows_in_order(&rmm));
+    for name in &caches_seen {
+        let stats = rmm.cache(name).unwrap().cache.stats();
+        assert_eq!(cpu_sums[name], stats.allocs, "{name}");
+    }
+    assert_eq!(
+        text.lines().filter(|line| line.contains(" cpu=")).count(),
+        caches_seen.len() * nr_cpus
+    );
+    let kmalloc_32_cpu2 = text
+        .lines()
+        .find(|line| line.starts_with("cache=kmalloc-32 cpu=2 "))
+        .unwrap();
+    assert!(
+        kmalloc_32_cpu2.contains(" allocs=1 frees=1 "),
+        "{kmalloc_32_cpu2}"
+    );
+    assert_eq!(orders_seen, MAX_ORDER as usize + 1);
+    assert!(buddy_seen && rmm_seen);
+}
+
+fn slab_rows_in_order(rmm: &Rmm<HostPlatform>) -> Vec<String> {
+    rows(rmm).into_iter().map(|row| row.name).collect()
+}
+
+#[test]
+fn demo_cache_shows_in_every_view() {
+    let mut rmm = new_rmm(2);
+    rmm.run_demo().unwrap();
+    let rows = rows(&rmm);
+    let student = &rows[0];
+    assert_eq!(student.name, DEMO_CACHE);
+    assert!(student.objsize >= 20 && student.objsize % 4 == 0);
+    // The two students went back to the per-CPU array: SLAB counts them
+    // (and the rest of the refill batch) as active.
+    assert!(student.active_objs >= 2 && student.num_slabs == 1);
+    assert!(stats(&rmm).contains(&format!("cache={DEMO_CACHE} objsize=")));
+}
+
+#[test]
+fn views_after_teardown_show_no_cache() {
+    let mut rmm = new_rmm(2);
+    run(&mut rmm, "create a 8\nalloc a 9\npage-alloc 1 1");
+    rmm.teardown();
+    let text = stats(&rmm);
+    assert!(!text.contains("cache="));
+    assert!(text.contains("buddy chunks=0 "));
+    assert!(text
+        .lines()
+        .last()
+        .unwrap()
+        .starts_with("rmm user_caches=0 "));
+}
+
+/// A fixed-capacity writer: the views need no allocation, so they format
+/// into a stack buffer too, and fail cleanly when it is full.
+struct FixedBuf {
+    bytes: [u8; 4096],
+    len: usize,
+}
+
+impl Write for FixedBuf {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let end = self.len + text.len();
+        if end > self.bytes.len() {
+            return Err(fmt::Error);
+        }
+        self.bytes[self.len..end].copy_from_slice(text.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+#[test]
+fn views_write_into_fixed_buffers() {
+    let rmm = new_rmm(2);
+    let mut buf = FixedBuf {
+        bytes: [0; 4096],
+        len: 0,
+    };
+    write_buddyinfo(&mut buf, &rmm).unwrap();
+    assert_eq!(
+        std::str::from_utf8(&buf.bytes[..buf.len]).unwrap(),
+        buddyinfo(&rmm)
+    );
+    buf.len = 0;
+    // The stats of 13 caches on 2 CPUs do not fit in 4 KiB: an error, not a
+    // panic.
+    assert_eq!(write_stats(&mut buf, &rmm), Err(fmt::Error));
+}
