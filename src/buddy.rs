@@ -607,7 +607,7 @@ impl BuddyCore {
         base_frame: usize,
         spare_meta: &mut Option<NonNull<ChunkMeta>>,
     ) -> Result<(), AddChunkError> {
-        if !base_frame.is_multiple_of(CHUNK_FRAMES) {
+        if base_frame % CHUNK_FRAMES != 0 {
             return Err(AddChunkError::Misaligned);
         }
         let table = self.table();
@@ -864,7 +864,7 @@ impl BuddyCore {
                 if state.kind == FrameKind::Tail {
                     return Err("block starts with a tail record");
                 }
-                if order > MAX_ORDER as usize || !offset.is_multiple_of(1 << order) {
+                if order > MAX_ORDER as usize || offset & ((1 << order) - 1) != 0 {
                     return Err("block misaligned or order out of range");
                 }
                 for inner in offset + 1..offset + (1 << order) {

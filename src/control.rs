@@ -214,7 +214,10 @@ pub fn parse_line(
     }
     // Tabs separate words like spaces; anything else outside printable
     // ASCII (NUL, escape sequences, UTF-8) is rejected outright.
-    if !line.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+    if !line
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
         return Err(ParseError::NotText);
     }
     let text = core::str::from_utf8(line).map_err(|_| ParseError::NotText)?;

@@ -81,7 +81,10 @@ impl HostPlatform {
 
     /// Every line reported so far.
     pub fn reports(&self) -> Vec<String> {
-        self.reports.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Takes and clears the lines reported so far.
@@ -211,7 +214,8 @@ impl Platform for HostPlatform {
 
     unsafe fn free_meta(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: `alloc_meta` accepted this layout with the size raised to 1.
-        let layout = unsafe { Layout::from_size_align_unchecked(layout.size().max(1), layout.align()) };
+        let layout =
+            unsafe { Layout::from_size_align_unchecked(layout.size().max(1), layout.align()) };
         // SAFETY: the caller guarantees `ptr` came from `alloc_meta` with
         // this layout and is not used again.
         unsafe { dealloc(ptr.as_ptr(), layout) };
@@ -220,7 +224,10 @@ impl Platform for HostPlatform {
 
     fn report(&self, args: fmt::Arguments<'_>) {
         let line = args.to_string();
-        self.reports.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        self.reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(line);
     }
 
     fn info(&self, args: fmt::Arguments<'_>) {

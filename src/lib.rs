@@ -7,7 +7,12 @@
 //! the module runs. Only [`host`] is host-only.
 
 #![no_std]
-#![warn(missing_docs, unreachable_pub, rust_2018_idioms, unsafe_op_in_unsafe_fn)]
+#![warn(
+    missing_docs,
+    unreachable_pub,
+    rust_2018_idioms,
+    unsafe_op_in_unsafe_fn
+)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::float_arithmetic)]
 
 pub mod buddy;

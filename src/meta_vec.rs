@@ -129,6 +129,9 @@ impl<T: Copy> Drop for MetaVec<T> {
     fn drop(&mut self) {
         // The storage can only be freed through the platform, which the
         // vector does not keep: owners must call `clear` first.
-        debug_assert!(self.cap == 0, "MetaVec dropped without clear(): storage leaked");
+        debug_assert!(
+            self.cap == 0,
+            "MetaVec dropped without clear(): storage leaked"
+        );
     }
 }

@@ -276,8 +276,10 @@ impl<P: Platform> PageAllocator<P> {
     }
 
     fn this_cpu_list(&self) -> &P::Lock<PcpList> {
-        let nr_cpus = self.platform.nr_cpu_ids();
-        self.pcp.get(self.platform.this_cpu() % nr_cpus)
+        // `this_cpu` is below `nr_cpu_ids` by the `Platform` contract. (No
+        // `%` here: a division by a runtime value brings a divide-by-zero
+        // panic path that the kernel's objtool of 6.12 does not recognise.)
+        self.pcp.get(self.platform.this_cpu())
     }
 
     /// Allocates `2^order` pages, aligned to their size (the address is a
@@ -370,7 +372,7 @@ impl<P: Platform> PageAllocator<P> {
         let base = chunk.as_ptr() as usize;
         let mut spare_meta: Option<NonNull<ChunkMeta>> = None;
         let mut added = None;
-        if base.is_multiple_of(CHUNK_BYTES) {
+        if base % CHUNK_BYTES == 0 {
             // Two rounds: the second one after allocating metadata, which
             // must not happen under the lock.
             for _ in 0..2 {
@@ -485,7 +487,7 @@ impl<P: Platform> PageAllocator<P> {
         }
         let frame = frame_of(addr);
         let meta = self.table().lookup(frame).ok_or(PageFreeError::NotOurs)?;
-        if !addr.is_multiple_of(PAGE_SIZE) {
+        if addr % PAGE_SIZE != 0 {
             return Err(PageFreeError::NotBlockHead);
         }
         let offset = offset_in_chunk(frame);
@@ -586,7 +588,7 @@ impl<P: Platform> PageAllocator<P> {
         let meta = match self.table().lookup(frame) {
             Some(meta)
                 if order <= MAX_ORDER
-                    && addr_value.is_multiple_of(PAGE_SIZE)
+                    && addr_value % PAGE_SIZE == 0
                     && meta.tag(offset_in_chunk(frame)).load(Ordering::Acquire)
                         == TAG_HEAD | order as u8 =>
             {

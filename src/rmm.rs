@@ -4,9 +4,17 @@
 //!
 //! The crate root of the kernel module. The allocator core (everything but
 //! [`kernel_layer`]) is the same source that `cargo test` builds on the host
-//! through `src/lib.rs`.
+//! through `src/lib.rs`; this file only wires it to the kernel: module
+//! parameters, the procfs files, load and unload.
 
+use core::pin::Pin;
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicPtr, Ordering};
+use kernel::alloc::{flags, KBox};
+use kernel::error::Error;
+use kernel::init::InPlaceInit;
 use kernel::prelude::*;
+use kernel::sync::Mutex;
 
 pub mod buddy;
 pub mod control;
@@ -17,45 +25,170 @@ pub mod page_alloc;
 pub mod percpu_counter;
 pub mod platform;
 pub mod slab;
+pub mod state;
+pub mod views;
 
 pub mod kernel_layer;
 
-use kernel_layer::procfs::{ProcEntry, ProcShow, SeqWriter};
+use kernel_layer::platform::KernelPlatform;
+use kernel_layer::procfs::{ProcEntry, ProcShow, ProcWrite, SeqWriter};
+use state::Rmm;
 
 module! {
-    type: Rmm,
+    type: RmmModule,
     name: "rmm",
     author: "rmm developers",
     description: "The kernel's memory allocators (buddy, slab, per-CPU counters) rebuilt in Rust",
     license: "GPL",
 }
 
+crate::module_param!(
+    DEMO,
+    "demo",
+    bool,
+    param_ops_bool,
+    "bool",
+    true,
+    "Run the slab experiment (cache rmm_student) at load (default: 1)"
+);
+crate::module_param!(
+    DEBUG,
+    "debug",
+    bool,
+    param_ops_bool,
+    "bool",
+    false,
+    "Red zones, poisoning and free checks for every cache (default: 0)"
+);
+
+/// The module's state, shared with the procfs callbacks. Control commands
+/// and views may sleep (`cond_resched`, `GFP_KERNEL`), hence a mutex.
+type SharedState = Mutex<Rmm<KernelPlatform>>;
+
+/// Where the procfs callbacks find the state. Set before the first procfs
+/// file is created and cleared after the last one is removed (`proc_remove`
+/// waits for callbacks in progress), so a callback always sees it set.
+static STATE: AtomicPtr<SharedState> = AtomicPtr::new(null_mut());
+
+/// Runs `f` on the module's state with its mutex held.
+fn with_state<R>(f: impl FnOnce(&mut Rmm<KernelPlatform>) -> R) -> Result<R> {
+    let state = STATE.load(Ordering::Acquire);
+    if state.is_null() {
+        return Err(ENODEV);
+    }
+    // SAFETY: `STATE` points into the pinned box that `RmmModule` owns, and
+    // is cleared only after every procfs file is gone (see `STATE`).
+    let state = unsafe { &*state };
+    let mut guard = state.lock();
+    Ok(f(&mut guard))
+}
+
+/// `/proc/rmm_slabinfo`.
 struct SlabInfoView;
 
 impl ProcShow for SlabInfoView {
     fn show(out: &mut SeqWriter<'_>) -> core::fmt::Result {
-        use core::fmt::Write;
-        out.write_str("slabinfo - version: 2.1\n")?;
-        out.write_str("# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>\n")
+        with_state(|rmm| views::write_slabinfo(out, rmm)).unwrap_or(Ok(()))
     }
 }
 
-struct Rmm {
-    _slabinfo: ProcEntry,
+/// `/proc/rmm_buddyinfo`.
+struct BuddyInfoView;
+
+impl ProcShow for BuddyInfoView {
+    fn show(out: &mut SeqWriter<'_>) -> core::fmt::Result {
+        with_state(|rmm| views::write_buddyinfo(out, rmm)).unwrap_or(Ok(()))
+    }
 }
 
-impl kernel::Module for Rmm {
+/// `/proc/rmm_stats`.
+struct StatsView;
+
+impl ProcShow for StatsView {
+    fn show(out: &mut SeqWriter<'_>) -> core::fmt::Result {
+        with_state(|rmm| views::write_stats(out, rmm)).unwrap_or(Ok(()))
+    }
+}
+
+/// `/proc/rmm_ctl`.
+struct ControlFile;
+
+impl ProcWrite for ControlFile {
+    /// Room for many lines in one write; each line is still limited to
+    /// `control::MAX_LINE` bytes.
+    const MAX_WRITE: usize = 64 * 1024;
+
+    fn write(input: &[u8]) -> Result {
+        with_state(|rmm| rmm.execute(input))?.map_err(|e| Error::from_errno(-e.errno()))
+    }
+}
+
+struct RmmModule {
+    state: Pin<KBox<SharedState>>,
+    /// The procfs files, removed first on unload.
+    files: KVec<ProcEntry>,
+}
+
+impl kernel::Module for RmmModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        let slabinfo = ProcEntry::view::<SlabInfoView>(kernel::c_str!("rmm_slabinfo"), 0o400)?;
-        pr_info!("loaded\n");
-        Ok(Rmm {
-            _slabinfo: slabinfo,
-        })
+        // SAFETY: Parameters are only written by the kernel before `init`.
+        let (demo, debug) = unsafe {
+            (
+                kernel_layer::params::read(core::ptr::addr_of!(DEMO)),
+                kernel_layer::params::read(core::ptr::addr_of!(DEBUG)),
+            )
+        };
+        let rmm = Rmm::new(KernelPlatform::new(), debug).map_err(|_| ENOMEM)?;
+        let state = KBox::pin_init(kernel::new_mutex!(rmm, "rmm_state"), flags::GFP_KERNEL)?;
+        let mut module = RmmModule {
+            state,
+            files: KVec::new(),
+        };
+        STATE.store(
+            // The mutex stays pinned in its box until `drop`.
+            &*module.state as *const SharedState as *mut SharedState,
+            Ordering::Release,
+        );
+        if demo {
+            // The experiment's failure is logged by it and does not stop
+            // the module from loading.
+            let _ = with_state(|rmm| rmm.run_demo());
+        }
+        module.create_files()?;
+        let caches = with_state(|rmm| rmm.caches().count())?;
+        pr_info!(
+            "loaded: {} caches, debug={}, procfs rmm_slabinfo rmm_buddyinfo rmm_stats rmm_ctl\n",
+            caches,
+            u8::from(debug)
+        );
+        Ok(module)
     }
 }
 
-impl Drop for Rmm {
+impl RmmModule {
+    fn create_files(&mut self) -> Result {
+        use kernel::c_str;
+        let files = [
+            ProcEntry::view::<SlabInfoView>(c_str!("rmm_slabinfo"), 0o400)?,
+            ProcEntry::view::<BuddyInfoView>(c_str!("rmm_buddyinfo"), 0o444)?,
+            ProcEntry::view::<StatsView>(c_str!("rmm_stats"), 0o400)?,
+            ProcEntry::control::<ControlFile>(c_str!("rmm_ctl"), 0o200)?,
+        ];
+        self.files.reserve(files.len(), flags::GFP_KERNEL)?;
+        for file in files {
+            self.files.push(file, flags::GFP_KERNEL)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RmmModule {
     fn drop(&mut self) {
-        pr_info!("unloaded\n");
+        // No callback may run once the files are gone...
+        self.files = KVec::new();
+        // ...so nobody else can reach the state any more.
+        STATE.store(null_mut(), Ordering::Release);
+        let summary = self.state.lock().teardown();
+        pr_info!("unloaded: {}\n", summary);
     }
 }

@@ -62,7 +62,10 @@ fn every_command_parses() {
     assert_eq!(parse("destroy x"), Ok(Some(Command::Destroy { name: "x" })));
     assert_eq!(
         parse("page-alloc 10 2"),
-        Ok(Some(Command::PageAlloc { order: 10, count: 2 }))
+        Ok(Some(Command::PageAlloc {
+            order: 10,
+            count: 2
+        }))
     );
     assert_eq!(
         parse("page-free 0 all"),
@@ -73,7 +76,10 @@ fn every_command_parses() {
     );
     assert_eq!(
         parse("\t alloc   x\t5  "),
-        Ok(Some(Command::Alloc { name: "x", count: 5 }))
+        Ok(Some(Command::Alloc {
+            name: "x",
+            count: 5
+        }))
     );
 }
 
@@ -181,16 +187,16 @@ proptest! {
                 match cmd {
                     Command::Create { name, size, options } => {
                         prop_assert!(valid_name(name));
-                        prop_assert!(size >= 1 && size <= MAX_SIZE);
+                        prop_assert!((1..=MAX_SIZE).contains(&size));
                         prop_assert!(options.align == 0 || (options.align.is_power_of_two() && options.align <= PAGE));
                     }
                     Command::Alloc { name, count } => {
                         prop_assert!(valid_name(name));
-                        prop_assert!(count >= 1 && count <= MAX_COUNT);
+                        prop_assert!((1..=MAX_COUNT).contains(&count));
                     }
                     Command::PageAlloc { order, count } => {
                         prop_assert!(order <= 10);
-                        prop_assert!(count >= 1 && count <= MAX_COUNT);
+                        prop_assert!((1..=MAX_COUNT).contains(&count));
                     }
                     _ => {}
                 }

@@ -39,15 +39,13 @@ macro_rules! module_param {
                     $crate::kernel_layer::bindings::kernel_param {
                         name: ::core::concat!($name, "\0").as_ptr().cast(),
                         mod_: ::core::ptr::null_mut(),
-                        // SAFETY: Only the address of the kernel's parser is taken.
-                        ops: unsafe { ::core::ptr::addr_of!($crate::kernel_layer::bindings::$ops) },
+                        ops: ::core::ptr::addr_of!($crate::kernel_layer::bindings::$ops),
                         perm: 0o444,
                         level: -1,
                         flags: 0,
                         __bindgen_anon_1:
                             $crate::kernel_layer::bindings::kernel_param__bindgen_ty_1 {
-                                // SAFETY: Only the address of the variable is taken.
-                                arg: unsafe { ::core::ptr::addr_of_mut!($var) }.cast(),
+                                arg: ::core::ptr::addr_of_mut!($var).cast(),
                             },
                     },
                 );
