@@ -1,0 +1,362 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `kmalloc`: memory of any size, from generic slab caches for requests up
+//! to [`KMALLOC_MAX_CACHE_SIZE`] and straight from the page allocator above.
+//!
+//! The size classes are the kernel's: powers of two from 8 to 8192 bytes
+//! plus 96 and 192 (`kmalloc-8` ... `kmalloc-8192`). Power-of-two classes
+//! are naturally aligned (aligned to their size, up to a page), as the
+//! kernel guarantees since 5.4; the 96- and 192-byte classes are aligned to
+//! 8 bytes.
+//!
+//! Larger requests get a block of `2^order` pages. Its page owner word
+//! records the order and this kmalloc instance, so [`Kmalloc::kfree`] and
+//! [`Kmalloc::ksize`] need nothing else. A request of 0 bytes returns
+//! [`zero_size_ptr`], a non-null sentinel that must not be dereferenced
+//! (the kernel's `ZERO_SIZE_PTR`); freeing it does nothing.
+
+use crate::gfp::Gfp;
+use crate::page_alloc::{PageAllocator, MAX_ORDER};
+use crate::platform::{AllocError, Platform, PAGE_SIZE};
+use crate::slab::{
+    reserve_owner_ids, CreateError, DestroyError, KmemCache, OwnerTag, SlabFlags, SlabFreeError,
+};
+use core::mem::MaybeUninit;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// Object sizes of the generic caches, smallest first.
+pub const KMALLOC_SIZES: [usize; 13] = [
+    8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192,
+];
+
+/// Names of the generic caches, in the order of [`KMALLOC_SIZES`].
+pub const KMALLOC_NAMES: [&str; 13] = [
+    "kmalloc-8",
+    "kmalloc-16",
+    "kmalloc-32",
+    "kmalloc-64",
+    "kmalloc-96",
+    "kmalloc-128",
+    "kmalloc-192",
+    "kmalloc-256",
+    "kmalloc-512",
+    "kmalloc-1k",
+    "kmalloc-2k",
+    "kmalloc-4k",
+    "kmalloc-8k",
+];
+
+/// Number of generic caches.
+pub const KMALLOC_CACHES: usize = KMALLOC_SIZES.len();
+
+/// Largest request served by a generic cache; larger ones go to the page
+/// allocator.
+pub const KMALLOC_MAX_CACHE_SIZE: usize = 8192;
+
+/// Largest request [`Kmalloc::kmalloc`] can serve: a block of
+/// [`MAX_ORDER`] (4 MiB).
+pub const KMALLOC_MAX_SIZE: usize = PAGE_SIZE << MAX_ORDER;
+
+/// Address of the zero-size sentinel, as the kernel's `ZERO_SIZE_PTR`.
+pub const ZERO_SIZE_PTR: usize = 16;
+
+/// The sentinel [`Kmalloc::kmalloc`] returns for a 0-byte request. It is
+/// not memory: never read or write through it.
+pub fn zero_size_ptr() -> NonNull<u8> {
+    NonNull::new(ZERO_SIZE_PTR as *mut u8).unwrap_or(NonNull::dangling())
+}
+
+/// Whether `ptr` is the zero-size sentinel.
+pub fn is_zero_size_ptr(ptr: *const u8) -> bool {
+    ptr as usize == ZERO_SIZE_PTR
+}
+
+/// The kernel's `size_index` table: generic cache for sizes 1..=192, by
+/// `(size - 1) / 8`.
+const SMALL_INDEX: [u8; 24] = [
+    0, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6,
+];
+
+/// The index in [`KMALLOC_SIZES`] of the cache serving `size` bytes, or
+/// `None` for 0 and for sizes above [`KMALLOC_MAX_CACHE_SIZE`]
+/// (`kmalloc_index` in the kernel).
+pub fn kmalloc_index(size: usize) -> Option<usize> {
+    match size {
+        0 => None,
+        1..=192 => Some(usize::from(SMALL_INDEX[(size - 1) / 8])),
+        193..=KMALLOC_MAX_CACHE_SIZE => {
+            // ceil(log2(size)): 8 for 193..=256, ..., 13 for 4097..=8192.
+            let log = (usize::BITS - (size - 1).leading_zeros()) as usize;
+            Some(log - 8 + 7)
+        }
+        _ => None,
+    }
+}
+
+/// The page order of a large request: the smallest order whose block holds
+/// `size` bytes, or `None` above [`KMALLOC_MAX_SIZE`].
+pub fn large_order(size: usize) -> Option<u32> {
+    if size > KMALLOC_MAX_SIZE {
+        return None;
+    }
+    let pages = size.div_ceil(PAGE_SIZE).max(1);
+    Some(pages.next_power_of_two().trailing_zeros())
+}
+
+/// The generic caches and large-block bookkeeping of one kmalloc instance.
+///
+/// # Invariants
+///
+/// `caches[i]` serves [`KMALLOC_SIZES`]`[i]` and has owner id
+/// `first_cache_id + i`; `id` is this instance's own owner id, in the owner
+/// word of every large block it hands out.
+pub struct Kmalloc<P: Platform> {
+    id: usize,
+    first_cache_id: usize,
+    caches: [KmemCache<P>; KMALLOC_CACHES],
+    large_blocks: AtomicUsize,
+    errors: AtomicUsize,
+}
+
+impl<P: Platform> Kmalloc<P> {
+    /// Creates the generic caches, without debugging.
+    pub fn new(pages: &PageAllocator<P>) -> Result<Self, CreateError> {
+        Self::with_flags(pages, SlabFlags::NONE)
+    }
+
+    /// Creates the generic caches with `flags` (for instance
+    /// [`SlabFlags::DEBUG`], like booting with `slab_debug`).
+    pub fn with_flags(pages: &PageAllocator<P>, flags: SlabFlags) -> Result<Self, CreateError> {
+        let first_id = reserve_owner_ids(KMALLOC_CACHES + 1).ok_or(CreateError::NoMemory)?;
+        let first_cache_id = first_id + 1;
+        // Built in place, one cache at a time, rather than through arrays of
+        // results: the caches are a few kilobytes and kernel stacks small.
+        // SAFETY: an array of `MaybeUninit` needs no initialisation.
+        let mut slots: [MaybeUninit<KmemCache<P>>; KMALLOC_CACHES] =
+            unsafe { MaybeUninit::uninit().assume_init() };
+        for index in 0..KMALLOC_CACHES {
+            let size = KMALLOC_SIZES[index];
+            let align = if size.is_power_of_two() {
+                size.min(PAGE_SIZE)
+            } else {
+                0
+            };
+            let name = KMALLOC_NAMES[index];
+            match KmemCache::create_with_id(
+                pages,
+                name,
+                size,
+                align,
+                flags,
+                None,
+                first_cache_id + index,
+            ) {
+                Ok(cache) => {
+                    slots[index].write(cache);
+                }
+                Err(error) => {
+                    for slot in &mut slots[..index] {
+                        // SAFETY: slots below `index` were initialised above
+                        // and are dropped once, here.
+                        let cache = unsafe { slot.assume_init_read() };
+                        // A cache without allocations always destroys.
+                        let _ = cache.destroy(pages);
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        // SAFETY: every slot was initialised by the loop, and
+        // `[MaybeUninit<T>; N]` has the layout of `[T; N]`.
+        let caches = unsafe {
+            slots
+                .as_ptr()
+                .cast::<[KmemCache<P>; KMALLOC_CACHES]>()
+                .read()
+        };
+        // INVARIANT: cache `i` was created for size `i` with id
+        // `first_cache_id + i`; `first_id` was reserved for this instance.
+        Ok(Kmalloc {
+            id: first_id,
+            first_cache_id,
+            caches,
+            large_blocks: AtomicUsize::new(0),
+            errors: AtomicUsize::new(0),
+        })
+    }
+
+    /// The generic cache serving `size` bytes, if any.
+    pub fn cache_for(&self, size: usize) -> Option<&KmemCache<P>> {
+        kmalloc_index(size).map(|index| &self.caches[index])
+    }
+
+    /// The generic caches, smallest first (for `/proc/slabinfo`).
+    pub fn caches(&self) -> impl Iterator<Item = &KmemCache<P>> + '_ {
+        self.caches.iter()
+    }
+
+    /// Large blocks currently handed out.
+    pub fn large_blocks(&self) -> usize {
+        self.large_blocks.load(Ordering::Relaxed)
+    }
+
+    /// Invalid `kfree`/`ksize` pointers that belonged to no generic cache
+    /// (those that did are counted by the cache).
+    pub fn errors(&self) -> usize {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Allocates `size` bytes: from the generic cache of the size class, or
+    /// a page block above [`KMALLOC_MAX_CACHE_SIZE`]; [`zero_size_ptr`] for
+    /// 0 bytes. `Gfp::ZERO` zeroes the memory.
+    pub fn kmalloc(
+        &self,
+        pages: &PageAllocator<P>,
+        size: usize,
+        gfp: Gfp,
+    ) -> Result<NonNull<u8>, AllocError> {
+        if size == 0 {
+            return Ok(zero_size_ptr());
+        }
+        if let Some(cache) = self.cache_for(size) {
+            return cache.alloc(pages, gfp);
+        }
+        let order = large_order(size).ok_or(AllocError)?;
+        let block = pages.alloc_pages(order, gfp)?;
+        let tag = OwnerTag::Large {
+            owner_id: self.id,
+            order,
+        };
+        pages.set_block_owner(block, order, tag.encode());
+        self.large_blocks.fetch_add(1, Ordering::Relaxed);
+        Ok(block)
+    }
+
+    /// The generic cache whose slab holds `ptr`, from the owner word.
+    fn cache_of(&self, word: usize) -> Option<&KmemCache<P>> {
+        // SAFETY: off-slab descriptors stay allocated while their cache
+        // exists; the callers' contracts exclude caches being destroyed.
+        let cache_id = unsafe { OwnerTag::decode(word).cache_id() }?;
+        let index = cache_id.checked_sub(self.first_cache_id)?;
+        self.caches.get(index)
+    }
+
+    fn report_error(&self, pages: &PageAllocator<P>, ptr: *const u8, what: &str) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        pages
+            .platform()
+            .report(format_args!("rmm kmalloc: kfree of {ptr:p}: {what}"));
+    }
+
+    /// Frees memory from [`Kmalloc::kmalloc`].
+    ///
+    /// The zero-size sentinel is accepted and ignored. Pointers of no
+    /// generic cache and no large block of this instance, and large-block
+    /// pointers that are not the start of their block, are reported and
+    /// rejected with [`SlabFreeError::NotFromCache`] or
+    /// [`SlabFreeError::NotAnObject`]; pointers into a generic cache are
+    /// checked by the cache (see [`KmemCache::free`]).
+    ///
+    /// # Safety
+    ///
+    /// As for [`KmemCache::free`]: nothing may use the memory after a
+    /// successful free; outside debug mode `ptr` must not be already free.
+    pub unsafe fn kfree(
+        &self,
+        pages: &PageAllocator<P>,
+        ptr: NonNull<u8>,
+    ) -> Result<(), SlabFreeError> {
+        let raw = ptr.as_ptr();
+        if is_zero_size_ptr(raw) {
+            return Ok(());
+        }
+        let Some(word) = pages.block_owner(raw) else {
+            self.report_error(pages, raw, "not a kmalloc object");
+            return Err(SlabFreeError::NotFromCache);
+        };
+        if let Some(cache) = self.cache_of(word) {
+            // SAFETY: the caller's guarantees are those of `free`.
+            return unsafe { cache.free(pages, ptr) };
+        }
+        match OwnerTag::decode(word) {
+            OwnerTag::Large { owner_id, order } if owner_id == self.id => {
+                if raw as usize & ((PAGE_SIZE << order) - 1) != 0 {
+                    self.report_error(pages, raw, "not the start of a large block");
+                    return Err(SlabFreeError::NotAnObject);
+                }
+                // SAFETY: the block was handed out by `kmalloc` at this order
+                // (its owner word says so) and the caller gives it back.
+                match unsafe { pages.free_pages(ptr, order) } {
+                    Ok(()) => {
+                        self.large_blocks.fetch_sub(1, Ordering::Relaxed);
+                        Ok(())
+                    }
+                    // A racing free of the same block won; the page allocator
+                    // has reported it.
+                    Err(_) => {
+                        self.errors.fetch_add(1, Ordering::Relaxed);
+                        Err(SlabFreeError::DoubleFree)
+                    }
+                }
+            }
+            _ => {
+                self.report_error(pages, raw, "not a kmalloc object");
+                Err(SlabFreeError::NotFromCache)
+            }
+        }
+    }
+
+    /// The usable size of the memory at `ptr` (the kernel's `ksize`): the
+    /// object size of its generic cache, or the whole large block; 0 for
+    /// the zero-size sentinel; `None` if `ptr` is not the start of a
+    /// kmalloc object or block.
+    pub fn ksize(&self, pages: &PageAllocator<P>, ptr: *const u8) -> Option<usize> {
+        if is_zero_size_ptr(ptr) {
+            return Some(0);
+        }
+        let word = pages.block_owner(ptr)?;
+        if let Some(cache) = self.cache_of(word) {
+            return cache.contains(pages, ptr).then_some(cache.object_size());
+        }
+        match OwnerTag::decode(word) {
+            OwnerTag::Large { owner_id, order }
+                if owner_id == self.id && ptr as usize & ((PAGE_SIZE << order) - 1) == 0 =>
+            {
+                Some(PAGE_SIZE << order)
+            }
+            _ => None,
+        }
+    }
+
+    /// Shrinks every generic cache; returns the slabs released.
+    pub fn shrink(&self, pages: &PageAllocator<P>) -> usize {
+        self.caches.iter().map(|cache| cache.shrink(pages)).sum()
+    }
+
+    /// Destroys every generic cache. Refuses with [`DestroyError::Busy`]
+    /// (counting objects and large blocks still allocated), changing
+    /// nothing, while any memory from this instance is still allocated.
+    pub fn destroy(&self, pages: &PageAllocator<P>) -> Result<(), DestroyError> {
+        if self.caches.iter().all(|cache| cache.is_destroyed()) {
+            return Err(DestroyError::AlreadyDestroyed);
+        }
+        let active = self.large_blocks()
+            + self
+                .caches
+                .iter()
+                .map(|cache| cache.live_objects())
+                .sum::<usize>();
+        if active > 0 {
+            return Err(DestroyError::Busy { active });
+        }
+        let mut result = Ok(());
+        for cache in &self.caches {
+            match cache.destroy(pages) {
+                Ok(()) | Err(DestroyError::AlreadyDestroyed) => {}
+                Err(error) => result = Err(error),
+            }
+        }
+        result
+    }
+}

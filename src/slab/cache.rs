@@ -1,0 +1,1238 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! [`KmemCache`]: a cache of equally sized objects over slabs from the page
+//! allocator, with per-CPU arrays in front.
+//!
+//! See the documentation of [`crate::slab`] for the design; the comments
+//! here say why each step is where it is.
+
+use super::cpu_array::{batchcount_for, cpucache_limit, CpuArray, CpuSlot, SlotCounters};
+use super::debug::{self, RedZoneDamage};
+use super::layout::{LayoutError, SlabFlags, SlabLayout};
+use super::slab::{
+    reserve_owner_ids, ListKind, OwnerTag, SlabList, SlabPtr, DESC_ALIGN, STATE_ALLOCATED,
+    STATE_FREE,
+};
+use super::stats::{CacheStats, SlabInfo, SlabInfoRow};
+use crate::gfp::Gfp;
+use crate::page_alloc::PageAllocator;
+use crate::platform::{AllocError, Lock, LockClass, PerCpu, Platform, CACHE_LINE_SIZE};
+use core::alloc::Layout;
+use core::fmt;
+use core::mem::size_of;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// An object constructor: called once for every object when its slab is
+/// created, with the object and the cache's object size. Objects are handed
+/// out in constructed state and must be freed in constructed state.
+pub type Ctor = fn(obj: NonNull<u8>, size: usize);
+
+/// Longest cache name, in bytes.
+pub const MAX_NAME_LEN: usize = 31;
+
+/// Why [`KmemCache::create`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreateError {
+    /// The name is empty or longer than [`MAX_NAME_LEN`] bytes.
+    InvalidName,
+    /// The size or the alignment is out of range.
+    Layout(LayoutError),
+    /// Bookkeeping memory (locks, per-CPU arrays) could not be allocated.
+    NoMemory,
+}
+
+impl fmt::Display for CreateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CreateError::InvalidName => {
+                write!(f, "cache name must be 1..={MAX_NAME_LEN} bytes")
+            }
+            CreateError::Layout(error) => error.fmt(f),
+            CreateError::NoMemory => f.write_str("out of memory for cache bookkeeping"),
+        }
+    }
+}
+
+/// Why [`KmemCache::free`] rejected a pointer. Each rejection is reported
+/// and counted in [`CacheStats::errors`]; nothing is changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlabFreeError {
+    /// The pointer is not inside a slab of this cache (another cache's
+    /// object, a page allocator block, a freed slab, anything else).
+    NotFromCache,
+    /// The pointer is inside a slab of this cache but not at the start of an
+    /// object (an interior pointer, or inside the colour area or a red zone).
+    NotAnObject,
+    /// The object is already free (detected in debug mode only).
+    DoubleFree,
+    /// The cache has been destroyed.
+    Destroyed,
+}
+
+impl fmt::Display for SlabFreeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SlabFreeError::NotFromCache => "not an object of this cache",
+            SlabFreeError::NotAnObject => "not the start of an object",
+            SlabFreeError::DoubleFree => "double free",
+            SlabFreeError::Destroyed => "cache already destroyed",
+        })
+    }
+}
+
+/// Why [`KmemCache::destroy`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DestroyError {
+    /// Objects are still allocated; nothing was changed.
+    Busy {
+        /// Objects still held by callers.
+        active: usize,
+    },
+    /// The cache was destroyed before.
+    AlreadyDestroyed,
+}
+
+impl fmt::Display for DestroyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DestroyError::Busy { active } => {
+                write!(f, "cache still has {active} objects allocated")
+            }
+            DestroyError::AlreadyDestroyed => f.write_str("cache already destroyed"),
+        }
+    }
+}
+
+/// The cache's slab lists, under its [`LockClass::SlabNode`] lock (SLAB's
+/// `kmem_cache_node`).
+///
+/// # Invariants
+///
+/// Every live slab of the cache is on exactly one of `full`, `partial`,
+/// `empty`, matching its `inuse` (all, some, none of its objects);
+/// `free_objects` is the sum of the free objects of all slabs and
+/// `slab_active` of their `inuse`; `high_water >= slab_active`. `spare`
+/// holds released off-slab descriptors of this cache. Once `destroyed`, all
+/// lists are empty.
+struct NodeLists {
+    full: SlabList,
+    partial: SlabList,
+    empty: SlabList,
+    spare: SlabList,
+    free_objects: usize,
+    slab_active: usize,
+    high_water: usize,
+    destroyed: bool,
+}
+
+// SAFETY: the descriptors the lists point to belong to the cache and are
+// only touched under the lock that protects this value.
+unsafe impl Send for NodeLists {}
+
+impl NodeLists {
+    fn new() -> Self {
+        NodeLists {
+            full: SlabList::new(ListKind::Full),
+            partial: SlabList::new(ListKind::Partial),
+            empty: SlabList::new(ListKind::Empty),
+            spare: SlabList::new(ListKind::Detached),
+            free_objects: 0,
+            slab_active: 0,
+            high_water: 0,
+            destroyed: false,
+        }
+    }
+
+    fn list_mut(&mut self, kind: ListKind) -> Option<&mut SlabList> {
+        match kind {
+            ListKind::Full => Some(&mut self.full),
+            ListKind::Partial => Some(&mut self.partial),
+            ListKind::Empty => Some(&mut self.empty),
+            ListKind::Detached => None,
+        }
+    }
+
+    /// Moves `slab` to the list matching its `inuse`.
+    ///
+    /// # Safety
+    ///
+    /// `slab` is a live slab of this cache on one of the three lists; the
+    /// lock is held (we have `&mut self`).
+    unsafe fn relist(&mut self, slab: SlabPtr, objects: usize) {
+        // SAFETY: lock held, slab live.
+        let (inuse, current) = unsafe { (slab.inuse(), slab.list()) };
+        let wanted = if inuse == 0 {
+            ListKind::Empty
+        } else if inuse == objects {
+            ListKind::Full
+        } else {
+            ListKind::Partial
+        };
+        if wanted == current {
+            return;
+        }
+        if let Some(list) = self.list_mut(current) {
+            // SAFETY: the slab is on `current`.
+            unsafe { list.remove(slab) };
+        }
+        if let Some(list) = self.list_mut(wanted) {
+            // SAFETY: the slab is detached now.
+            unsafe { list.push_front(slab) };
+        }
+    }
+}
+
+/// Result of trying to allocate from a CPU's array.
+enum ArrayAlloc {
+    /// An object.
+    Got(NonNull<u8>),
+    /// The array and the lists are empty: the cache must grow.
+    Empty,
+    /// The cache is destroyed.
+    Dead,
+}
+
+/// The block holding every CPU's array slots.
+struct EntryBlock {
+    mem: NonNull<u8>,
+    layout: Layout,
+}
+
+/// A slab cache: objects of one size and alignment, carved from slabs of
+/// `2^order` pages, with a per-CPU array of free objects in front of the
+/// cache's lists of full, partial and empty slabs.
+///
+/// Operations take the [`PageAllocator`] the cache was created with; the
+/// cache does not keep a reference to it. Using a cache with another page
+/// allocator than its own is a bug (caught as invalid frees at best).
+///
+/// Dropping a cache does not give its slabs back: without the page
+/// allocator it can neither free pages nor report. A cache dropped without a
+/// successful [`KmemCache::destroy`] leaks its slabs (until the page
+/// allocator itself is dropped), its spare descriptors and its per-CPU array
+/// block; the owner of a cache destroys it first, as the kernel's
+/// `kmem_cache_destroy` is called before a module goes away.
+///
+/// # Invariants
+///
+/// `id` is unique among all caches and kmalloc instances and is the id in
+/// the owner tags of this cache's slabs. `entries` holds `nr_cpus` parts of
+/// `limit` slots, CPU `c`'s array using part `c`, until the cache is
+/// destroyed (`destroyed`), when the arrays are retired and the block freed.
+pub struct KmemCache<P: Platform> {
+    id: usize,
+    name: [u8; MAX_NAME_LEN],
+    name_len: usize,
+    layout: SlabLayout,
+    flags: SlabFlags,
+    ctor: Option<Ctor>,
+    poison: bool,
+    limit: usize,
+    batchcount: usize,
+    free_limit: usize,
+    nr_cpus: usize,
+    node: P::Lock<NodeLists>,
+    cpus: P::PerCpu<CpuSlot<P>>,
+    entries: EntryBlock,
+    destroyed: AtomicBool,
+    colour_next: AtomicUsize,
+}
+
+// SAFETY: the raw pointers of a cache (entry block, descriptors) point to
+// memory the cache owns and only touches under its locks or through
+// atomics; the platform's locks and per-CPU storage are `Send + Sync`.
+unsafe impl<P: Platform> Send for KmemCache<P> {}
+// SAFETY: as above.
+unsafe impl<P: Platform> Sync for KmemCache<P> {}
+
+/// `gfp` without the zeroing request: slab pages and descriptors need no
+/// zeroing.
+fn plain_gfp(gfp: Gfp) -> Gfp {
+    if gfp.may_sleep() {
+        Gfp::KERNEL
+    } else {
+        Gfp::ATOMIC
+    }
+}
+
+impl<P: Platform> KmemCache<P> {
+    /// Creates a cache of `size`-byte objects aligned to `align` (0: a
+    /// machine word), named `name` (1 to [`MAX_NAME_LEN`] bytes, copied).
+    ///
+    /// No slab is allocated until the first allocation. `ctor`, if given,
+    /// runs once for every object when its slab is created.
+    pub fn create(
+        pages: &PageAllocator<P>,
+        name: &str,
+        size: usize,
+        align: usize,
+        flags: SlabFlags,
+        ctor: Option<Ctor>,
+    ) -> Result<Self, CreateError> {
+        let id = reserve_owner_ids(1).ok_or(CreateError::NoMemory)?;
+        Self::create_with_id(pages, name, size, align, flags, ctor, id)
+    }
+
+    /// [`KmemCache::create`] with an owner id reserved by the caller.
+    pub(crate) fn create_with_id(
+        pages: &PageAllocator<P>,
+        name: &str,
+        size: usize,
+        align: usize,
+        flags: SlabFlags,
+        ctor: Option<Ctor>,
+        id: usize,
+    ) -> Result<Self, CreateError> {
+        if name.is_empty() || name.len() > MAX_NAME_LEN {
+            return Err(CreateError::InvalidName);
+        }
+        let layout = SlabLayout::compute(size, align, flags).map_err(CreateError::Layout)?;
+        let platform = pages.platform();
+        let nr_cpus = platform.nr_cpu_ids();
+        let limit = cpucache_limit(layout.stride());
+        let batchcount = batchcount_for(limit);
+        let part_bytes = (limit * size_of::<*mut u8>()).next_multiple_of(CACHE_LINE_SIZE);
+        let block_layout = Layout::from_size_align(part_bytes * nr_cpus, CACHE_LINE_SIZE)
+            .map_err(|_| CreateError::NoMemory)?;
+        let mem = platform
+            .alloc_meta(block_layout, Gfp::KERNEL)
+            .ok_or(CreateError::NoMemory)?;
+        let entries = EntryBlock {
+            mem,
+            layout: block_layout,
+        };
+        let cpus = platform.new_percpu(|cpu| {
+            // Part `cpu` of the block: inside it, as cpu < nr_cpus.
+            let part = mem
+                .as_ptr()
+                .wrapping_add(cpu * part_bytes)
+                .cast::<*mut u8>();
+            let part = NonNull::new(part).ok_or(AllocError)?;
+            // SAFETY: the part is aligned to a cache line, holds `limit`
+            // pointers and is given to this array alone.
+            let array = unsafe { CpuArray::new(part, limit) };
+            Ok(CpuSlot {
+                array: platform.new_lock(array, LockClass::SlabCpu)?,
+                counters: SlotCounters::default(),
+            })
+        });
+        let locks = cpus.and_then(|cpus| {
+            let node = platform.new_lock(NodeLists::new(), LockClass::SlabNode)?;
+            Ok((cpus, node))
+        });
+        let (cpus, node) = match locks {
+            Ok(locks) => locks,
+            Err(AllocError) => {
+                // SAFETY: allocated above with this layout; the arrays that
+                // pointed into it were dropped with the failed construction.
+                unsafe { platform.free_meta(entries.mem, entries.layout) };
+                return Err(CreateError::NoMemory);
+            }
+        };
+        let mut name_bytes = [0u8; MAX_NAME_LEN];
+        name_bytes[..name.len()].copy_from_slice(name.as_bytes());
+        // INVARIANT: `id` was reserved for this cache alone; the entry block
+        // is split among the CPUs' arrays as required.
+        Ok(KmemCache {
+            id,
+            name: name_bytes,
+            name_len: name.len(),
+            layout,
+            flags,
+            ctor,
+            // SLUB's rule: poisoning would destroy the constructed state.
+            poison: flags.contains(SlabFlags::POISON) && ctor.is_none(),
+            limit,
+            batchcount,
+            // SLAB's free_limit: what every CPU could flush at once, plus a
+            // slab's worth.
+            free_limit: (1 + nr_cpus) * batchcount + layout.objects(),
+            nr_cpus,
+            node,
+            cpus,
+            entries,
+            destroyed: AtomicBool::new(false),
+            colour_next: AtomicUsize::new(0),
+        })
+    }
+
+    /// The cache's name.
+    pub fn name(&self) -> &str {
+        // The bytes were copied from a `str` of `name_len` bytes.
+        core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?")
+    }
+
+    /// Size of the objects as asked for at creation.
+    pub fn object_size(&self) -> usize {
+        self.layout.object_size()
+    }
+
+    /// Bytes per object slot (the stride), red zones and padding included.
+    pub fn size(&self) -> usize {
+        self.layout.stride()
+    }
+
+    /// Alignment of every object.
+    pub fn align(&self) -> usize {
+        self.layout.align()
+    }
+
+    /// The flags given at creation.
+    pub fn flags(&self) -> SlabFlags {
+        self.flags
+    }
+
+    /// The slab layout.
+    pub fn layout(&self) -> &SlabLayout {
+        &self.layout
+    }
+
+    /// Most objects in a per-CPU array.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Objects moved between a per-CPU array and the lists at a time.
+    pub fn batchcount(&self) -> usize {
+        self.batchcount
+    }
+
+    /// Free objects the cache keeps in empty slabs before giving empty slabs
+    /// back to the page allocator: `(1 + nr_cpus) * batchcount +
+    /// objects_per_slab`, as SLAB's `free_limit`.
+    pub fn free_limit(&self) -> usize {
+        self.free_limit
+    }
+
+    /// Whether free objects are poisoned (POISON requested and no
+    /// constructor).
+    pub fn poisons(&self) -> bool {
+        self.poison
+    }
+
+    /// Whether [`KmemCache::destroy`] has succeeded.
+    pub fn is_destroyed(&self) -> bool {
+        self.destroyed.load(Ordering::Acquire)
+    }
+
+    /// This cache's line of `/proc/slabinfo`.
+    pub fn slabinfo_row(&self) -> SlabInfoRow<'_> {
+        SlabInfoRow {
+            name: self.name(),
+            info: self.slabinfo(),
+        }
+    }
+
+    fn this_slot(&self, platform: &P) -> &CpuSlot<P> {
+        self.cpus.get(platform.this_cpu() % self.nr_cpus)
+    }
+
+    /// Reports one line naming the cache and counts an error.
+    fn report_error(&self, platform: &P, args: fmt::Arguments<'_>) {
+        platform.report(format_args!("rmm slab {}: {}", self.name(), args));
+        self.this_slot(platform)
+            .counters
+            .errors
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Allocates an object.
+    ///
+    /// The object comes from this CPU's array if it has one; otherwise the
+    /// array is refilled with up to `batchcount` objects from partial, then
+    /// empty slabs; if there are none, a slab is created (pages taken and
+    /// constructors run with no lock held) and the array refilled from it.
+    ///
+    /// `Gfp::ZERO` zeroes the object. For a cache with a constructor it is
+    /// refused (reported, counted, `Err`): zeroing would destroy the
+    /// constructed state the constructor promises.
+    pub fn alloc(&self, pages: &PageAllocator<P>, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+        let platform = pages.platform();
+        if gfp.zeroed() && self.ctor.is_some() {
+            self.report_error(
+                platform,
+                format_args!("Gfp::ZERO refused, the cache has a constructor"),
+            );
+            return Err(AllocError);
+        }
+        let slot = self.this_slot(platform);
+        let obj = match slot.array.with(|array| self.alloc_from_array(array)) {
+            ArrayAlloc::Got(obj) => obj,
+            ArrayAlloc::Empty => self.grow_and_alloc(pages, gfp, slot)?,
+            ArrayAlloc::Dead => return Err(AllocError),
+        };
+        if self.layout.track_state() {
+            self.check_on_alloc(pages, obj);
+        }
+        if gfp.zeroed() {
+            // SAFETY: the object is ours to hand out, `object_size` bytes.
+            unsafe { obj.as_ptr().write_bytes(0, self.layout.object_size()) };
+        }
+        Ok(obj)
+    }
+
+    fn alloc_from_array(&self, array: &mut CpuArray) -> ArrayAlloc {
+        if let Some(obj) = array.pop() {
+            array.counters.allochit += 1;
+            array.counters.allocs += 1;
+            return ArrayAlloc::Got(obj);
+        }
+        if array.is_retired() {
+            return ArrayAlloc::Dead;
+        }
+        array.counters.allocmiss += 1;
+        let alive = self.node.with(|node| {
+            if node.destroyed {
+                return false;
+            }
+            self.refill(node, array);
+            true
+        });
+        if !alive {
+            return ArrayAlloc::Dead;
+        }
+        match array.pop() {
+            Some(obj) => {
+                array.counters.allocs += 1;
+                ArrayAlloc::Got(obj)
+            }
+            None => ArrayAlloc::Empty,
+        }
+    }
+
+    /// Creates a slab (no lock held), adds it to the lists and refills this
+    /// CPU's array from them, then takes an object. Holding the array's lock
+    /// while adding the slab means the array gets at least one object.
+    fn grow_and_alloc(
+        &self,
+        pages: &PageAllocator<P>,
+        gfp: Gfp,
+        slot: &CpuSlot<P>,
+    ) -> Result<NonNull<u8>, AllocError> {
+        let slab = self.grow(pages, gfp)?;
+        let obj = slot.array.with(|array| {
+            let added = self.node.with(|node| {
+                if node.destroyed {
+                    // SAFETY: the new slab is ours alone, detached and free.
+                    unsafe { self.release_detached(pages, node, slab) };
+                    return false;
+                }
+                // SAFETY: the new slab is live and detached; lock held.
+                unsafe { node.empty.push_front(slab) };
+                node.free_objects += self.layout.objects();
+                self.refill(node, array);
+                true
+            });
+            let obj = if added { array.pop() } else { None };
+            if obj.is_some() {
+                array.counters.allocs += 1;
+            }
+            obj
+        });
+        obj.ok_or(AllocError)
+    }
+
+    /// Moves up to `batchcount` free objects from partial, then empty slabs
+    /// into `array` (SLAB's `cache_alloc_refill`).
+    fn refill(&self, node: &mut NodeLists, array: &mut CpuArray) {
+        let layout = &self.layout;
+        let want = self.batchcount.min(array.room());
+        let mut got = 0;
+        while got < want {
+            let Some(slab) = node.partial.first().or_else(|| node.empty.first()) else {
+                break;
+            };
+            // SAFETY: a slab on our lists is live; the lock is held.
+            let s_mem = unsafe { slab.s_mem() };
+            while got < want {
+                // SAFETY: as above.
+                let Some(index) = (unsafe { slab.take(layout) }) else {
+                    break;
+                };
+                let addr = s_mem + index * layout.stride() + layout.obj_offset();
+                // Slab memory is never at address 0.
+                if let Some(obj) = NonNull::new(addr as *mut u8) {
+                    array.push(obj);
+                }
+                got += 1;
+            }
+            // SAFETY: as above.
+            unsafe { node.relist(slab, layout.objects()) };
+        }
+        node.free_objects -= got;
+        node.slab_active += got;
+        node.high_water = node.high_water.max(node.slab_active);
+    }
+
+    /// Creates a slab: pages, descriptor, red zones and poison, constructors,
+    /// owner tag. Runs with no lock of the cache held except briefly to take
+    /// a spare descriptor; nothing is constructed unless the pages and the
+    /// descriptor were obtained.
+    fn grow(&self, pages: &PageAllocator<P>, gfp: Gfp) -> Result<SlabPtr, AllocError> {
+        let layout = &self.layout;
+        let platform = pages.platform();
+        let gfp = plain_gfp(gfp);
+        let block = pages.alloc_pages(layout.order(), gfp)?;
+        let (slab, spare) = if layout.on_slab() {
+            let desc = block.as_ptr().wrapping_add(layout.desc_offset());
+            // Inside the slab, so never null.
+            (SlabPtr::new(NonNull::new(desc).ok_or(AllocError)?), false)
+        } else {
+            // SAFETY: the lock is held inside `with`.
+            match self.node.with(|node| unsafe { node.spare.pop_front() }) {
+                Some(slab) => (slab, true),
+                None => match platform.alloc_meta(self.desc_layout(), gfp) {
+                    Some(mem) => (SlabPtr::new(mem), false),
+                    None => {
+                        self.free_slab_pages(pages, block);
+                        return Err(AllocError);
+                    }
+                },
+            }
+        };
+        let colour = self.colour_next.fetch_add(1, Ordering::Relaxed) % layout.colour_cycle();
+        let s_mem = block.as_ptr() as usize + layout.colour_offset(colour);
+        // SAFETY: the descriptor memory is ours (inside our fresh slab, fresh
+        // from alloc_meta, or a spare of this cache taken off the spare
+        // list), sized and aligned by `desc_layout`/the layout.
+        unsafe { slab.init(layout, self.id, s_mem, colour, spare) };
+        for index in 0..layout.objects() {
+            let obj = (s_mem + index * layout.stride() + layout.obj_offset()) as *mut u8;
+            if layout.red_zone() {
+                // SAFETY: the slot is inside our fresh slab.
+                unsafe { debug::fill_red_zones(layout, obj) };
+            }
+            if self.poison {
+                // SAFETY: as above.
+                unsafe { debug::poison(layout, obj) };
+            }
+            if let Some(ctor) = self.ctor {
+                // Slab memory is never at address 0.
+                if let Some(obj) = NonNull::new(obj) {
+                    ctor(obj, layout.object_size());
+                }
+            }
+        }
+        let tag = if layout.on_slab() {
+            OwnerTag::OnSlab {
+                cache_id: self.id,
+                colour,
+            }
+        } else {
+            OwnerTag::OffSlab { desc: slab }
+        };
+        pages.set_block_owner(block, layout.order(), tag.encode());
+        let counters = &self.this_slot(platform).counters;
+        counters.grown.fetch_add(1, Ordering::Relaxed);
+        if self.ctor.is_some() {
+            counters
+                .ctor_calls
+                .fetch_add(layout.objects(), Ordering::Relaxed);
+        }
+        Ok(slab)
+    }
+
+    fn desc_layout(&self) -> Layout {
+        // The size is at most a few kilobytes and the alignment a power of
+        // two, so this cannot fail.
+        Layout::from_size_align(self.layout.desc_size(), DESC_ALIGN).unwrap_or(Layout::new::<u8>())
+    }
+
+    fn free_slab_pages(&self, pages: &PageAllocator<P>, block: NonNull<u8>) {
+        // SAFETY: `block` is a slab of ours that nothing uses any more.
+        let result = unsafe { pages.free_pages(block, self.layout.order()) };
+        // The page allocator has reported a failure already.
+        debug_assert!(result.is_ok(), "slab pages rejected by the page allocator");
+    }
+
+    /// Gives a slab back to the page allocator, keeping an off-slab
+    /// descriptor as a spare.
+    ///
+    /// # Safety
+    ///
+    /// `slab` is a live, detached slab of this cache with no object in use
+    /// and not counted in `node.free_objects`; `node` is our locked list.
+    unsafe fn release_detached(
+        &self,
+        pages: &PageAllocator<P>,
+        node: &mut NodeLists,
+        slab: SlabPtr,
+    ) {
+        // SAFETY: per the caller's guarantee the slab is ours and live.
+        let base = unsafe { slab.s_mem() } & !(self.layout.slab_bytes() - 1);
+        // SAFETY: as above.
+        unsafe { slab.clear_magic() };
+        if !self.layout.on_slab() {
+            if node.destroyed {
+                // A slab grown while the cache was being destroyed: the spare
+                // list has been emptied for good.
+                // SAFETY: the descriptor came from `alloc_meta` with
+                // `desc_layout` and nothing refers to it any more.
+                unsafe {
+                    pages
+                        .platform()
+                        .free_meta(slab.as_bytes(), self.desc_layout())
+                };
+            } else {
+                // SAFETY: detached descriptor of this cache, lock held.
+                unsafe { node.spare.push_front(slab) };
+            }
+        }
+        // Slab memory is never at address 0.
+        if let Some(block) = NonNull::new(base as *mut u8) {
+            self.free_slab_pages(pages, block);
+        }
+        self.this_slot(pages.platform())
+            .counters
+            .reaped
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The slab holding `obj`, an object known to be out of its slab (in an
+    /// array or handed out), so its slab is live.
+    fn slab_of_live(&self, pages: &PageAllocator<P>, obj: *const u8) -> Option<SlabPtr> {
+        if self.layout.on_slab() {
+            let base = obj as usize & !(self.layout.slab_bytes() - 1);
+            NonNull::new((base + self.layout.desc_offset()) as *mut u8).map(SlabPtr::new)
+        } else {
+            match OwnerTag::decode(pages.block_owner(obj)?) {
+                OwnerTag::OffSlab { desc } => Some(desc),
+                _ => None,
+            }
+        }
+    }
+
+    /// Index of the object at `obj` in `slab`.
+    ///
+    /// # Safety
+    ///
+    /// `slab` is live and `obj` one of its objects.
+    unsafe fn index_in(&self, slab: SlabPtr, obj: *const u8) -> usize {
+        // SAFETY: per the caller's guarantee.
+        let s_mem = unsafe { slab.s_mem() };
+        (obj as usize - s_mem - self.layout.obj_offset()) / self.layout.stride()
+    }
+
+    /// Checks without any lock that `obj` is the start of an object slot of
+    /// a slab of this cache; returns the object's index in its slab.
+    ///
+    /// On-slab caches need only the owner word (cache id and colour); for
+    /// off-slab ones the descriptor's atomic fields are read, which is safe
+    /// because off-slab descriptors are type-stable (see [`OwnerTag`]).
+    fn locate(&self, pages: &PageAllocator<P>, obj: *const u8) -> Result<usize, SlabFreeError> {
+        let layout = &self.layout;
+        let word = pages.block_owner(obj).ok_or(SlabFreeError::NotFromCache)?;
+        let s_mem = match OwnerTag::decode(word) {
+            OwnerTag::OnSlab { cache_id, colour } if cache_id == self.id && layout.on_slab() => {
+                (obj as usize & !(layout.slab_bytes() - 1)) + layout.colour_offset(colour)
+            }
+            OwnerTag::OffSlab { desc } if !layout.on_slab() => {
+                // SAFETY: off-slab descriptors stay allocated while their
+                // cache exists (see `OwnerTag`), and the fields are atomic.
+                if unsafe { desc.cache_id() } != self.id {
+                    return Err(SlabFreeError::NotFromCache);
+                }
+                // SAFETY: as above.
+                unsafe { desc.s_mem() }
+            }
+            _ => return Err(SlabFreeError::NotFromCache),
+        };
+        let offset = (obj as usize)
+            .checked_sub(s_mem + layout.obj_offset())
+            .ok_or(SlabFreeError::NotAnObject)?;
+        let index = offset / layout.stride();
+        if offset % layout.stride() != 0 || index >= layout.objects() {
+            return Err(SlabFreeError::NotAnObject);
+        }
+        Ok(index)
+    }
+
+    /// Whether `ptr` is the start of an object (allocated or free) of a live
+    /// slab of this cache. Lock-free; the answer may be stale by the time it
+    /// is used if the slab is released concurrently.
+    pub fn contains(&self, pages: &PageAllocator<P>, ptr: *const u8) -> bool {
+        !self.is_destroyed() && self.locate(pages, ptr).is_ok()
+    }
+
+    /// Debug mode: validates a free under the list lock (so the slab cannot
+    /// be released meanwhile) and moves the object from allocated to free.
+    fn claim_for_free(
+        &self,
+        pages: &PageAllocator<P>,
+        node: &NodeLists,
+        obj: *const u8,
+    ) -> Result<(), SlabFreeError> {
+        if node.destroyed {
+            return Err(SlabFreeError::Destroyed);
+        }
+        let index = self.locate(pages, obj)?;
+        let slab = self
+            .slab_of_live(pages, obj)
+            .ok_or(SlabFreeError::NotFromCache)?;
+        // SAFETY: the owner word, read under our list lock, names a slab of
+        // ours, and our slabs are only released under that lock, so the slab
+        // is live; `index < objects` was checked.
+        let changed =
+            unsafe { slab.change_state(&self.layout, index, STATE_ALLOCATED, STATE_FREE) };
+        changed.map_err(|_| SlabFreeError::DoubleFree)
+    }
+
+    /// Frees an object.
+    ///
+    /// The object goes to this CPU's array (`freehit`); if the array is
+    /// full, its `batchcount` oldest objects go back to their slabs first
+    /// (`freemiss`). Any CPU may free any object.
+    ///
+    /// Invalid pointers are rejected, reported through
+    /// [`Platform::report`] with the cache name and the address, and
+    /// counted in [`CacheStats::errors`]; nothing changes. Always: pointers
+    /// outside every slab of this cache and pointers that are not at the
+    /// start of an object. In debug mode also double frees; red-zone damage
+    /// is reported (and repaired) but the free goes ahead.
+    ///
+    /// # Safety
+    ///
+    /// If the free succeeds, nothing may use the object afterwards. Outside
+    /// debug mode `obj` must not be an object that is already free (a double
+    /// free is not detected there and corrupts the cache, as in the kernel);
+    /// and `obj` must not point into a slab of a cache that is being
+    /// destroyed concurrently.
+    pub unsafe fn free(
+        &self,
+        pages: &PageAllocator<P>,
+        obj: NonNull<u8>,
+    ) -> Result<(), SlabFreeError> {
+        let platform = pages.platform();
+        let ptr = obj.as_ptr();
+        let checked = if self.is_destroyed() {
+            Err(SlabFreeError::Destroyed)
+        } else if self.layout.track_state() {
+            self.node.with(|node| self.claim_for_free(pages, node, ptr))
+        } else {
+            self.locate(pages, ptr).map(|_| ())
+        };
+        if let Err(error) = checked {
+            self.report_error(platform, format_args!("free of {ptr:p}: {error}"));
+            return Err(error);
+        }
+        if self.layout.track_state() {
+            // The object is marked free but on no list yet: ours alone.
+            self.check_red_zones(platform, ptr, "free");
+            if self.poison {
+                // SAFETY: as above.
+                unsafe { debug::poison(&self.layout, ptr) };
+            }
+        }
+        let slot = self.this_slot(platform);
+        let pushed = slot.array.with(|array| {
+            if array.is_retired() {
+                return false;
+            }
+            if array.room() == 0 {
+                array.counters.freemiss += 1;
+                let batch = self.batchcount.min(array.avail());
+                self.node
+                    .with(|node| self.free_block(pages, node, array.oldest(batch)));
+                array.drop_oldest(batch);
+            } else {
+                array.counters.freehit += 1;
+            }
+            array.counters.frees += 1;
+            array.push(obj)
+        });
+        if !pushed {
+            // Only reachable when racing with a successful destroy, which
+            // means the object was not live.
+            self.report_error(platform, format_args!("free of {ptr:p}: cache destroyed"));
+            return Err(SlabFreeError::Destroyed);
+        }
+        Ok(())
+    }
+
+    /// Gives objects from a per-CPU array back to their slabs, releasing
+    /// slabs that become empty while the free objects exceed the free limit
+    /// (SLAB's `free_block`). Returns the number of slabs released.
+    fn free_block(
+        &self,
+        pages: &PageAllocator<P>,
+        node: &mut NodeLists,
+        objs: &[*mut u8],
+    ) -> usize {
+        let layout = &self.layout;
+        let mut released = 0;
+        for &obj in objs {
+            let Some(slab) = self.slab_of_live(pages, obj) else {
+                self.report_error(
+                    pages.platform(),
+                    format_args!("object {obj:p} in a per-CPU array has no slab"),
+                );
+                debug_assert!(false, "object in a per-CPU array has no slab");
+                continue;
+            };
+            // SAFETY: objects in arrays are counted in use by their slab,
+            // so the slab is live; the lock is held.
+            unsafe {
+                debug_assert!(slab.magic_ok() && slab.inuse() > 0);
+                let index = self.index_in(slab, obj);
+                slab.put(layout, index);
+                node.free_objects += 1;
+                node.slab_active -= 1;
+                node.relist(slab, layout.objects());
+                if slab.inuse() == 0 && node.free_objects > self.free_limit {
+                    node.empty.remove(slab);
+                    node.free_objects -= layout.objects();
+                    self.release_detached(pages, node, slab);
+                    released += 1;
+                }
+            }
+        }
+        released
+    }
+
+    /// Debug checks when an object is handed out: state, red zones, poison.
+    fn check_on_alloc(&self, pages: &PageAllocator<P>, obj: NonNull<u8>) {
+        let platform = pages.platform();
+        let ptr = obj.as_ptr();
+        if let Some(slab) = self.slab_of_live(pages, ptr) {
+            // SAFETY: the object is out of its slab, so the slab is live.
+            let index = unsafe { self.index_in(slab, ptr) };
+            // SAFETY: as above; `index < objects` for a valid object.
+            let changed =
+                unsafe { slab.change_state(&self.layout, index, STATE_FREE, STATE_ALLOCATED) };
+            if let Err(state) = changed {
+                self.report_error(
+                    platform,
+                    format_args!("object {ptr:p} handed out in state {state:#04x}, not free"),
+                );
+            }
+        }
+        self.check_red_zones(platform, ptr, "alloc");
+        if self.poison {
+            // SAFETY: the object is ours to hand out.
+            if let Some(offset) = unsafe { debug::check_poison(&self.layout, ptr) } {
+                // SAFETY: `offset < object_size`.
+                let value = unsafe { ptr.add(offset).read() };
+                self.report_error(
+                    platform,
+                    format_args!(
+                        "write after free in object {ptr:p}: byte {offset} is {value:#04x}"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Checks and repairs the red zones of `obj`, reporting damage.
+    fn check_red_zones(&self, platform: &P, ptr: *mut u8, when: &str) {
+        if !self.layout.red_zone() {
+            return;
+        }
+        // SAFETY: callers own the object's slot at this point (being freed
+        // or being handed out).
+        let damage = unsafe { debug::check_red_zones(&self.layout, ptr) };
+        for RedZoneDamage { zone, bad_bytes } in damage.into_iter().flatten() {
+            self.report_error(
+                platform,
+                format_args!(
+                    "red zone {} object {ptr:p} overwritten ({bad_bytes} bytes), found on {when}",
+                    zone.name()
+                ),
+            );
+        }
+    }
+
+    /// Empties every CPU's array into the slabs and gives every empty slab
+    /// back to the page allocator. Returns the number of slabs released.
+    pub fn shrink(&self, pages: &PageAllocator<P>) -> usize {
+        let mut released = 0;
+        for cpu in 0..self.nr_cpus {
+            self.cpus.get(cpu).array.with(|array| {
+                let count = array.avail();
+                if count > 0 {
+                    released += self
+                        .node
+                        .with(|node| self.free_block(pages, node, array.oldest(count)));
+                    array.drop_oldest(count);
+                }
+            });
+        }
+        released + self.node.with(|node| self.release_empty(pages, node))
+    }
+
+    fn release_empty(&self, pages: &PageAllocator<P>, node: &mut NodeLists) -> usize {
+        let mut released = 0;
+        // SAFETY: the lock is held; slabs on the empty list are live with no
+        // object in use.
+        while let Some(slab) = unsafe { node.empty.pop_front() } {
+            node.free_objects -= self.layout.objects();
+            // SAFETY: detached now and not counted in free_objects.
+            unsafe { self.release_detached(pages, node, slab) };
+            released += 1;
+        }
+        released
+    }
+
+    /// Objects held by callers, counted from the lists and arrays.
+    pub(crate) fn live_objects(&self) -> usize {
+        let cached: usize = (0..self.nr_cpus)
+            .map(|cpu| self.cpus.get(cpu).array.with(|array| array.avail()))
+            .sum();
+        let slab_active = self.node.with(|node| node.slab_active);
+        slab_active.saturating_sub(cached)
+    }
+
+    /// Destroys the cache: every slab goes back to the page allocator and
+    /// every piece of bookkeeping is freed; afterwards allocations fail and
+    /// frees are rejected.
+    ///
+    /// Refuses with [`DestroyError::Busy`], changing nothing, while callers
+    /// still hold objects.
+    pub fn destroy(&self, pages: &PageAllocator<P>) -> Result<(), DestroyError> {
+        if self.is_destroyed() {
+            return Err(DestroyError::AlreadyDestroyed);
+        }
+        let active = self.live_objects();
+        if active > 0 {
+            return Err(DestroyError::Busy { active });
+        }
+        self.shrink(pages);
+        let platform = pages.platform();
+        self.node.with(|node| {
+            if node.destroyed {
+                return Err(DestroyError::AlreadyDestroyed);
+            }
+            // Objects allocated since the check above (by a racing caller).
+            if node.slab_active > 0 {
+                return Err(DestroyError::Busy {
+                    active: node.slab_active,
+                });
+            }
+            node.destroyed = true;
+            self.release_empty(pages, node);
+            // SAFETY: the lock is held.
+            while let Some(desc) = unsafe { node.spare.pop_front() } {
+                // SAFETY: spares came from `alloc_meta` with `desc_layout`
+                // and are referenced by no live slab.
+                unsafe { platform.free_meta(desc.as_bytes(), self.desc_layout()) };
+            }
+            Ok(())
+        })?;
+        for cpu in 0..self.nr_cpus {
+            self.cpus.get(cpu).array.with(|array| array.retire());
+        }
+        self.destroyed.store(true, Ordering::Release);
+        // SAFETY: the block came from `alloc_meta` with this layout and every
+        // array is retired, so nothing uses it.
+        unsafe { platform.free_meta(self.entries.mem, self.entries.layout) };
+        Ok(())
+    }
+
+    /// This cache's line of `/proc/slabinfo`, taken under the list lock.
+    pub fn slabinfo(&self) -> SlabInfo {
+        let layout = &self.layout;
+        let (full, partial, empty, slab_active) = self.node.with(|node| {
+            (
+                node.full.len(),
+                node.partial.len(),
+                node.empty.len(),
+                node.slab_active,
+            )
+        });
+        let num_slabs = full + partial + empty;
+        SlabInfo {
+            active_objs: slab_active,
+            num_objs: num_slabs * layout.objects(),
+            objsize: layout.stride(),
+            objperslab: layout.objects(),
+            pagesperslab: layout.pages_per_slab(),
+            limit: self.limit,
+            batchcount: self.batchcount,
+            sharedfactor: 0,
+            active_slabs: full + partial,
+            num_slabs,
+        }
+    }
+
+    /// The counters of one CPU (all zero for a CPU number out of range).
+    pub fn cpu_stats(&self, cpu: usize) -> CacheStats {
+        if cpu >= self.nr_cpus {
+            return CacheStats::default();
+        }
+        let slot = self.cpus.get(cpu);
+        let (counters, cached) = slot.array.with(|array| (array.counters, array.avail()));
+        let SlotCounters {
+            grown,
+            reaped,
+            errors,
+            ctor_calls,
+        } = &slot.counters;
+        CacheStats {
+            allochit: counters.allochit,
+            allocmiss: counters.allocmiss,
+            freehit: counters.freehit,
+            freemiss: counters.freemiss,
+            allocs: counters.allocs,
+            frees: counters.frees,
+            grown: grown.load(Ordering::Relaxed),
+            reaped: reaped.load(Ordering::Relaxed),
+            errors: errors.load(Ordering::Relaxed),
+            ctor_calls: ctor_calls.load(Ordering::Relaxed),
+            cached,
+            ..CacheStats::default()
+        }
+    }
+
+    /// The counters summed over all CPUs, plus the whole-cache figures.
+    pub fn stats(&self) -> CacheStats {
+        let mut total = CacheStats::default();
+        for cpu in 0..self.nr_cpus {
+            let one = self.cpu_stats(cpu);
+            total.allochit += one.allochit;
+            total.allocmiss += one.allocmiss;
+            total.freehit += one.freehit;
+            total.freemiss += one.freemiss;
+            total.allocs += one.allocs;
+            total.frees += one.frees;
+            total.grown += one.grown;
+            total.reaped += one.reaped;
+            total.errors += one.errors;
+            total.ctor_calls += one.ctor_calls;
+            total.cached += one.cached;
+        }
+        total.active = total.allocs.wrapping_sub(total.frees);
+        (total.slab_active, total.high_water) =
+            self.node.with(|node| (node.slab_active, node.high_water));
+        total
+    }
+
+    /// Checks the cache's invariants (O(objects); for tests): list
+    /// membership matches each slab's use, the counts add up, every free
+    /// index is distinct, objects in per-CPU arrays are out of their slabs,
+    /// and in debug mode the state bytes agree.
+    pub fn check_invariants(&self, pages: &PageAllocator<P>) -> Result<(), &'static str> {
+        let layout = &self.layout;
+        let mut cached = 0;
+        for cpu in 0..self.nr_cpus {
+            self.cpus.get(cpu).array.with(|array| {
+                cached += array.avail();
+                self.node.with(|_node| {
+                    for &obj in array.oldest(array.avail()) {
+                        self.locate(pages, obj).map_err(|_| {
+                            "object in a per-CPU array is not an object of the cache"
+                        })?;
+                        let slab = self
+                            .slab_of_live(pages, obj)
+                            .ok_or("object in a per-CPU array has no slab")?;
+                        // SAFETY: the lock is held and the slab is live.
+                        let index = unsafe { self.index_in(slab, obj) };
+                        // SAFETY: as above.
+                        if unsafe { slab.is_free_in_index(layout, index) } {
+                            return Err("object in a per-CPU array is also free in its slab");
+                        }
+                        if layout.track_state() {
+                            // SAFETY: as above.
+                            let state = unsafe { slab.state(layout, index) };
+                            if state != STATE_FREE {
+                                return Err("object in a per-CPU array is not marked free");
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })?;
+        }
+        self.node.with(|node| {
+            let mut free_objects = 0;
+            let mut slab_active = 0;
+            for (list, kind) in [
+                (&node.full, ListKind::Full),
+                (&node.partial, ListKind::Partial),
+                (&node.empty, ListKind::Empty),
+            ] {
+                let mut count = 0;
+                let mut next = list.first();
+                while let Some(slab) = next {
+                    count += 1;
+                    // SAFETY: slabs on our lists are live; the lock is held.
+                    unsafe {
+                        if !slab.magic_ok() || slab.list() != kind {
+                            return Err("slab on the wrong list or without magic");
+                        }
+                        let inuse = slab.inuse();
+                        let expected = if inuse == 0 {
+                            ListKind::Empty
+                        } else if inuse == layout.objects() {
+                            ListKind::Full
+                        } else {
+                            ListKind::Partial
+                        };
+                        if expected != kind {
+                            return Err("slab on a list that does not match its use");
+                        }
+                        if slab.cache_id() != self.id {
+                            return Err("slab of another cache on our list");
+                        }
+                        let base = slab.s_mem() & !(layout.slab_bytes() - 1);
+                        if slab.s_mem() != base + layout.colour_offset(slab.colour())
+                            || slab.colour() >= layout.colour_cycle()
+                        {
+                            return Err("slab's first slot does not match its colour");
+                        }
+                        let first = slab.s_mem() + layout.obj_offset();
+                        if !self.contains(pages, first as *const u8) {
+                            return Err("slab's first object not recognised as ours");
+                        }
+                        // Free indices distinct and in range: a small bitmap,
+                        // one window of 1024 indices at a time.
+                        let mut window_start = 0;
+                        while window_start < layout.objects() {
+                            let mut seen = [0u64; 16];
+                            for position in inuse..layout.objects() {
+                                let index = slab.free_entry(layout, position);
+                                if index >= layout.objects() {
+                                    return Err("free index out of range");
+                                }
+                                let Some(bit) =
+                                    index.checked_sub(window_start).filter(|&b| b < 1024)
+                                else {
+                                    continue;
+                                };
+                                if seen[bit / 64] & (1 << (bit % 64)) != 0 {
+                                    return Err("free index listed twice");
+                                }
+                                seen[bit / 64] |= 1 << (bit % 64);
+                                if layout.track_state() && slab.state(layout, index) != STATE_FREE {
+                                    return Err("free object not marked free");
+                                }
+                            }
+                            window_start += 1024;
+                        }
+                        free_objects += layout.objects() - inuse;
+                        slab_active += inuse;
+                        next = SlabList::next(slab);
+                    }
+                }
+                if count != list.len() {
+                    return Err("list length does not match");
+                }
+            }
+            if free_objects != node.free_objects {
+                return Err("free object count does not match the slabs");
+            }
+            if slab_active != node.slab_active {
+                return Err("active object count does not match the slabs");
+            }
+            if node.high_water < node.slab_active {
+                return Err("high-water mark below the active objects");
+            }
+            if cached > node.slab_active {
+                return Err("more objects cached than out of the slabs");
+            }
+            if node.destroyed && free_objects + slab_active != 0 {
+                return Err("destroyed cache still has slabs");
+            }
+            Ok(())
+        })
+    }
+}

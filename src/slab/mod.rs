@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Slab caches, the kernel's SLAB design rebuilt on rmm's page allocator.
+//!
+//! A [`KmemCache`] hands out objects of one size. It carves them from
+//! *slabs*, blocks of `2^order` pages from [`crate::page_alloc`], laid out by
+//! [`SlabLayout`]. Every slab has a descriptor and a free-object index,
+//! inside the slab for small objects and in
+//! [`crate::platform::Platform::alloc_meta`] memory for large ones. The
+//! cache keeps its slabs on three lists (full, partial, empty) under one
+//! lock, and in front of them one array of free objects per CPU, each under
+//! its own lock, so that most allocations and frees touch only their CPU's
+//! array.
+//!
+//! ```text
+//!  KmemCache ──┬── CPU 0 array [obj, obj, obj, ...]   (SlabCpu lock each)
+//!              ├── CPU 1 array [obj, ...]
+//!              └── lists (SlabNode lock)
+//!                   ├── full:    slab ⇄ slab
+//!                   ├── partial: slab ⇄ slab ⇄ slab
+//!                   └── empty:   slab
+//!  slab (2^order pages, on-slab bookkeeping):
+//!  | colour | obj 0 | obj 1 | ... | obj n-1 | leftover | desc | free index |
+//!                                                         ▲
+//!  page owner word ──(cache id, colour)───────────────────┘ (computed)
+//! ```
+//!
+//! The page allocator's per-block owner word leads from any object back to
+//! its slab, as `struct page` does in the kernel; see `OwnerTag` in `slab.rs` for the
+//! encoding and why it keeps lock-free checks free of dangling reads.
+//!
+//! # Locks
+//!
+//! Lock order: `SlabCpu` → `SlabNode` → `PageCpu` → `Buddy`. Pages are
+//! never allocated under a slab lock (the page allocator may have to go to
+//! the platform, which may sleep in the kernel), and constructors never run
+//! under one: growing takes pages and builds the slab unlocked, then locks
+//! to add it. Pages *are* freed under the `SlabNode` lock; freeing never
+//! sleeps, and releasing slabs only under that lock is what lets a free
+//! validate a pointer against the slab's descriptor without a
+//! use-after-free. [`crate::platform::Platform::report`] is called with no
+//! slab lock held, except for internal-consistency reports.
+//!
+//! # Debug mode and constructors
+//!
+//! With [`SlabFlags::RED_ZONE`] and/or [`SlabFlags::POISON`] the cache
+//! tracks every object's state in a byte of its slab's bookkeeping, changed
+//! with compare-and-swap, so a double free is caught even when two CPUs
+//! race. Red zones are checked on free and on allocation; poison on
+//! allocation. Poisoning is skipped for caches with a constructor, as SLUB
+//! does (SLAB re-ran the constructor after checking the poison): that way a
+//! constructor runs once per object whatever the debug flags, and objects
+//! keep their constructed state between free and allocation, which is what
+//! constructors are for.
+//!
+//! Outside debug mode only cheap checks are made on free: the pointer must
+//! be in a slab of this cache, at the start of an object.
+
+mod cache;
+mod cpu_array;
+mod debug;
+mod layout;
+#[allow(clippy::module_inception)]
+mod slab;
+mod stats;
+
+pub use cache::{CreateError, Ctor, DestroyError, KmemCache, SlabFreeError, MAX_NAME_LEN};
+pub use debug::{POISON_END, POISON_FREE, RED_ZONE_BYTE};
+pub use layout::{
+    LayoutError, SlabFlags, SlabLayout, MAX_COLOURS, MAX_OBJECT_SIZE, MIN_ALIGN, OFF_SLAB_MIN_SIZE,
+    RED_ZONE_AFTER, SLAB_MAX_ORDER,
+};
+pub use stats::{CacheStats, SlabInfo, SlabInfoRow, SLABINFO_HEADER};
+
+pub(crate) use slab::{reserve_owner_ids, OwnerTag};
+
+/// Bytes of a slab descriptor before its free-object index (for tests and
+/// layout checks).
+pub const DESC_HEADER_SIZE: usize = slab::DESC_HEADER_SIZE;
+
+/// The per-CPU array limit SLAB's `enable_cpucache` chooses for slots of
+/// `stride` bytes: 1 above 128 KiB, 8 above a page, 24 above 1 KiB, 54
+/// above 256 bytes, else 120.
+pub fn cpucache_limit(stride: usize) -> usize {
+    cpu_array::cpucache_limit(stride)
+}

@@ -1,0 +1,630 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! One slab: its descriptor, its free-object index, the lists slabs sit on,
+//! and the owner tags that lead from an object's page to its slab.
+//!
+//! The descriptor ([`SlabDesc`]) is followed in memory by the free-object
+//! index, one `u8` or `u16` per object as SLAB's `freelist`: entries
+//! `inuse..objects` hold the indices of the free objects, so taking an
+//! object is `index[inuse++]` and giving one back is `index[--inuse] = i`.
+//! In debug mode one atomic state byte per object follows the index.
+//!
+//! Descriptors are only ever reached through raw pointers: the list fields
+//! and the index are touched under the cache's node lock, while the two
+//! atomic fields (`cache_id`, `s_mem`) and the state bytes may be read by
+//! anyone, so no `&mut SlabDesc` is ever formed.
+
+use super::layout::SlabLayout;
+use core::mem::{align_of, size_of};
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+/// Marks a live descriptor (checked by debug assertions).
+const SLAB_MAGIC: u32 = 0x51ab_d35c;
+
+/// Bytes of the descriptor header, before the free-object index.
+pub(crate) const DESC_HEADER_SIZE: usize = size_of::<SlabDesc>();
+/// Alignment of a descriptor.
+pub(crate) const DESC_ALIGN: usize = align_of::<SlabDesc>();
+
+/// Allocation state of an object, tracked in debug mode.
+pub(crate) const STATE_FREE: u8 = 0x46; // 'F'
+/// The object is handed out to a caller.
+pub(crate) const STATE_ALLOCATED: u8 = 0x41; // 'A'
+
+/// Which list of its cache a slab is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum ListKind {
+    /// Every object in use (by callers or per-CPU arrays).
+    Full,
+    /// Some objects in use, some free.
+    Partial,
+    /// No object in use.
+    Empty,
+    /// On no list (being built, being released, or a spare descriptor).
+    Detached,
+}
+
+/// A slab descriptor, followed in memory by the free-object index and, in
+/// debug mode, the state bytes (see the module documentation).
+///
+/// # Invariants
+///
+/// While the slab is live: `cache_id` is the owning cache's id and never
+/// changes (spare off-slab descriptors keep it); `s_mem` is the address of
+/// slot 0 (`slab base + colour_offset(colour)`); `inuse <= objects`; index
+/// entries `inuse..objects` are distinct indices of free objects, none of
+/// which is in a per-CPU array or handed out; `list` says which list of the
+/// cache the descriptor is linked on through `next`/`prev`.
+#[repr(C)]
+pub(crate) struct SlabDesc {
+    cache_id: AtomicUsize,
+    s_mem: AtomicUsize,
+    next: *mut SlabDesc,
+    prev: *mut SlabDesc,
+    magic: u32,
+    inuse: u32,
+    colour: u16,
+    list: ListKind,
+}
+
+/// A pointer to a slab descriptor and its trailing arrays.
+///
+/// Copyable and unchecked: every method that touches non-atomic fields is
+/// `unsafe` and requires the caller to hold the owning cache's node lock (or
+/// to own the slab exclusively, while building or releasing it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SlabPtr(NonNull<SlabDesc>);
+
+impl SlabPtr {
+    /// Wraps the descriptor at `desc`.
+    pub(crate) fn new(desc: NonNull<u8>) -> Self {
+        SlabPtr(desc.cast())
+    }
+
+    /// The descriptor's address.
+    pub(crate) fn addr(self) -> usize {
+        self.0.as_ptr() as usize
+    }
+
+    /// The descriptor's memory.
+    pub(crate) fn as_bytes(self) -> NonNull<u8> {
+        self.0.cast()
+    }
+
+    /// The raw descriptor pointer.
+    pub(crate) fn as_ptr(self) -> *mut SlabDesc {
+        self.0.as_ptr()
+    }
+
+    /// Initialises a descriptor for a fresh slab whose slot 0 is at `s_mem`:
+    /// all objects free, index `0, 1, ..., n - 1`, states free.
+    ///
+    /// # Safety
+    ///
+    /// `self` points to `layout.desc_size()` writable bytes, aligned for a
+    /// descriptor, that nobody else accesses except through the atomic
+    /// fields (a spare descriptor of the same cache may be read by a racing
+    /// invalid free). `keep_id` says the memory already holds a descriptor of
+    /// cache `cache_id` (a spare), whose id must not be rewritten.
+    pub(crate) unsafe fn init(
+        self,
+        layout: &SlabLayout,
+        cache_id: usize,
+        s_mem: usize,
+        colour: usize,
+        keep_id: bool,
+    ) {
+        let desc = self.as_ptr();
+        // SAFETY: the caller gives us the descriptor's memory; the atomic
+        // fields are written atomically, or initialised before anyone can
+        // know the address (fresh memory, `keep_id == false`).
+        unsafe {
+            if keep_id {
+                debug_assert_eq!((*desc).cache_id.load(Ordering::Relaxed), cache_id);
+                (*desc).s_mem.store(s_mem, Ordering::Relaxed);
+            } else {
+                ptr::addr_of_mut!((*desc).cache_id).write(AtomicUsize::new(cache_id));
+                ptr::addr_of_mut!((*desc).s_mem).write(AtomicUsize::new(s_mem));
+            }
+            ptr::addr_of_mut!((*desc).next).write(ptr::null_mut());
+            ptr::addr_of_mut!((*desc).prev).write(ptr::null_mut());
+            ptr::addr_of_mut!((*desc).magic).write(SLAB_MAGIC);
+            ptr::addr_of_mut!((*desc).inuse).write(0);
+            ptr::addr_of_mut!((*desc).colour).write(colour as u16);
+            ptr::addr_of_mut!((*desc).list).write(ListKind::Detached);
+        }
+        for index in 0..layout.objects() {
+            // SAFETY: as above; `index < objects` stays inside the index.
+            unsafe { self.set_index_entry(layout, index, index) };
+        }
+        if layout.track_state() {
+            let states = self.states_ptr(layout);
+            for index in 0..layout.objects() {
+                // SAFETY: the state bytes are inside the descriptor's memory;
+                // writing a fresh atomic is fine as no object of the slab has
+                // been handed out yet.
+                unsafe { states.add(index).write(AtomicU8::new(STATE_FREE)) };
+            }
+        }
+    }
+
+    /// The owning cache's id (readable without the lock).
+    ///
+    /// # Safety
+    ///
+    /// The descriptor memory is live (type-stable descriptors stay live
+    /// while their cache exists).
+    pub(crate) unsafe fn cache_id(self) -> usize {
+        // SAFETY: the caller guarantees the memory is live; the field is
+        // atomic, so racing writes are fine.
+        unsafe { (*self.as_ptr()).cache_id.load(Ordering::Relaxed) }
+    }
+
+    /// Address of slot 0 (readable without the lock).
+    ///
+    /// # Safety
+    ///
+    /// As for [`SlabPtr::cache_id`].
+    pub(crate) unsafe fn s_mem(self) -> usize {
+        // SAFETY: as in `cache_id`.
+        unsafe { (*self.as_ptr()).s_mem.load(Ordering::Relaxed) }
+    }
+
+    /// Whether the descriptor carries the live-descriptor magic.
+    ///
+    /// # Safety
+    ///
+    /// Node lock held, or the slab owned exclusively.
+    pub(crate) unsafe fn magic_ok(self) -> bool {
+        // SAFETY: per the caller's guarantee nobody writes it concurrently.
+        unsafe { (*self.as_ptr()).magic == SLAB_MAGIC }
+    }
+
+    /// Objects of the slab not free in it.
+    ///
+    /// # Safety
+    ///
+    /// Node lock held, or the slab owned exclusively.
+    pub(crate) unsafe fn inuse(self) -> usize {
+        // SAFETY: as in `magic_ok`.
+        unsafe { (*self.as_ptr()).inuse as usize }
+    }
+
+    /// The slab's colour.
+    ///
+    /// # Safety
+    ///
+    /// Node lock held, or the slab owned exclusively.
+    pub(crate) unsafe fn colour(self) -> usize {
+        // SAFETY: as in `magic_ok`.
+        unsafe { usize::from((*self.as_ptr()).colour) }
+    }
+
+    /// The list the slab is on.
+    ///
+    /// # Safety
+    ///
+    /// Node lock held, or the slab owned exclusively.
+    pub(crate) unsafe fn list(self) -> ListKind {
+        // SAFETY: as in `magic_ok`.
+        unsafe { (*self.as_ptr()).list }
+    }
+
+    /// Marks the descriptor as no longer describing a live slab.
+    ///
+    /// # Safety
+    ///
+    /// Node lock held, or the slab owned exclusively.
+    pub(crate) unsafe fn clear_magic(self) {
+        // SAFETY: as in `magic_ok`.
+        unsafe { (*self.as_ptr()).magic = 0 };
+    }
+
+    fn index_ptr(self) -> *mut u8 {
+        self.as_ptr().cast::<u8>().wrapping_add(DESC_HEADER_SIZE)
+    }
+
+    fn states_ptr(self, layout: &SlabLayout) -> *mut AtomicU8 {
+        self.as_ptr()
+            .cast::<u8>()
+            .wrapping_add(layout.state_offset())
+            .cast()
+    }
+
+    /// # Safety
+    ///
+    /// Node lock held or slab owned; `position < objects`.
+    unsafe fn index_entry(self, layout: &SlabLayout, position: usize) -> usize {
+        let index = self.index_ptr();
+        // SAFETY: the index has `objects` entries of `index_bytes` right
+        // after the header; u16 entries are 2-aligned as the header size is
+        // a multiple of the descriptor's alignment.
+        unsafe {
+            if layout.index_bytes() == 1 {
+                usize::from(index.add(position).read())
+            } else {
+                usize::from(index.cast::<u16>().add(position).read())
+            }
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Node lock held or slab owned; `position < objects`, and `object`
+    /// fits the entry width (guaranteed by the layout).
+    unsafe fn set_index_entry(self, layout: &SlabLayout, position: usize, object: usize) {
+        let index = self.index_ptr();
+        // SAFETY: as in `index_entry`.
+        unsafe {
+            if layout.index_bytes() == 1 {
+                index.add(position).write(object as u8);
+            } else {
+                index.cast::<u16>().add(position).write(object as u16);
+            }
+        }
+    }
+
+    /// Takes a free object off the slab's index: its index, or `None` if the
+    /// slab is full.
+    ///
+    /// # Safety
+    ///
+    /// Node lock held, or the slab owned exclusively.
+    pub(crate) unsafe fn take(self, layout: &SlabLayout) -> Option<usize> {
+        let desc = self.as_ptr();
+        // SAFETY: per the caller's guarantee we have exclusive access to the
+        // non-atomic fields and the index.
+        unsafe {
+            let inuse = (*desc).inuse as usize;
+            if inuse >= layout.objects() {
+                return None;
+            }
+            let object = self.index_entry(layout, inuse);
+            (*desc).inuse += 1;
+            Some(object)
+        }
+    }
+
+    /// Gives object `object` back to the slab's index.
+    ///
+    /// # Safety
+    ///
+    /// Node lock held; `object < objects` is not free in the slab (it came
+    /// from [`SlabPtr::take`] and was not given back since); `inuse > 0`.
+    pub(crate) unsafe fn put(self, layout: &SlabLayout, object: usize) {
+        let desc = self.as_ptr();
+        // SAFETY: as in `take`; `inuse > 0` so the position is in range.
+        unsafe {
+            debug_assert!((*desc).inuse > 0);
+            (*desc).inuse -= 1;
+            self.set_index_entry(layout, (*desc).inuse as usize, object);
+        }
+    }
+
+    /// Whether object `object` is free in the slab's index (O(objects)).
+    ///
+    /// # Safety
+    ///
+    /// Node lock held.
+    pub(crate) unsafe fn is_free_in_index(self, layout: &SlabLayout, object: usize) -> bool {
+        // SAFETY: per the caller's guarantee.
+        let inuse = unsafe { self.inuse() };
+        // SAFETY: positions below `objects`; lock held.
+        (inuse..layout.objects())
+            .any(|position| unsafe { self.index_entry(layout, position) } == object)
+    }
+
+    /// The index entries of the free objects, for invariant checks.
+    ///
+    /// # Safety
+    ///
+    /// Node lock held.
+    pub(crate) unsafe fn free_entry(self, layout: &SlabLayout, position: usize) -> usize {
+        // SAFETY: per the caller's guarantee, with `position < objects`
+        // checked by the caller.
+        unsafe { self.index_entry(layout, position) }
+    }
+
+    /// Atomically moves object `object` from state `from` to state `to`
+    /// (debug mode only); on failure returns the state found.
+    ///
+    /// # Safety
+    ///
+    /// The slab is live (it cannot be released during the call) and
+    /// `object < objects`; the layout tracks state.
+    pub(crate) unsafe fn change_state(
+        self,
+        layout: &SlabLayout,
+        object: usize,
+        from: u8,
+        to: u8,
+    ) -> Result<(), u8> {
+        debug_assert!(layout.track_state() && object < layout.objects());
+        // SAFETY: the state bytes were initialised by `init` and stay valid
+        // while the slab is live; they are atomics, shared by design.
+        let state = unsafe { &*self.states_ptr(layout).add(object) };
+        state
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| ())
+    }
+
+    /// The state of object `object` (debug mode only).
+    ///
+    /// # Safety
+    ///
+    /// As for [`SlabPtr::change_state`].
+    pub(crate) unsafe fn state(self, layout: &SlabLayout, object: usize) -> u8 {
+        debug_assert!(layout.track_state() && object < layout.objects());
+        // SAFETY: as in `change_state`.
+        unsafe { (*self.states_ptr(layout).add(object)).load(Ordering::Acquire) }
+    }
+}
+
+/// A doubly linked list of slab descriptors through their `next`/`prev`
+/// fields.
+///
+/// # Invariants
+///
+/// `head` is null or the first of `len` descriptors linked through `next`,
+/// with `prev` pointing back (null for the first); every one has `list ==
+/// kind`.
+pub(crate) struct SlabList {
+    head: *mut SlabDesc,
+    len: usize,
+    kind: ListKind,
+}
+
+impl SlabList {
+    /// An empty list of the given kind.
+    pub(crate) const fn new(kind: ListKind) -> Self {
+        SlabList {
+            head: ptr::null_mut(),
+            len: 0,
+            kind,
+        }
+    }
+
+    /// Number of slabs on the list.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The first slab, if any.
+    pub(crate) fn first(&self) -> Option<SlabPtr> {
+        NonNull::new(self.head).map(SlabPtr)
+    }
+
+    /// The slab after `slab` on its list.
+    ///
+    /// # Safety
+    ///
+    /// Node lock held, `slab` on a list.
+    pub(crate) unsafe fn next(slab: SlabPtr) -> Option<SlabPtr> {
+        // SAFETY: per the caller's guarantee.
+        NonNull::new(unsafe { (*slab.as_ptr()).next }).map(SlabPtr)
+    }
+
+    /// Puts `slab` at the front.
+    ///
+    /// # Safety
+    ///
+    /// Node lock held (or list owned); `slab` is detached and live.
+    pub(crate) unsafe fn push_front(&mut self, slab: SlabPtr) {
+        let desc = slab.as_ptr();
+        // SAFETY: `slab` and the current head are live descriptors we have
+        // exclusive access to.
+        unsafe {
+            debug_assert_eq!((*desc).list, ListKind::Detached);
+            (*desc).prev = ptr::null_mut();
+            (*desc).next = self.head;
+            if !self.head.is_null() {
+                (*self.head).prev = desc;
+            }
+            (*desc).list = self.kind;
+        }
+        // INVARIANT: linked at the front with its kind set.
+        self.head = desc;
+        self.len += 1;
+    }
+
+    /// Unlinks `slab`, which must be on this list.
+    ///
+    /// # Safety
+    ///
+    /// Node lock held (or list owned); `slab` is on this list.
+    pub(crate) unsafe fn remove(&mut self, slab: SlabPtr) {
+        let desc = slab.as_ptr();
+        // SAFETY: `slab` and its neighbours are live descriptors on this
+        // list, which we have exclusive access to.
+        unsafe {
+            debug_assert_eq!((*desc).list, self.kind);
+            let (prev, next) = ((*desc).prev, (*desc).next);
+            if prev.is_null() {
+                self.head = next;
+            } else {
+                (*prev).next = next;
+            }
+            if !next.is_null() {
+                (*next).prev = prev;
+            }
+            (*desc).next = ptr::null_mut();
+            (*desc).prev = ptr::null_mut();
+            (*desc).list = ListKind::Detached;
+        }
+        // INVARIANT: unlinked, neighbours relinked.
+        self.len -= 1;
+    }
+
+    /// Unlinks and returns the first slab.
+    ///
+    /// # Safety
+    ///
+    /// Node lock held (or list owned).
+    pub(crate) unsafe fn pop_front(&mut self) -> Option<SlabPtr> {
+        let first = self.first()?;
+        // SAFETY: `first` is on this list.
+        unsafe { self.remove(first) };
+        Some(first)
+    }
+}
+
+/// What the owner word of a page allocator block says about the block.
+///
+/// rmm's slab layer is the only user of owner words besides the kernel
+/// layer, which must leave the low two bits of its owner words zero (or
+/// leave the word unset, 0). The two low bits give the kind:
+///
+/// - `01`: a slab with on-slab bookkeeping; bits 2..12 hold the slab's
+///   colour, the bits above the cache id. Nothing is dereferenced to check
+///   an object against it.
+/// - `10`: a slab with off-slab bookkeeping; the word is the descriptor's
+///   address with bit 1 set. Off-slab descriptors are type-stable (recycled
+///   only within their cache and freed when the cache is destroyed), so
+///   reading the descriptor's atomic fields is safe while the cache exists.
+/// - `11`: a page-order kmalloc block; bits 2..12 hold its order, the bits
+///   above the id of the kmalloc instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OwnerTag {
+    /// A slab with on-slab bookkeeping.
+    OnSlab {
+        /// The cache's id.
+        cache_id: usize,
+        /// The slab's colour.
+        colour: usize,
+    },
+    /// A slab with off-slab bookkeeping.
+    OffSlab {
+        /// The slab's descriptor.
+        desc: SlabPtr,
+    },
+    /// A block handed out by kmalloc for a large request.
+    Large {
+        /// The id of the kmalloc instance.
+        owner_id: usize,
+        /// The block's order.
+        order: u32,
+    },
+    /// Anything else (untagged, or tagged by someone else).
+    Other,
+}
+
+const KIND_MASK: usize = 0b11;
+const KIND_ON_SLAB: usize = 0b01;
+const KIND_OFF_SLAB: usize = 0b10;
+const KIND_LARGE: usize = 0b11;
+const PAYLOAD_SHIFT: u32 = 2;
+const PAYLOAD_MASK: usize = (1 << 10) - 1;
+const ID_SHIFT: u32 = 12;
+
+/// Largest id a cache or kmalloc instance can have in an owner word.
+pub(crate) const MAX_OWNER_ID: usize = usize::MAX >> ID_SHIFT;
+
+static NEXT_OWNER_ID: AtomicUsize = AtomicUsize::new(1);
+
+/// Reserves `count` consecutive owner ids (for caches and kmalloc
+/// instances), or `None` once ids run out.
+pub(crate) fn reserve_owner_ids(count: usize) -> Option<usize> {
+    let first = NEXT_OWNER_ID.fetch_add(count, Ordering::Relaxed);
+    if first.checked_add(count)? > MAX_OWNER_ID {
+        return None;
+    }
+    Some(first)
+}
+
+impl OwnerTag {
+    /// The id of the cache owning a slab with this tag, or `None` if the
+    /// tag is not a slab's. Reads an off-slab descriptor's atomic id.
+    ///
+    /// # Safety
+    ///
+    /// For an off-slab tag, the descriptor's cache must not be destroyed
+    /// concurrently (its descriptors stay allocated until then).
+    pub(crate) unsafe fn cache_id(self) -> Option<usize> {
+        match self {
+            OwnerTag::OnSlab { cache_id, .. } => Some(cache_id),
+            // SAFETY: off-slab descriptors are type-stable while their cache
+            // lives, which the caller guarantees.
+            OwnerTag::OffSlab { desc } => Some(unsafe { desc.cache_id() }),
+            _ => None,
+        }
+    }
+
+    /// The owner word for this tag.
+    pub(crate) fn encode(self) -> usize {
+        match self {
+            OwnerTag::OnSlab { cache_id, colour } => {
+                debug_assert!(cache_id <= MAX_OWNER_ID && colour <= PAYLOAD_MASK);
+                (cache_id << ID_SHIFT) | (colour << PAYLOAD_SHIFT) | KIND_ON_SLAB
+            }
+            OwnerTag::OffSlab { desc } => {
+                debug_assert!(desc.addr() & KIND_MASK == 0);
+                desc.addr() | KIND_OFF_SLAB
+            }
+            OwnerTag::Large { owner_id, order } => {
+                debug_assert!(owner_id <= MAX_OWNER_ID);
+                (owner_id << ID_SHIFT) | ((order as usize) << PAYLOAD_SHIFT) | KIND_LARGE
+            }
+            OwnerTag::Other => 0,
+        }
+    }
+
+    /// Decodes an owner word.
+    pub(crate) fn decode(word: usize) -> OwnerTag {
+        let payload = (word >> PAYLOAD_SHIFT) & PAYLOAD_MASK;
+        match word & KIND_MASK {
+            KIND_ON_SLAB => OwnerTag::OnSlab {
+                cache_id: word >> ID_SHIFT,
+                colour: payload,
+            },
+            KIND_OFF_SLAB => match NonNull::new((word & !KIND_MASK) as *mut SlabDesc) {
+                Some(desc) => OwnerTag::OffSlab {
+                    desc: SlabPtr(desc),
+                },
+                None => OwnerTag::Other,
+            },
+            KIND_LARGE => OwnerTag::Large {
+                owner_id: word >> ID_SHIFT,
+                order: payload as u32,
+            },
+            _ => OwnerTag::Other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_tags_round_trip() {
+        let desc = SlabPtr(NonNull::new(0x1234_5678_9ab8usize as *mut SlabDesc).unwrap());
+        for tag in [
+            OwnerTag::OnSlab {
+                cache_id: 77,
+                colour: 511,
+            },
+            OwnerTag::OnSlab {
+                cache_id: MAX_OWNER_ID,
+                colour: 0,
+            },
+            OwnerTag::OffSlab { desc },
+            OwnerTag::Large {
+                owner_id: 5,
+                order: 10,
+            },
+        ] {
+            assert_eq!(OwnerTag::decode(tag.encode()), tag);
+        }
+        assert_eq!(OwnerTag::decode(0), OwnerTag::Other);
+        assert_eq!(OwnerTag::decode(0x1000), OwnerTag::Other);
+    }
+
+    #[test]
+    fn owner_ids_are_distinct() {
+        let a = reserve_owner_ids(3).unwrap();
+        let b = reserve_owner_ids(1).unwrap();
+        assert!(b >= a + 3);
+    }
+}
