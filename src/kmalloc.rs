@@ -21,7 +21,7 @@ use crate::platform::{AllocError, Platform, PAGE_SIZE};
 use crate::slab::{
     reserve_owner_ids, CreateError, DestroyError, KmemCache, OwnerTag, SlabFlags, SlabFreeError,
 };
-use core::mem::MaybeUninit;
+use core::alloc::Layout;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -41,10 +41,10 @@ pub const KMALLOC_NAMES: [&str; 13] = [
     "kmalloc-192",
     "kmalloc-256",
     "kmalloc-512",
-    "kmalloc-1k",
-    "kmalloc-2k",
-    "kmalloc-4k",
-    "kmalloc-8k",
+    "kmalloc-1024",
+    "kmalloc-2048",
+    "kmalloc-4096",
+    "kmalloc-8192",
 ];
 
 /// Number of generic caches.
@@ -111,12 +111,27 @@ pub fn large_order(size: usize) -> Option<u32> {
 /// `caches[i]` serves [`KMALLOC_SIZES`]`[i]` and has owner id
 /// `first_cache_id + i`; `id` is this instance's own owner id, in the owner
 /// word of every large block it hands out.
+///
+/// The caches live in bookkeeping memory ([`Platform::alloc_meta`]), not
+/// inside this value: together they are several kilobytes, too much to
+/// build or move on a 16 KiB kernel stack. `caches` is `None` after a
+/// successful [`Kmalloc::destroy`], which frees that memory.
 pub struct Kmalloc<P: Platform> {
     id: usize,
     first_cache_id: usize,
-    caches: [KmemCache<P>; KMALLOC_CACHES],
+    caches: Option<NonNull<KmemCache<P>>>,
     large_blocks: AtomicUsize,
     errors: AtomicUsize,
+}
+
+// SAFETY: `Kmalloc` owns its caches like a `Box<[KmemCache<P>]>` would;
+// caches are shared between threads through `&self` anyway.
+unsafe impl<P: Platform> Send for Kmalloc<P> where KmemCache<P>: Send {}
+// SAFETY: As above: shared access only hands out `&KmemCache<P>`.
+unsafe impl<P: Platform> Sync for Kmalloc<P> where KmemCache<P>: Sync {}
+
+fn caches_layout<P: Platform>() -> Layout {
+    Layout::new::<[KmemCache<P>; KMALLOC_CACHES]>()
 }
 
 impl<P: Platform> Kmalloc<P> {
@@ -130,11 +145,14 @@ impl<P: Platform> Kmalloc<P> {
     pub fn with_flags(pages: &PageAllocator<P>, flags: SlabFlags) -> Result<Self, CreateError> {
         let first_id = reserve_owner_ids(KMALLOC_CACHES + 1).ok_or(CreateError::NoMemory)?;
         let first_cache_id = first_id + 1;
-        // Built in place, one cache at a time, rather than through arrays of
-        // results: the caches are a few kilobytes and kernel stacks small.
-        // SAFETY: an array of `MaybeUninit` needs no initialisation.
-        let mut slots: [MaybeUninit<KmemCache<P>>; KMALLOC_CACHES] =
-            unsafe { MaybeUninit::uninit().assume_init() };
+        // Built in place in bookkeeping memory, one cache at a time: the
+        // caches are a few kilobytes and kernel stacks small.
+        let platform = pages.platform();
+        let layout = caches_layout::<P>();
+        let array = platform
+            .alloc_meta(layout, Gfp::KERNEL)
+            .ok_or(CreateError::NoMemory)?
+            .cast::<KmemCache<P>>();
         for index in 0..KMALLOC_CACHES {
             let size = KMALLOC_SIZES[index];
             let align = if size.is_power_of_two() {
@@ -153,47 +171,54 @@ impl<P: Platform> Kmalloc<P> {
                 first_cache_id + index,
             ) {
                 Ok(cache) => {
-                    slots[index].write(cache);
+                    // SAFETY: `array` has room for `KMALLOC_CACHES` caches
+                    // and slot `index` is not initialised yet.
+                    unsafe { array.as_ptr().add(index).write(cache) };
                 }
                 Err(error) => {
-                    for slot in &mut slots[..index] {
-                        // SAFETY: slots below `index` were initialised above
-                        // and are dropped once, here.
-                        let cache = unsafe { slot.assume_init_read() };
+                    for done in 0..index {
+                        // SAFETY: slots below `index` were initialised
+                        // above and are read out once, here.
+                        let cache = unsafe { array.as_ptr().add(done).read() };
                         // A cache without allocations always destroys.
                         let _ = cache.destroy(pages);
                     }
+                    // SAFETY: `array` came from `alloc_meta` with `layout`
+                    // and holds no live cache any more.
+                    unsafe { platform.free_meta(array.cast(), layout) };
                     return Err(error);
                 }
             }
         }
-        // SAFETY: every slot was initialised by the loop, and
-        // `[MaybeUninit<T>; N]` has the layout of `[T; N]`.
-        let caches = unsafe {
-            slots
-                .as_ptr()
-                .cast::<[KmemCache<P>; KMALLOC_CACHES]>()
-                .read()
-        };
         // INVARIANT: cache `i` was created for size `i` with id
         // `first_cache_id + i`; `first_id` was reserved for this instance.
         Ok(Kmalloc {
             id: first_id,
             first_cache_id,
-            caches,
+            caches: Some(array),
             large_blocks: AtomicUsize::new(0),
             errors: AtomicUsize::new(0),
         })
     }
 
+    /// The generic caches, smallest first; empty after `destroy`.
+    fn cache_slice(&self) -> &[KmemCache<P>] {
+        match self.caches {
+            // SAFETY: while `caches` is `Some`, it points to
+            // `KMALLOC_CACHES` initialised caches owned by `self`.
+            Some(array) => unsafe { core::slice::from_raw_parts(array.as_ptr(), KMALLOC_CACHES) },
+            None => &[],
+        }
+    }
+
     /// The generic cache serving `size` bytes, if any.
     pub fn cache_for(&self, size: usize) -> Option<&KmemCache<P>> {
-        kmalloc_index(size).map(|index| &self.caches[index])
+        kmalloc_index(size).and_then(|index| self.cache_slice().get(index))
     }
 
     /// The generic caches, smallest first (for `/proc/slabinfo`).
     pub fn caches(&self) -> impl Iterator<Item = &KmemCache<P>> + '_ {
-        self.caches.iter()
+        self.cache_slice().iter()
     }
 
     /// Large blocks currently handed out.
@@ -216,6 +241,10 @@ impl<P: Platform> Kmalloc<P> {
         size: usize,
         gfp: Gfp,
     ) -> Result<NonNull<u8>, AllocError> {
+        if self.caches.is_none() {
+            // Destroyed: nothing more is handed out, large blocks included.
+            return Err(AllocError);
+        }
         if size == 0 {
             return Ok(zero_size_ptr());
         }
@@ -239,7 +268,7 @@ impl<P: Platform> Kmalloc<P> {
         // exists; the callers' contracts exclude caches being destroyed.
         let cache_id = unsafe { OwnerTag::decode(word).cache_id() }?;
         let index = cache_id.checked_sub(self.first_cache_id)?;
-        self.caches.get(index)
+        self.cache_slice().get(index)
     }
 
     fn report_error(&self, pages: &PageAllocator<P>, ptr: *const u8, what: &str) {
@@ -331,32 +360,40 @@ impl<P: Platform> Kmalloc<P> {
 
     /// Shrinks every generic cache; returns the slabs released.
     pub fn shrink(&self, pages: &PageAllocator<P>) -> usize {
-        self.caches.iter().map(|cache| cache.shrink(pages)).sum()
+        self.cache_slice().iter().map(|cache| cache.shrink(pages)).sum()
     }
 
     /// Destroys every generic cache. Refuses with [`DestroyError::Busy`]
     /// (counting objects and large blocks still allocated), changing
     /// nothing, while any memory from this instance is still allocated.
-    pub fn destroy(&self, pages: &PageAllocator<P>) -> Result<(), DestroyError> {
-        if self.caches.iter().all(|cache| cache.is_destroyed()) {
+    pub fn destroy(&mut self, pages: &PageAllocator<P>) -> Result<(), DestroyError> {
+        let Some(array) = self.caches else {
             return Err(DestroyError::AlreadyDestroyed);
-        }
+        };
         let active = self.large_blocks()
             + self
-                .caches
+                .cache_slice()
                 .iter()
                 .map(|cache| cache.live_objects())
                 .sum::<usize>();
         if active > 0 {
             return Err(DestroyError::Busy { active });
         }
-        let mut result = Ok(());
-        for cache in &self.caches {
+        for cache in self.cache_slice() {
             match cache.destroy(pages) {
                 Ok(()) | Err(DestroyError::AlreadyDestroyed) => {}
-                Err(error) => result = Err(error),
+                Err(error) => return Err(error),
             }
         }
-        result
+        self.caches = None;
+        for index in 0..KMALLOC_CACHES {
+            // SAFETY: every slot holds a destroyed cache, dropped once here;
+            // `caches` is `None` now, so nothing reaches them any more.
+            unsafe { core::ptr::drop_in_place(array.as_ptr().add(index)) };
+        }
+        // SAFETY: `array` came from `alloc_meta` with this layout and is no
+        // longer used.
+        unsafe { pages.platform().free_meta(array.cast(), caches_layout::<P>()) };
+        Ok(())
     }
 }

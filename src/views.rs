@@ -9,7 +9,7 @@
 //! live cache, in the kernel's format (`%-17s %6lu %6lu %6u %4u %4d :
 //! tunables %4u %4u %4u : slabdata %6lu %6lu %6lu`), most recently created
 //! first as in the kernel: the control file's caches, then the generic
-//! caches from `kmalloc-8k` down to `kmalloc-8`.
+//! caches from `kmalloc-8192` down to `kmalloc-8`.
 //!
 //! The columns follow SLAB, whose design rmm's slab allocator has:
 //! `active_objs` counts every object not free in its slab, so objects

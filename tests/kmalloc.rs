@@ -47,7 +47,7 @@ fn size_index_matches_the_classes() {
 #[test]
 fn every_small_size_gets_its_class() {
     let pages = pages();
-    let kmalloc = Kmalloc::new(&pages).unwrap();
+    let mut kmalloc = Kmalloc::new(&pages).unwrap();
     let names: Vec<_> = kmalloc
         .caches()
         .map(|cache| cache.name().to_owned())
@@ -90,7 +90,7 @@ fn every_small_size_gets_its_class() {
 #[test]
 fn large_requests_get_page_blocks() {
     let pages = pages();
-    let kmalloc = Kmalloc::new(&pages).unwrap();
+    let mut kmalloc = Kmalloc::new(&pages).unwrap();
     for (size, order) in [
         (KMALLOC_MAX_CACHE_SIZE + 1, 2),
         (3 * PAGE_SIZE, 2),
@@ -137,7 +137,7 @@ fn large_requests_get_page_blocks() {
 #[test]
 fn zero_size_requests_get_the_sentinel() {
     let pages = pages();
-    let kmalloc = Kmalloc::new(&pages).unwrap();
+    let mut kmalloc = Kmalloc::new(&pages).unwrap();
     let ptr = kmalloc.kmalloc(&pages, 0, Gfp::KERNEL).unwrap();
     assert_eq!(ptr, zero_size_ptr());
     assert!(is_zero_size_ptr(ptr.as_ptr()));
@@ -151,7 +151,7 @@ fn zero_size_requests_get_the_sentinel() {
 #[test]
 fn invalid_kfrees_are_refused_and_reported() {
     let pages = pages();
-    let kmalloc = Kmalloc::new(&pages).unwrap();
+    let mut kmalloc = Kmalloc::new(&pages).unwrap();
     let user_cache = KmemCache::create(&pages, "user", 64, 0, SlabFlags::NONE, None).unwrap();
     let small = kmalloc.kmalloc(&pages, 64, Gfp::KERNEL).unwrap();
     let large = kmalloc.kmalloc(&pages, 5 * PAGE_SIZE, Gfp::KERNEL).unwrap();
@@ -211,7 +211,7 @@ fn invalid_kfrees_are_refused_and_reported() {
 #[test]
 fn destroy_waits_for_every_allocation() {
     let pages = pages();
-    let kmalloc = Kmalloc::new(&pages).unwrap();
+    let mut kmalloc = Kmalloc::new(&pages).unwrap();
     let small = kmalloc.kmalloc(&pages, 100, Gfp::KERNEL).unwrap();
     let large = kmalloc.kmalloc(&pages, 20_000, Gfp::KERNEL).unwrap();
     assert_eq!(
@@ -239,7 +239,7 @@ fn destroy_waits_for_every_allocation() {
 #[test]
 fn debug_kmalloc_catches_overruns_past_the_class() {
     let pages = pages();
-    let kmalloc = Kmalloc::with_flags(&pages, SlabFlags::DEBUG).unwrap();
+    let mut kmalloc = Kmalloc::with_flags(&pages, SlabFlags::DEBUG).unwrap();
     let ptr = kmalloc.kmalloc(&pages, 100, Gfp::KERNEL).unwrap();
     assert_eq!(kmalloc.ksize(&pages, ptr.as_ptr()), Some(128));
     // SAFETY: one byte past the 128-byte object: its red zone.
@@ -258,7 +258,7 @@ fn debug_kmalloc_catches_overruns_past_the_class() {
 #[test]
 fn slabinfo_lists_every_generic_cache() {
     let pages = pages();
-    let kmalloc = Kmalloc::new(&pages).unwrap();
+    let mut kmalloc = Kmalloc::new(&pages).unwrap();
     let ptr = kmalloc.kmalloc(&pages, 1000, Gfp::KERNEL).unwrap();
     let rows: Vec<String> = kmalloc
         .caches()
@@ -267,7 +267,7 @@ fn slabinfo_lists_every_generic_cache() {
     assert_eq!(rows.len(), KMALLOC_SIZES.len());
     let row = rows
         .iter()
-        .find(|row| row.starts_with("kmalloc-1k "))
+        .find(|row| row.starts_with("kmalloc-1024 "))
         .unwrap();
     let fields: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(fields[3], "1024");

@@ -273,7 +273,7 @@ fn caches_hammered_from_many_cpus() {
 fn kmalloc_hammered_from_many_cpus() {
     HostPlatform::set_this_cpu(0);
     let pages = PageAllocator::new(HostPlatform::new(CPUS)).unwrap();
-    let kmalloc = Kmalloc::new(&pages).unwrap();
+    let mut kmalloc = Kmalloc::new(&pages).unwrap();
     let live = LiveSet::new();
     let exchange = Mutex::new(Vec::new());
     let stamps = AtomicU64::new(1);

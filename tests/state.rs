@@ -795,7 +795,7 @@ fn teardown_frees_everything_once() {
     run(
         &mut rmm,
         "create a 24 ctor\ncreate b 5000 debug\ncreate c 64 hwcache\n\
-         alloc a 700\nalloc b 30\nalloc c 1\nalloc kmalloc-8k 3\nalloc kmalloc-96 200\n\
+         alloc a 700\nalloc b 30\nalloc c 1\nalloc kmalloc-8192 3\nalloc kmalloc-96 200\n\
          page-alloc 0 20\npage-alloc 5 3\npage-alloc 10 1",
     );
     let pages_total = rmm.pages().stats().pages_total;
@@ -843,7 +843,7 @@ fn drop_without_teardown_frees_everything() {
     let (platform, mut rmm) = new_rmm(2);
     run(
         &mut rmm,
-        "create a 100 ctor\nalloc a 300\nalloc kmalloc-1k 7\npage-alloc 2 3",
+        "create a 100 ctor\nalloc a 300\nalloc kmalloc-1024 7\npage-alloc 2 3",
     );
     drop(rmm);
     assert_eq!(platform.host().pages_outstanding(), 0);

@@ -163,20 +163,20 @@ fn slabinfo_row_formatted_by_hand() {
     );
     // A page-sized generic object: one per one-page slab, 24-object arrays
     // (SLAB's limit for slots above 1 KiB), batches of 12.
-    run(&mut rmm, "alloc kmalloc-4k 1");
+    run(&mut rmm, "alloc kmalloc-4096 1");
     let text = slabinfo(&rmm);
     let page = text
         .lines()
-        .find(|line| line.starts_with("kmalloc-4k "))
+        .find(|line| line.starts_with("kmalloc-4096 "))
         .unwrap();
     assert_eq!(
         page,
-        "kmalloc-4k             1      1   4096    1    1 : tunables   24   12    0 : slabdata      1      1      0"
+        "kmalloc-4096           1      1   4096    1    1 : tunables   24   12    0 : slabdata      1      1      0"
     );
     // Every row, small and large numbers alike, is exactly the C format.
     run(
         &mut rmm,
-        "alloc kmalloc-8 100000\nalloc kmalloc-4k 3\nalloc kmalloc-8 1000000",
+        "alloc kmalloc-8 100000\nalloc kmalloc-4096 3\nalloc kmalloc-8 1000000",
     );
     for line in slabinfo(&rmm).lines().skip(2) {
         assert_eq!(line, c_format_row(&parse_row(line)));
@@ -264,7 +264,7 @@ fn destroyed_caches_leave_slabinfo() {
     };
     assert_eq!(names(&rmm), ["c", "b", "a"]);
     run(&mut rmm, "destroy b");
-    assert_eq!(names(&rmm), ["c", "a", "kmalloc-8k"]);
+    assert_eq!(names(&rmm), ["c", "a", "kmalloc-8192"]);
     run(&mut rmm, "destroy c\ndestroy a");
     assert_eq!(rows(&rmm).len(), KMALLOC_NAMES.len());
     rmm.teardown();

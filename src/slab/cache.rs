@@ -425,7 +425,9 @@ impl<P: Platform> KmemCache<P> {
     }
 
     fn this_slot(&self, platform: &P) -> &CpuSlot<P> {
-        self.cpus.get(platform.this_cpu() % self.nr_cpus)
+        // `this_cpu` is below `nr_cpu_ids` by the `Platform` contract; no
+        // `%` (its division-by-zero panic path trips the 6.12 objtool).
+        self.cpus.get(platform.this_cpu())
     }
 
     /// Reports one line naming the cache and counts an error.
@@ -711,7 +713,7 @@ impl<P: Platform> KmemCache<P> {
     unsafe fn index_in(&self, slab: SlabPtr, obj: *const u8) -> usize {
         // SAFETY: per the caller's guarantee.
         let s_mem = unsafe { slab.s_mem() };
-        (obj as usize - s_mem - self.layout.obj_offset()) / self.layout.stride()
+        (obj as usize - s_mem - self.layout.obj_offset()) / self.layout.stride_non_zero()
     }
 
     /// Checks without any lock that `obj` is the start of an object slot of
@@ -741,8 +743,8 @@ impl<P: Platform> KmemCache<P> {
         let offset = (obj as usize)
             .checked_sub(s_mem + layout.obj_offset())
             .ok_or(SlabFreeError::NotAnObject)?;
-        let index = offset / layout.stride();
-        if offset % layout.stride() != 0 || index >= layout.objects() {
+        let index = offset / layout.stride_non_zero();
+        if offset % layout.stride_non_zero() != 0 || index >= layout.objects() {
             return Err(SlabFreeError::NotAnObject);
         }
         Ok(index)

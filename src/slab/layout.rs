@@ -15,6 +15,7 @@ use super::slab::{DESC_ALIGN, DESC_HEADER_SIZE};
 use crate::page_alloc::MAX_ORDER;
 use crate::platform::{CACHE_LINE_SIZE, PAGE_SIZE};
 use core::fmt;
+use core::num::NonZeroUsize;
 use core::mem::size_of;
 use core::ops::BitOr;
 
@@ -211,7 +212,7 @@ fn desc_size(objects: usize, index_bytes: usize, state_bytes: usize) -> usize {
 /// `slab_bytes`, with the bookkeeping inside the slab or not.
 fn estimate(slab_bytes: usize, stride: usize, on_slab: bool, state_bytes: usize) -> Estimate {
     if !on_slab {
-        let objects = slab_bytes / stride;
+        let objects = slab_bytes.checked_div(stride).unwrap_or(0);
         let index_bytes = if objects <= BYTE_INDEX_LIMIT { 1 } else { 2 };
         return Estimate {
             objects,
@@ -230,7 +231,11 @@ fn estimate(slab_bytes: usize, stride: usize, on_slab: bool, state_bytes: usize)
         };
         // Ignoring the rounding of the bookkeeping this is exact, and the
         // rounding costs at most one object.
-        let mut objects = room / (stride + index_bytes + state_bytes);
+        // (`checked_div`: no division-by-zero panic path, which the 6.12
+        // objtool would not recognise as ending the function.)
+        let mut objects = room
+            .checked_div(stride + index_bytes + state_bytes)
+            .unwrap_or(0);
         while objects > 0 && !fits(objects, index_bytes) {
             objects -= 1;
         }
@@ -367,6 +372,15 @@ impl SlabLayout {
     /// `/proc/slabinfo`.
     pub const fn stride(&self) -> usize {
         self.stride
+    }
+
+    /// [`SlabLayout::stride`] as a non-zero number, for divisions that need
+    /// no division-by-zero check (strides are never zero).
+    pub const fn stride_non_zero(&self) -> NonZeroUsize {
+        match NonZeroUsize::new(self.stride) {
+            Some(stride) => stride,
+            None => NonZeroUsize::MIN,
+        }
     }
 
     /// Offset of the object in its slot (the size of the red zone before it).

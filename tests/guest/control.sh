@@ -21,12 +21,12 @@ ktap_check "generic name is EEXIST" ctl_err "File exists" "create kmalloc-64 64"
 
 ktap_check "alloc 100" ctl_ok "alloc t1 100"
 ktap_check "stats show 100 held, 100 active" \
-	sh -c '. ./rmm_lib.sh; [ "$(stat t1 held)" = 100 ] && [ "$(stat t1 active)" = 100 ]'
+	sh -c '. ./rmm_lib.sh; [ "$(cache_stat t1 held)" = 100 ] && [ "$(cache_stat t1 active)" = 100 ]'
 ktap_check "alloc from a generic cache" ctl_ok "alloc kmalloc-128 10"
 ktap_check "free 40" ctl_ok "free t1 40"
-ktap_check "60 held after free 40" sh -c '. ./rmm_lib.sh; [ "$(stat t1 held)" = 60 ]'
+ktap_check "60 held after free 40" sh -c '. ./rmm_lib.sh; [ "$(cache_stat t1 held)" = 60 ]'
 ktap_check "freeing more than held is EINVAL" ctl_err "Invalid argument" "free t1 61"
-ktap_check "... and frees nothing" sh -c '. ./rmm_lib.sh; [ "$(stat t1 held)" = 60 ]'
+ktap_check "... and frees nothing" sh -c '. ./rmm_lib.sh; [ "$(cache_stat t1 held)" = 60 ]'
 ktap_check "destroy with objects held is EBUSY" ctl_err "Device or resource busy" "destroy t1"
 ktap_check "... and the cache stays" has_cache t1
 ktap_check "free all" ctl_ok "free t1 all"
@@ -48,7 +48,7 @@ ktap_check "a line over 256 bytes is EINVAL" ctl_err "Invalid argument" "shrink 
 
 rmm_ctl "alloc t2 5" "create bad/name 8" >/dev/null 2>&1
 ktap_check "several lines in one write run in order up to the failing one" \
-	sh -c '. ./rmm_lib.sh; [ "$(stat t2 held)" = 5 ]'
+	sh -c '. ./rmm_lib.sh; [ "$(cache_stat t2 held)" = 5 ]'
 ctl_ok "free t2 all" >/dev/null
 before=$(cat /proc/rmm_slabinfo /proc/rmm_stats /proc/rmm_buddyinfo)
 for bad in "create z 0" "destroy nosuch" "page-alloc 11 1" "free t2 1" "destroy kmalloc-8" \
@@ -63,7 +63,7 @@ ktap_check "failing commands change nothing in slabinfo, stats or buddyinfo" sam
 ktap_check "page-alloc and page-free" ctl_ok "page-alloc 3 4" "page-free 3 2" "page-free 3 all"
 ktap_check "page-alloc order 10" ctl_ok "page-alloc 10 1" "page-free 10 all"
 ktap_check "ctor pattern intact on free (no corruption reported)" \
-	sh -c '. ./rmm_lib.sh; echo "alloc t2 50" > /proc/rmm_ctl && echo "free t2 all" > /proc/rmm_ctl && [ "$(stat t2 corruptions)" = 0 ]'
+	sh -c '. ./rmm_lib.sh; echo "alloc t2 50" > /proc/rmm_ctl && echo "free t2 all" > /proc/rmm_ctl && [ "$(cache_stat t2 corruptions)" = 0 ]'
 ktap_check "every error logged one line naming the command" \
 	sh -c 'dmesg | grep -q "rmm_ctl: destroy t1" && dmesg | grep -q "rmm_ctl: alloc nosuch"'
 ktap_check "unload" rmm_unload

@@ -21,13 +21,13 @@ ktap_check "constructor logging is rate-limited (fewer lines than objects)" \
 ktap_check "dmesg shows both students" \
 	sh -c 'dmesg | grep -q "rmm: student 1: id=1 name=alice" && dmesg | grep -q "rmm: student 2: id=2 name=bob"'
 ctor_once_per_object() {
-	calls=$(stat rmm_student ctor_calls)
+	calls=$(cache_stat rmm_student ctor_calls)
 	slabs=$(slab_field rmm_student 15)
 	[ "$slabs" = 1 ] || { echo "expected one slab, got $slabs"; return 1; }
 	[ "$calls" = "$per_slab" ] || { echo "ctor_calls $calls != objects per slab $per_slab"; return 1; }
 }
 ktap_check "the constructor ran exactly once per object of the first slab" ctor_once_per_object
-ktap_check "the students were freed (no active objects held by callers)" sh -c '. ./rmm_lib.sh; [ "$(stat rmm_student active)" = 0 ]'
+ktap_check "the students were freed (no active objects held by callers)" sh -c '. ./rmm_lib.sh; [ "$(cache_stat rmm_student active)" = 0 ]'
 ktap_check "unload" rmm_unload
 ktap_check "dmesg shows the unload summary and no error" \
 	sh -c 'dmesg | grep -q "rmm: unloaded: " && ! dmesg | grep -E "rmm.*(error|corrupt|leak)"'

@@ -11,10 +11,25 @@ rmm_unload() {
 	rmmod rmm
 }
 
-# rmm_ctl LINE...: writes the lines to /proc/rmm_ctl in one write. The
-# write's error message (strerror text) is left in $RMM_CTL_ERR.
+# rmm_ctl LINE...: writes the lines to /proc/rmm_ctl in one write (the
+# shell's echo builtin writes its whole argument at once and, unlike
+# printf, reports a failed write). The write's error message (strerror
+# text) is left in $RMM_CTL_ERR.
 rmm_ctl() {
-	RMM_CTL_ERR=$( { printf '%s\n' "$@" >/proc/rmm_ctl; } 2>&1)
+	lines=$(printf '%s\n' "$@")
+	RMM_CTL_ERR=$( { echo "$lines" >/proc/rmm_ctl; } 2>&1)
+}
+
+# as_nobody CMD...: runs CMD as the unprivileged user nobody (uid 65534).
+as_nobody() {
+	grep -q '^nobody:' /etc/passwd 2>/dev/null || {
+		mkdir -p /etc
+		echo 'root:x:0:0:root:/root:/bin/sh' >/etc/passwd
+		echo 'nobody:x:65534:65534:nobody:/:/bin/sh' >>/etc/passwd
+		echo 'root:x:0:' >/etc/group
+		echo 'nogroup:x:65534:' >>/etc/group
+	}
+	su -s /bin/sh nobody -c "$*"
 }
 
 # ctl_ok LINE...: the write succeeds.
@@ -40,8 +55,8 @@ ctl_err() {
 	esac
 }
 
-# stat CACHE KEY: the value of KEY on the cache's line of rmm_stats.
-stat() {
+# cache_stat CACHE KEY: the value of KEY on the cache's line of rmm_stats.
+cache_stat() {
 	awk -v c="cache=$1" -v k="$2" '
 		$1 == c && $2 !~ /^cpu=/ {
 			for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) { print kv[2]; exit } }
