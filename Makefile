@@ -29,7 +29,7 @@ module: setup
 		echo "rmm: built rmm.ko ($(FLAVOUR) kernel)"
 
 run: setup
-	@scripts/vm-run --kernel perf tests/guest/demo.sh
+	@scripts/vm-run --kernel perf --quiet tests/guest/demo.sh
 
 test: setup
 	@scripts/run-tests

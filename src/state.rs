@@ -1326,6 +1326,11 @@ impl<P: Platform> Rmm<P> {
             let _ = unsafe { cache.free(pages, obj) };
         }
         platform.info(format_args!(
+            "demo: {} objects in the first slab, each constructed once ({} calls)",
+            info.objperslab,
+            cache.stats().ctor_calls
+        ));
+        platform.info(format_args!(
             "demo: freed both students; {DEMO_CACHE} stays until unload"
         ));
         Ok(())

@@ -771,6 +771,10 @@ fn demo_logs_and_leaves_its_cache() {
         [
             "student 1: id=1 name=alice",
             "student 2: id=2 name=bob",
+            &format!(
+                "demo: {} objects in the first slab, each constructed once ({} calls)",
+                info.objperslab, calls
+            ),
             "demo: freed both students; rmm_student stays until unload",
         ]
     );

@@ -1,20 +1,21 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
 #
-# The demo behind `make run`: load rmm, show what it did and what it holds,
-# unload it and show that it is gone.
+# The demo behind `make run`: load rmm (which runs the slab experiment),
+# show what it logged and what it holds, unload it and show it gone.
 
-show() {
+run() {
 	echo
-	echo "\$ $*"
-	"$@"
+	echo "# $1"
+	eval "$1"
 }
 
 dmesg -c >/dev/null
-show insmod "$RMM_KO"
-show sh -c 'dmesg | grep " rmm: "'
-show cat /proc/rmm_slabinfo
-[ -e /proc/rmm_buddyinfo ] && show cat /proc/rmm_buddyinfo
-show rmmod rmm
-show sh -c 'dmesg | grep " rmm: " | tail -n 3'
-show sh -c 'ls /proc | grep rmm || echo "(no rmm files left in /proc)"'
+run 'insmod $RMM_KO'
+run "dmesg | grep 'rmm: '"
+run 'cat /proc/rmm_slabinfo'
+run "grep '^cache=rmm_student ' /proc/rmm_stats"
+run 'cat /proc/rmm_buddyinfo'
+run 'rmmod rmm'
+run "dmesg | grep 'rmm: unloaded'"
+run "grep rmm_student /proc/rmm_slabinfo 2>&1; ls /proc | grep rmm || echo '(nothing of rmm left in /proc)'"
