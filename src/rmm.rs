@@ -14,7 +14,6 @@ use kernel::alloc::{flags, KBox};
 use kernel::error::Error;
 use kernel::init::InPlaceInit;
 use kernel::prelude::*;
-use kernel::sync::Mutex;
 
 pub mod buddy;
 pub mod control;
@@ -32,6 +31,8 @@ pub mod kernel_layer;
 
 use kernel_layer::platform::KernelPlatform;
 use kernel_layer::procfs::{ProcEntry, ProcShow, ProcWrite, SeqWriter};
+use kernel_layer::shrinker::{Shrinker, SHRINK_STOP};
+use kernel_layer::state_mutex::{StateMutex, StaticLockClass};
 use state::Rmm;
 
 module! {
@@ -61,13 +62,17 @@ crate::module_param!(
     "Red zones, poisoning and free checks for every cache (default: 0)"
 );
 
-/// The module's state, shared with the procfs callbacks. Control commands
-/// and views may sleep (`cond_resched`, `GFP_KERNEL`), hence a mutex.
-type SharedState = Mutex<Rmm<KernelPlatform>>;
+/// The module's state, shared with the procfs and shrinker callbacks.
+/// Control commands and views may sleep (`cond_resched`, `GFP_KERNEL`),
+/// hence a mutex; the shrinker only ever tries it.
+type SharedState = StateMutex<Rmm<KernelPlatform>>;
 
-/// Where the procfs callbacks find the state. Set before the first procfs
-/// file is created and cleared after the last one is removed (`proc_remove`
-/// waits for callbacks in progress), so a callback always sees it set.
+static STATE_LOCK_CLASS: StaticLockClass = StaticLockClass::new();
+
+/// Where the procfs and shrinker callbacks find the state. Set before the
+/// first of them is registered and cleared after the last is unregistered
+/// (`proc_remove` and `shrinker_free` wait for callbacks in progress), so a
+/// callback always sees it set.
 static STATE: AtomicPtr<SharedState> = AtomicPtr::new(null_mut());
 
 /// Runs `f` on the module's state with its mutex held.
@@ -81,6 +86,48 @@ fn with_state<R>(f: impl FnOnce(&mut Rmm<KernelPlatform>) -> R) -> Result<R> {
     let state = unsafe { &*state };
     let mut guard = state.lock();
     Ok(f(&mut guard))
+}
+
+/// Runs `f` on the module's state if its mutex is free right now.
+fn try_with_state<R>(f: impl FnOnce(&mut Rmm<KernelPlatform>) -> R) -> Option<R> {
+    let state = STATE.load(Ordering::Acquire);
+    if state.is_null() {
+        return None;
+    }
+    // SAFETY: As in `with_state`.
+    let state = unsafe { &*state };
+    let mut guard = state.try_lock()?;
+    Some(f(&mut guard))
+}
+
+/// The shrinker's `count_objects`: pages rmm could give back now.
+///
+/// # Safety
+///
+/// Only the kernel's shrinker code may call it.
+unsafe extern "C" fn shrinker_count(
+    _shrinker: *mut kernel_layer::bindings::shrinker,
+    _control: *mut kernel_layer::bindings::shrink_control,
+) -> kernel::ffi::c_ulong {
+    // Busy means a command is running, possibly in this very thread's
+    // reclaim: report nothing rather than wait.
+    try_with_state(|rmm| rmm.reclaimable_pages()).unwrap_or(0) as kernel::ffi::c_ulong
+}
+
+/// The shrinker's `scan_objects`: gives back every empty slab and free
+/// chunk, and returns the pages released.
+///
+/// # Safety
+///
+/// Only the kernel's shrinker code may call it.
+unsafe extern "C" fn shrinker_scan(
+    _shrinker: *mut kernel_layer::bindings::shrinker,
+    _control: *mut kernel_layer::bindings::shrink_control,
+) -> kernel::ffi::c_ulong {
+    match try_with_state(|rmm| rmm.shrink_all()) {
+        Some(pages) => pages as kernel::ffi::c_ulong,
+        None => SHRINK_STOP,
+    }
 }
 
 /// `/proc/rmm_slabinfo`.
@@ -127,6 +174,8 @@ struct RmmModule {
     state: Pin<KBox<SharedState>>,
     /// The procfs files, removed first on unload.
     files: KVec<ProcEntry>,
+    /// Unregistered first on unload.
+    shrinker: Option<Shrinker>,
 }
 
 impl kernel::Module for RmmModule {
@@ -139,10 +188,14 @@ impl kernel::Module for RmmModule {
             )
         };
         let rmm = Rmm::new(KernelPlatform::new(), debug).map_err(|_| ENOMEM)?;
-        let state = KBox::pin_init(kernel::new_mutex!(rmm, "rmm_state"), flags::GFP_KERNEL)?;
+        let state = KBox::pin_init(
+            StateMutex::new(rmm, kernel::c_str!("rmm_state"), &STATE_LOCK_CLASS),
+            flags::GFP_KERNEL,
+        )?;
         let mut module = RmmModule {
             state,
             files: KVec::new(),
+            shrinker: None,
         };
         STATE.store(
             // The mutex stays pinned in its box until `drop`.
@@ -155,6 +208,11 @@ impl kernel::Module for RmmModule {
             let _ = with_state(|rmm| rmm.run_demo());
         }
         module.create_files()?;
+        module.shrinker = Some(Shrinker::register(
+            kernel::c_str!("rmm"),
+            shrinker_count,
+            shrinker_scan,
+        )?);
         let caches = with_state(|rmm| rmm.caches().count())?;
         pr_info!(
             "loaded: {} caches, debug={}, procfs rmm_slabinfo rmm_buddyinfo rmm_stats rmm_ctl\n",
@@ -184,7 +242,8 @@ impl RmmModule {
 
 impl Drop for RmmModule {
     fn drop(&mut self) {
-        // No callback may run once the files are gone...
+        // No callback may run once the shrinker and the files are gone...
+        self.shrinker = None;
         self.files = KVec::new();
         // ...so nobody else can reach the state any more.
         STATE.store(null_mut(), Ordering::Release);
