@@ -360,7 +360,10 @@ impl<P: Platform> Kmalloc<P> {
 
     /// Shrinks every generic cache; returns the slabs released.
     pub fn shrink(&self, pages: &PageAllocator<P>) -> usize {
-        self.cache_slice().iter().map(|cache| cache.shrink(pages)).sum()
+        self.cache_slice()
+            .iter()
+            .map(|cache| cache.shrink(pages))
+            .sum()
     }
 
     /// Destroys every generic cache. Refuses with [`DestroyError::Busy`]
@@ -393,7 +396,11 @@ impl<P: Platform> Kmalloc<P> {
         }
         // SAFETY: `array` came from `alloc_meta` with this layout and is no
         // longer used.
-        unsafe { pages.platform().free_meta(array.cast(), caches_layout::<P>()) };
+        unsafe {
+            pages
+                .platform()
+                .free_meta(array.cast(), caches_layout::<P>())
+        };
         Ok(())
     }
 }

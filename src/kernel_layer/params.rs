@@ -54,7 +54,11 @@ macro_rules! module_param {
             #[used]
             static PARMTYPE: [u8; ::core::concat!("parmtype=", $name, ":", $typename, "\0").len()] =
                 $crate::kernel_layer::params::to_array(::core::concat!(
-                    "parmtype=", $name, ":", $typename, "\0"
+                    "parmtype=",
+                    $name,
+                    ":",
+                    $typename,
+                    "\0"
                 ));
 
             #[link_section = ".modinfo"]

@@ -54,7 +54,10 @@ impl fmt::Write for SeqWriter<'_> {
 /// # Safety
 ///
 /// Only the seq_file code may call it, with the `seq_file` being shown.
-unsafe extern "C" fn show_callback<T: ProcShow>(seq: *mut bindings::seq_file, _v: *mut c_void) -> c_int {
+unsafe extern "C" fn show_callback<T: ProcShow>(
+    seq: *mut bindings::seq_file,
+    _v: *mut c_void,
+) -> c_int {
     let Some(seq) = NonNull::new(seq) else {
         return code::EINVAL.to_errno();
     };
@@ -176,4 +179,3 @@ impl Drop for ProcEntry {
         unsafe { bindings::proc_remove(self.entry.as_ptr()) };
     }
 }
-

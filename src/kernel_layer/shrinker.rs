@@ -40,9 +40,7 @@ impl Shrinker {
     ) -> Result<Self> {
         // SAFETY: "%s" with one string argument is a valid format; `name` is
         // NUL-terminated and static.
-        let raw = unsafe {
-            bindings::shrinker_alloc(0, c"%s".as_ptr().cast(), name.as_char_ptr())
-        };
+        let raw = unsafe { bindings::shrinker_alloc(0, c"%s".as_ptr().cast(), name.as_char_ptr()) };
         let shrinker = NonNull::new(raw).ok_or(ENOMEM)?;
         // SAFETY: `shrinker_alloc` returned a shrinker that is not
         // registered yet, so nothing else reads these fields now.

@@ -61,11 +61,7 @@ unsafe impl<T: Send> Sync for StateMutex<T> {}
 
 impl<T> StateMutex<T> {
     /// An initialiser for a mutex around `data`, of lockdep class `key`.
-    pub fn new(
-        data: T,
-        name: &'static CStr,
-        key: &'static StaticLockClass,
-    ) -> impl PinInit<Self> {
+    pub fn new(data: T, name: &'static CStr, key: &'static StaticLockClass) -> impl PinInit<Self> {
         // INVARIANT: `__mutex_init` initialises the mutex in place.
         pin_init!(Self {
             data: UnsafeCell::new(data),

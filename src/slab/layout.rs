@@ -15,8 +15,8 @@ use super::slab::{DESC_ALIGN, DESC_HEADER_SIZE};
 use crate::page_alloc::MAX_ORDER;
 use crate::platform::{CACHE_LINE_SIZE, PAGE_SIZE};
 use core::fmt;
-use core::num::NonZeroUsize;
 use core::mem::size_of;
+use core::num::NonZeroUsize;
 use core::ops::BitOr;
 
 /// Largest object a slab cache accepts: 1 MiB.
