@@ -13,6 +13,7 @@
 # Everything built or installed lives in $(RMM_CACHE) (default ~/.cache/rmm).
 
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
 FLAVOUR := $(if $(KDIR),kdir,perf)
 RUSTFMT := /usr/bin/rustfmt
 CLIPPY_DRIVER := /usr/bin/clippy-driver
