@@ -19,7 +19,6 @@ pub mod buddy;
 pub mod control;
 pub mod gfp;
 pub mod kmalloc;
-pub mod meta_vec;
 pub mod page_alloc;
 pub mod percpu_counter;
 pub mod platform;

@@ -3,9 +3,7 @@
  * C helpers for rmm: each wraps a kernel macro or inline function that Rust
  * cannot call directly. Kept trivially small; all logic lives in Rust.
  */
-#include <linux/cpumask.h>
 #include <linux/percpu.h>
-#include <linux/processor.h>
 #include <linux/sched.h>
 #include <linux/smp.h>
 #include <linux/spinlock.h>
@@ -38,21 +36,6 @@ void *rmm_per_cpu_ptr(void __percpu *ptr, unsigned int cpu)
 unsigned int rmm_raw_smp_processor_id(void)
 {
 	return raw_smp_processor_id();
-}
-
-bool rmm_cpu_possible(unsigned int cpu)
-{
-	return cpu_possible(cpu);
-}
-
-bool rmm_cpu_online(unsigned int cpu)
-{
-	return cpu_online(cpu);
-}
-
-void rmm_cpu_relax(void)
-{
-	cpu_relax();
 }
 
 void rmm_cond_resched(void)

@@ -16,9 +16,6 @@ void rmm_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
 void __percpu *rmm_alloc_percpu(size_t size, size_t align);
 void *rmm_per_cpu_ptr(void __percpu *ptr, unsigned int cpu);
 unsigned int rmm_raw_smp_processor_id(void);
-bool rmm_cpu_possible(unsigned int cpu);
-bool rmm_cpu_online(unsigned int cpu);
-void rmm_cpu_relax(void);
 void rmm_cond_resched(void);
 
 #endif

@@ -5,7 +5,7 @@
 //!
 //! The 6.12 kernel crate has no procfs abstraction, so this file owns every
 //! call into procfs. The callbacks are plain `extern "C"` functions built
-//! per view type; they find the module's state through [`super::state`].
+//! per view type; they find the module's state through the crate root.
 
 use super::bindings;
 use core::fmt;
