@@ -52,6 +52,15 @@ crate::module_param!(
     "Run the slab experiment (cache rmm_student) at load (default: 1)"
 );
 crate::module_param!(
+    IRQTEST,
+    "irqtest",
+    u32,
+    param_ops_uint,
+    "uint",
+    0,
+    "Rounds of GFP_ATOMIC allocations and frees to run in interrupt context on every CPU at load (default: 0)"
+);
+crate::module_param!(
     DEBUG,
     "debug",
     bool,
@@ -205,6 +214,17 @@ impl kernel::Module for RmmModule {
             // The experiment's failure is logged by it and does not stop
             // the module from loading.
             let _ = with_state(|rmm| rmm.run_demo());
+        }
+        // SAFETY: As above.
+        let irq_rounds = unsafe { kernel_layer::params::read(core::ptr::addr_of!(IRQTEST)) };
+        if irq_rounds > 0 {
+            let result = with_state(|rmm| kernel_layer::irq_test::run(rmm, irq_rounds as usize))?;
+            pr_info!(
+                "irq test: {} allocation and free pairs in interrupt context on {} CPUs, {} failed\n",
+                result.operations,
+                result.cpus,
+                result.failures
+            );
         }
         module.create_files()?;
         module.shrinker = Some(Shrinker::register(

@@ -5,6 +5,7 @@
 //! on the host.
 
 pub mod irq_lock;
+pub mod irq_test;
 pub mod params;
 pub mod percpu;
 pub mod platform;
