@@ -6,6 +6,8 @@
 #                   (or against KDIR=/path/to/your/built/kernel)
 #   make run        the demo: boot a VM, load rmm, show what it does, unload
 #   make test       every test: host tests, format, lints, guest tests
+#   make bench      rmm against SLUB, the page allocator and percpu_counter
+#                   (bench/, README's performance section; about 2 minutes)
 #   make fmt        format the sources;  make fmt-check  check only
 #   make clippy     lint the host crate and the module (kernel CLIPPY=1)
 #   make rust-analyzer   write rust-project.json for editors
@@ -18,7 +20,7 @@ FLAVOUR := $(if $(KDIR),kdir,perf)
 RUSTFMT := /usr/bin/rustfmt
 CLIPPY_DRIVER := /usr/bin/clippy-driver
 
-.PHONY: all module setup run test host-test fmt fmt-check clippy rust-analyzer clean
+.PHONY: all module setup run test bench host-test fmt fmt-check clippy rust-analyzer clean
 
 all: module
 
@@ -34,6 +36,9 @@ run: setup
 
 test: setup
 	@scripts/run-tests
+
+bench: setup
+	@scripts/bench
 
 host-test:
 	cargo test

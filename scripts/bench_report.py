@@ -41,7 +41,8 @@ def parse_lines(path):
                     key, value = word.split("=", 1)
                     fields[key] = value
             if "case" in fields and "impl" in fields:
-                for key in ("ops", "ns", "size", "order", "threads", "rep", "ctor"):
+                for key in ("ops", "ns", "size", "order", "threads", "rep", "ctor",
+                            "slabs_grown"):
                     if key in fields:
                         fields[key] = int(fields[key])
                 records.append(fields)
@@ -121,8 +122,12 @@ def smp_summary(records):
                 rmm.append(per_op(pair["rmm"]))
                 kernel.append(per_op(pair["kernel"]))
         if ratios:
+            q1, _, q3 = (statistics.quantiles(ratios, n=4, method="inclusive")
+                         if len(ratios) > 1 else (ratios[0],) * 3)
             out[key] = dict(
                 median=statistics.median(ratios),
+                q1=q1,
+                q3=q3,
                 lo=min(ratios),
                 hi=max(ratios),
                 n=len(ratios),
@@ -152,15 +157,22 @@ def build_tables(single, smp):
             rmm = single.cost(case, "size", size, "rmm")
             kernel = single.cost(case, "size", size, "kernel")
             row += [fmt(rmm), fmt(kernel), fmt_ratio(ratio(rmm, kernel))]
+            if case == "batch":
+                r = single.get(case, "size", size, "rmm")
+                grown = None
+                if r is not None and "slabs_grown" in r:
+                    grown = r["slabs_grown"] / (r["ops"] / 1000)
+                row.append("-" if grown is None else f"{grown:g}")
         rows.append(row)
     tables.append((
         "Objects: instructions per allocation + free (1 vCPU, -icount)",
         "pair: alloc+free pairs on a cache of its own; batch: 1000 allocations, "
         "then 1000 frees (per object); kmalloc: kmalloc+kfree pairs, size not a "
         "compile-time constant. Kernel side: SLUB kmem_cache (SLAB_NO_MERGE), "
-        "__kmalloc/kfree.",
+        "__kmalloc/kfree. rmm slabs/round: slabs rmm built per batch round "
+        "(freed slabs beyond its free limit go back to the page allocator).",
         ["size", "pair rmm", "pair SLUB", "ratio", "batch rmm", "batch SLUB", "ratio",
-         "kmalloc rmm", "kmalloc kernel", "ratio"],
+         "rmm slabs/round", "kmalloc rmm", "kmalloc kernel", "ratio"],
         rows,
     ))
 
@@ -197,6 +209,27 @@ def build_tables(single, smp):
     ))
 
     rows = []
+    for name, what in (("this_cpu", "CPU number (Platform::this_cpu, a C helper)"),
+                       ("percpu_get", "per-CPU slot (KernelPerCpu::get: bound check, "
+                                      "per_cpu_ptr helper)"),
+                       ("lock", "interrupt-safe lock + unlock (spin_lock_irqsave "
+                                "helpers) around an increment"),
+                       ("block_owner", "page owner lookup (chunk hash table)"),
+                       ("contains", "free validation (owner lookup, tag decode, "
+                                    "object index)")):
+        cost = single.cost("part", "", "", name)
+        if cost is not None:
+            rows.append([name, what, fmt(cost)])
+    if rows:
+        tables.append((
+            "Pieces of rmm's fast paths: instructions per call (1 vCPU, -icount)",
+            "Each measured alone as one out-of-line call in a loop, loop and call "
+            f"included ({fmt(single.empty('call'), 0)} for an empty call).",
+            ["piece", "what", "instructions"],
+            rows,
+        ))
+
+    rows = []
     for size in single.values("ctor_warm", "size"):
         row = [str(size)]
         for case in ("ctor_cold", "ctor_warm", "ctor_pair"):
@@ -230,15 +263,17 @@ def build_tables(single, smp):
         for case in ("smp_pair", "smp_batch", "smp_remote"):
             s = smp.get((case, size))
             row.append("-" if s is None else
-                       f"{s['median']:.2f} [{s['lo']:.2f}-{s['hi']:.2f}]")
+                       f"{s['median']:.2f} ({s['q1']:.2f}-{s['q3']:.2f})")
         rows.append(row)
     if rows:
         n = max(s["n"] for s in smp.values())
         tables.append((
             "Several CPUs: wall time rmm / SLUB (2 vCPUs, multi-threaded TCG)",
-            f"Median of {n} repetitions [lowest-highest]. pair/batch: every vCPU "
+            f"Median of {n} repetitions (interquartile range; lowest and highest "
+            "in bench/summary.csv). pair/batch: every vCPU "
             "allocating and freeing at once on one shared cache; remote: one vCPU "
-            "allocates, the other frees (through a ring of 256).",
+            "allocates batches of 1000, the other frees each batch while the next is "
+            "allocated.",
             ["size", "pair", "batch", "remote free"],
             rows,
         ))
@@ -350,7 +385,7 @@ def update_readme(path, section):
 
 def write_csv(path, records, mode):
     fields = ["mode", "case", "size", "order", "threads", "rep", "impl", "ops", "ns",
-              "ns_per_op", "ctor"]
+              "ns_per_op", "ctor", "slabs_grown"]
     new = not os.path.exists(path)
     with open(path, "a", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -358,7 +393,7 @@ def write_csv(path, records, mode):
             w.writerow(fields)
         for r in records:
             w.writerow([mode] + [r.get(k, "") for k in fields[1:9]]
-                       + [f"{per_op(r):.3f}", r.get("ctor", "")])
+                       + [f"{per_op(r):.3f}", r.get("ctor", ""), r.get("slabs_grown", "")])
 
 
 def write_summary_csv(path, single, smp):
@@ -386,6 +421,11 @@ def write_summary_csv(path, single, smp):
             atomic = single.cost(case, "", "", "atomic")
             w.writerow([case, "impl", "atomic", fmt(atomic, 2), "", "", "", "",
                         "instructions/op"])
+        for name in ("this_cpu", "percpu_get", "lock", "block_owner", "contains"):
+            cost = single.cost("part", "", "", name)
+            if cost is not None:
+                w.writerow(["part", "piece", name, fmt(cost, 2), "", "", "", "",
+                            "instructions/call"])
         for (case, size), s in sorted(smp.items()):
             w.writerow([case, "size", size, fmt(s["rmm"], 1), fmt(s["kernel"], 1),
                         f"{s['median']:.3f}", f"{s['lo']:.3f}", f"{s['hi']:.3f}",
@@ -447,14 +487,14 @@ def plot(path, single, smp):
             if s:
                 xs.append(j + (i - 1) * 0.2)
                 ys.append(s["median"])
-                lo.append(s["median"] - s["lo"])
-                hi.append(s["hi"] - s["median"])
+                lo.append(s["median"] - s["q1"])
+                hi.append(s["q3"] - s["median"])
         if xs:
             ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", linestyle="none", capsize=3,
                         label=label)
     ax.set_xticks(range(len(sizes)))
     ax.set_xticklabels([f"{s} B" for s in sizes])
-    ax.set_ylabel("rmm / SLUB (wall time, median, range)")
+    ax.set_ylabel("rmm / SLUB (wall time: median, quartiles)")
     ax.set_title("2 vCPUs (multi-threaded TCG)")
 
     for row in axes:

@@ -15,6 +15,7 @@
 )]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::float_arithmetic)]
 
+pub mod bench;
 pub mod buddy;
 pub mod control;
 pub mod gfp;

@@ -162,7 +162,9 @@ impl<P: Platform> PerCpuCounter<P> {
     pub fn add(&self, platform: &P, amount: i64) {
         let mut cpu = platform.this_cpu();
         if cpu >= self.nr_cpus {
-            cpu %= self.nr_cpus;
+            // Not `%`: its division-by-zero panic path trips the 6.12
+            // objtool ("falls through to next function").
+            cpu = cpu.checked_rem(self.nr_cpus).unwrap_or(0);
         }
         self.add_on_cpu(cpu, amount);
     }
@@ -352,7 +354,9 @@ impl<P: Platform> PerCpuStat<P> {
     pub fn add(&self, platform: &P, amount: u64) {
         let mut cpu = platform.this_cpu();
         if cpu >= self.nr_cpus {
-            cpu %= self.nr_cpus;
+            // Not `%`: its division-by-zero panic path trips the 6.12
+            // objtool ("falls through to next function").
+            cpu = cpu.checked_rem(self.nr_cpus).unwrap_or(0);
         }
         // Relaxed: statistics order nothing else, and atomicity alone keeps
         // every add.

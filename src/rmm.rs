@@ -15,6 +15,7 @@ use kernel::error::Error;
 use kernel::init::InPlaceInit;
 use kernel::prelude::*;
 
+pub mod bench;
 pub mod buddy;
 pub mod control;
 pub mod gfp;
@@ -50,6 +51,15 @@ crate::module_param!(
     "bool",
     true,
     "Run the slab experiment (cache rmm_student) at load (default: 1)"
+);
+crate::module_param!(
+    BENCH,
+    "bench",
+    *mut kernel::ffi::c_char,
+    param_ops_charp,
+    "charp",
+    null_mut(),
+    "Benchmarks against the kernel's allocators to run at load: all, or cases pair,batch,kmalloc,pages,counter,ctor,parts,smp, and iters=N, reps=N (default: none)"
 );
 crate::module_param!(
     IRQTEST,
@@ -194,6 +204,13 @@ impl kernel::Module for RmmModule {
                 kernel_layer::params::read(core::ptr::addr_of!(DEMO)),
                 kernel_layer::params::read(core::ptr::addr_of!(DEBUG)),
             )
+        };
+        // SAFETY: As above; the kernel's `charp` parser keeps the string
+        // until the module is unloaded.
+        unsafe {
+            kernel_layer::bench::run_if_asked(kernel_layer::params::read(core::ptr::addr_of!(
+                BENCH
+            )))
         };
         let rmm = Rmm::new(KernelPlatform::new(), debug).map_err(|_| ENOMEM)?;
         let state = KBox::pin_init(

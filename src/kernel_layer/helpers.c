@@ -3,7 +3,10 @@
  * C helpers for rmm: each wraps a kernel macro or inline function that Rust
  * cannot call directly. Kept trivially small; all logic lives in Rust.
  */
+#include <linux/cpumask.h>
 #include <linux/percpu.h>
+#include <linux/percpu_counter.h>
+#include <linux/processor.h>
 #include <linux/sched.h>
 #include <linux/smp.h>
 #include <linux/spinlock.h>
@@ -41,4 +44,22 @@ unsigned int rmm_raw_smp_processor_id(void)
 void rmm_cond_resched(void)
 {
 	cond_resched();
+}
+
+/* For the benchmarks (bench.rs). */
+
+/* percpu_counter_init() is a macro with a static lock class key. */
+int rmm_percpu_counter_init(struct percpu_counter *fbc, s64 amount)
+{
+	return percpu_counter_init(fbc, amount, GFP_KERNEL);
+}
+
+bool rmm_cpu_online(unsigned int cpu)
+{
+	return cpu_online(cpu);
+}
+
+void rmm_cpu_relax(void)
+{
+	cpu_relax();
 }

@@ -8,6 +8,7 @@
 #define RMM_HELPERS_H
 
 #include <linux/percpu.h>
+#include <linux/percpu_counter.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
 
@@ -17,5 +18,9 @@ void __percpu *rmm_alloc_percpu(size_t size, size_t align);
 void *rmm_per_cpu_ptr(void __percpu *ptr, unsigned int cpu);
 unsigned int rmm_raw_smp_processor_id(void);
 void rmm_cond_resched(void);
+/* For the benchmarks (bench.rs). */
+int rmm_percpu_counter_init(struct percpu_counter *fbc, s64 amount);
+bool rmm_cpu_online(unsigned int cpu);
+void rmm_cpu_relax(void);
 
 #endif

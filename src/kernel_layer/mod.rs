@@ -4,6 +4,7 @@
 //! this module. The allocator core above it is plain Rust that also builds
 //! on the host.
 
+pub mod bench;
 pub mod irq_lock;
 pub mod irq_test;
 pub mod params;
