@@ -19,7 +19,7 @@ pub struct KernelParam(pub bindings::kernel_param);
 unsafe impl Sync for KernelParam {}
 
 /// Declares a module parameter backed by a `static mut` of a type the kernel
-/// has `param_ops_<type>` for (`bool`, `uint`), readable by everyone in
+/// has `param_ops_<type>` for (`bool`, `uint`, `charp`), readable by everyone in
 /// `/sys/module/rmm/parameters/` (mode 0444: it is only read at load).
 ///
 /// `mod_` is left null: the kernel then serialises access with its global
