@@ -7,6 +7,7 @@
 //! alloc NAME COUNT          free NAME COUNT|all
 //! shrink NAME               destroy NAME
 //! page-alloc ORDER COUNT    page-free ORDER COUNT|all
+//! fail N
 //! ```
 //!
 //! Parsing is pure and allocation-free so that the host tests can throw
@@ -22,6 +23,8 @@ pub const MAX_NAME: usize = 31;
 pub const MAX_COUNT: usize = 1 << 20;
 /// Largest page order a command may name (the buddy allocator's orders).
 pub const MAX_PAGE_ORDER: u32 = 10;
+/// Largest N of `fail N`.
+pub const MAX_FAIL_EVERY: usize = 1_000_000;
 
 /// How many of the held objects or blocks to free.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +98,11 @@ pub enum Command<'a> {
         /// Held blocks to free.
         count: Count,
     },
+    /// `fail N`: fail every N-th page request, 0 for none.
+    Fail {
+        /// The rate N (0 to [`MAX_FAIL_EVERY`]).
+        every: usize,
+    },
 }
 
 /// Why a line is malformed. Every variant is reported as `-EINVAL`.
@@ -122,6 +130,8 @@ pub enum ParseError {
     BadSize,
     /// An alignment that is not a power of two or is above the page size.
     BadAlign,
+    /// A fault rate above [`MAX_FAIL_EVERY`].
+    BadFailRate,
 }
 
 impl fmt::Display for ParseError {
@@ -138,6 +148,7 @@ impl fmt::Display for ParseError {
             ParseError::BadOrder => "order must be 0 to 10",
             ParseError::BadSize => "size must be 1 to the largest object size",
             ParseError::BadAlign => "alignment must be a power of two up to the page size",
+            ParseError::BadFailRate => "fail rate must be 0 to 1000000",
         })
     }
 }
@@ -189,6 +200,13 @@ fn parse_order(word: &str) -> Result<u32, ParseError> {
     match parse_number(word)? {
         n if n <= MAX_PAGE_ORDER as usize => Ok(n as u32),
         _ => Err(ParseError::BadOrder),
+    }
+}
+
+fn parse_fail_every(word: &str) -> Result<usize, ParseError> {
+    match parse_number(word)? {
+        n if n <= MAX_FAIL_EVERY => Ok(n),
+        _ => Err(ParseError::BadFailRate),
     }
 }
 
@@ -278,6 +296,9 @@ pub fn parse_line(
         "page-free" => Command::PageFree {
             order: parse_order(arg()?)?,
             count: parse_count_or_all(arg()?)?,
+        },
+        "fail" => Command::Fail {
+            every: parse_fail_every(arg()?)?,
         },
         _ => return Err(ParseError::UnknownCommand),
     };

@@ -25,6 +25,14 @@
 //!
 //! Nothing slow runs under a lock: pages and metadata are requested from the
 //! platform, and blocks are zeroed, with no lock held.
+//!
+//! For tests of the failure paths, a [`FaultInjector`] (see [`fault`]) can
+//! make every N-th page request fail: every [`PageAllocator::alloc_pages`]
+//! call and every chunk request to the platform is one request.
+
+pub mod fault;
+
+pub use self::fault::{FaultInjector, FaultStats};
 
 use crate::buddy::{AddChunkError, BuddyCore, ChunkMeta, ChunkTable, CHUNK_FRAMES, NR_ORDERS};
 use crate::gfp::Gfp;
@@ -109,7 +117,8 @@ pub struct PageStats {
     pub pages_allocated: usize,
     /// Successful allocations per order.
     pub allocs: [u64; NR_ORDERS],
-    /// Failed allocations per order (no chunk could be obtained).
+    /// Failed allocations per order (no chunk could be obtained, or the
+    /// fault injector failed the request).
     pub failures: [u64; NR_ORDERS],
     /// Frees rejected as invalid.
     pub invalid_frees: u64,
@@ -179,6 +188,7 @@ pub struct PageAllocator<P: Platform> {
     table: NonNull<ChunkTable>,
     failures: [AtomicU64; NR_ORDERS],
     invalid_frees: AtomicU64,
+    faults: FaultInjector,
     platform: P,
 }
 
@@ -261,6 +271,7 @@ impl<P: Platform> PageAllocator<P> {
             table,
             failures: Default::default(),
             invalid_frees: AtomicU64::new(0),
+            faults: FaultInjector::new(),
             platform,
         })
     }
@@ -268,6 +279,11 @@ impl<P: Platform> PageAllocator<P> {
     /// The platform this allocator runs on.
     pub fn platform(&self) -> &P {
         &self.platform
+    }
+
+    /// The fault injector consulted by every page request (off unless set).
+    pub fn faults(&self) -> &FaultInjector {
+        &self.faults
     }
 
     fn table(&self) -> &ChunkTable {
@@ -285,10 +301,15 @@ impl<P: Platform> PageAllocator<P> {
     /// Allocates `2^order` pages, aligned to their size (the address is a
     /// multiple of `PAGE_SIZE << order`); zeroed if `gfp.zeroed()`.
     ///
-    /// Fails if `order > MAX_ORDER` or no chunk can be obtained; failures of
-    /// valid orders are counted in [`PageStats::failures`].
+    /// Fails if `order > MAX_ORDER`, if no chunk can be obtained, or if the
+    /// fault injector fails the request; failures of valid orders are
+    /// counted in [`PageStats::failures`].
     pub fn alloc_pages(&self, order: u32, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
         if order > MAX_ORDER {
+            return Err(AllocError);
+        }
+        if self.faults.should_fail() {
+            self.failures[order as usize].fetch_add(1, Ordering::Relaxed);
             return Err(AllocError);
         }
         let frame = if order == 0 {
@@ -367,6 +388,9 @@ impl<P: Platform> PageAllocator<P> {
     /// allocates a block of `order` from it (under the same lock, so the
     /// chunk cannot be taken by others first).
     fn grow_and_alloc(&self, order: u32, gfp: Gfp) -> Option<usize> {
+        if self.faults.should_fail() {
+            return None;
+        }
         let gfp = plain_gfp(gfp);
         let chunk = self.platform.alloc_pages(CHUNK_ORDER, gfp)?;
         let base = chunk.as_ptr() as usize;

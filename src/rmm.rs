@@ -62,6 +62,15 @@ crate::module_param!(
     "Benchmarks against the kernel's allocators to run at load: all, or cases pair,batch,kmalloc,pages,counter,ctor,parts,smp, and iters=N, reps=N (default: none)"
 );
 crate::module_param!(
+    FAIL,
+    "fail",
+    u32,
+    param_ops_uint,
+    "uint",
+    0,
+    "Fail every N-th page request (new slabs, chunks, page-order blocks), as the control file's fail N; 0 never (default: 0)"
+);
+crate::module_param!(
     IRQTEST,
     "irqtest",
     u32,
@@ -227,6 +236,11 @@ impl kernel::Module for RmmModule {
             &*module.state as *const SharedState as *mut SharedState,
             Ordering::Release,
         );
+        // SAFETY: As above.
+        let fail_every = unsafe { kernel_layer::params::read(core::ptr::addr_of!(FAIL)) };
+        if fail_every > 0 {
+            with_state(|rmm| rmm.set_fail_every(fail_every as usize))?;
+        }
         if demo {
             // The experiment's failure is logged by it and does not stop
             // the module from loading.

@@ -49,6 +49,15 @@
 //!   the module: destroying one is `-EPERM`.
 //! - `page-alloc ORDER COUNT` / `page-free ORDER COUNT|all`: the same for
 //!   blocks of `2^ORDER` pages from the page allocator.
+//! - `fail N` (N from 0 to 1000000) makes every N-th page request fail
+//!   from now on, as if memory had run out ([`Rmm::set_fail_every`], the
+//!   module's `fail=N`): the page requests are a cache's requests for a new
+//!   slab, the page allocator's requests to the kernel for a new chunk, and
+//!   the blocks `page-alloc` asks for (and large `kmalloc` blocks). `fail 1`
+//!   fails them all, `fail 0` turns it off. Allocations then fail with
+//!   `-ENOMEM` as above; a slab whose pages were refused is not built, so no
+//!   constructor runs for it. The rate and the failures injected show in
+//!   `rmm_stats` (`fail_every`, `fail_requests`, `fail_injected`).
 //!
 //! Unknown caches are `-ENOENT`, malformed lines `-EINVAL`, and after
 //! [`Rmm::teardown`] every command fails with `-ENODEV`.
@@ -60,7 +69,7 @@
 use crate::control::{self, Command, Count, CreateOptions, ParseError, MAX_NAME};
 use crate::gfp::Gfp;
 use crate::kmalloc::{Kmalloc, KMALLOC_CACHES};
-use crate::page_alloc::{PageAllocator, MAX_ORDER};
+use crate::page_alloc::{FaultStats, PageAllocator, MAX_ORDER};
 use crate::platform::{AllocError, Platform, PAGE_SIZE};
 use crate::slab::{CreateError, Ctor, DestroyError, KmemCache, SlabFlags, MAX_OBJECT_SIZE};
 use core::alloc::Layout;
@@ -150,6 +159,8 @@ pub enum Verb {
     PageAlloc,
     /// `page-free`
     PageFree,
+    /// `fail`
+    Fail,
 }
 
 impl Verb {
@@ -163,10 +174,11 @@ impl Verb {
             Verb::Destroy => "destroy",
             Verb::PageAlloc => "page-alloc",
             Verb::PageFree => "page-free",
+            Verb::Fail => "fail",
         }
     }
 
-    const ALL: [Verb; 7] = [
+    const ALL: [Verb; 8] = [
         Verb::Create,
         Verb::Alloc,
         Verb::Free,
@@ -174,6 +186,7 @@ impl Verb {
         Verb::Destroy,
         Verb::PageAlloc,
         Verb::PageFree,
+        Verb::Fail,
     ];
 
     /// The command a line starts with, if its first word is one.
@@ -203,6 +216,7 @@ impl Verb {
             Command::Destroy { .. } => Verb::Destroy,
             Command::PageAlloc { .. } => Verb::PageAlloc,
             Command::PageFree { .. } => Verb::PageFree,
+            Command::Fail { .. } => Verb::Fail,
         }
     }
 }
@@ -250,6 +264,7 @@ impl Subject {
             Command::PageAlloc { order, .. } | Command::PageFree { order, .. } => {
                 Subject::Order(order)
             }
+            Command::Fail { .. } => Subject::None,
         }
     }
 }
@@ -785,6 +800,19 @@ impl<P: Platform> Rmm<P> {
         self.corruptions
     }
 
+    /// Makes every `every`-th page request fail from now on, 0 for none
+    /// (the control file's `fail N`, the module's `fail=N`; see the module
+    /// documentation). Any value is accepted; the control file limits it to
+    /// [`control::MAX_FAIL_EVERY`].
+    pub fn set_fail_every(&self, every: usize) {
+        self.pages.faults().set_every(every);
+    }
+
+    /// The fault injector's rate and counters.
+    pub fn fault_stats(&self) -> FaultStats {
+        self.pages.faults().stats()
+    }
+
     /// Page blocks of `order` held for the control file.
     pub fn held_blocks(&self, order: u32) -> usize {
         self.blocks.get(order as usize).map_or(0, AddrStack::len)
@@ -994,6 +1022,18 @@ impl<P: Platform> Rmm<P> {
                     }
                 };
                 self.free_blocks(order, wanted);
+                Ok(())
+            }
+            Command::Fail { every } => {
+                self.set_fail_every(every);
+                match every {
+                    0 => self
+                        .platform()
+                        .info(format_args!("rmm_ctl: fail 0: fault injection off")),
+                    every => self.platform().info(format_args!(
+                        "rmm_ctl: fail {every}: one page request in {every} fails"
+                    )),
+                }
                 Ok(())
             }
         }

@@ -5,6 +5,7 @@
 use proptest::prelude::*;
 use rmm_core::control::{
     lines, parse_line, valid_name, Command, Count, CreateOptions, ParseError, MAX_COUNT,
+    MAX_FAIL_EVERY,
 };
 
 const MAX_SIZE: usize = 1 << 20;
@@ -156,6 +157,48 @@ fn counts_at_the_limits() {
 }
 
 #[test]
+fn fail_rates() {
+    for (line, every) in [
+        ("fail 0", 0),
+        ("fail 1", 1),
+        ("fail 7", 7),
+        ("  fail\t0003 ", 3),
+        ("fail 1000000", MAX_FAIL_EVERY),
+    ] {
+        assert_eq!(
+            parse(line),
+            Ok(Some(Command::Fail { every })),
+            "line {line:?}"
+        );
+    }
+    use ParseError::*;
+    let cases: &[(&str, ParseError)] = &[
+        ("fail", MissingArgument),
+        ("fail 1 2", UnexpectedArgument),
+        ("fail 1 all", UnexpectedArgument),
+        ("fail 1000001", BadFailRate),
+        ("fail 4294967296", BadFailRate),
+        ("fail 18446744073709551615", BadFailRate),
+        ("fail 18446744073709551616", BadNumber),
+        ("fail -1", BadNumber),
+        ("fail +1", BadNumber),
+        ("fail all", BadNumber),
+        ("fail 1e3", BadNumber),
+        ("fail 0x10", BadNumber),
+        ("FAIL 1", UnknownCommand),
+        ("fails 1", UnknownCommand),
+    ];
+    for (line, want) in cases {
+        assert_eq!(parse(line), Err(*want), "line {line:?}");
+    }
+    assert_eq!(parse_line(b"fail 1\0", MAX_SIZE, PAGE), Err(NotText));
+    assert_eq!(
+        BadFailRate.to_string(),
+        format!("fail rate must be 0 to {MAX_FAIL_EVERY}")
+    );
+}
+
+#[test]
 fn names() {
     assert!(valid_name("a"));
     assert!(valid_name(&"n".repeat(31)));
@@ -198,6 +241,7 @@ proptest! {
                         prop_assert!(order <= 10);
                         prop_assert!((1..=MAX_COUNT).contains(&count));
                     }
+                    Command::Fail { every } => prop_assert!(every <= MAX_FAIL_EVERY),
                     _ => {}
                 }
             }
@@ -210,10 +254,13 @@ proptest! {
         name in "[A-Za-z0-9_.-]{1,31}",
         count in 1usize..=MAX_COUNT,
         order in 0u32..=10,
+        every in 0usize..=MAX_FAIL_EVERY,
     ) {
         let line = format!("alloc {name} {count}");
         prop_assert_eq!(parse(&line), Ok(Some(Command::Alloc { name: &name, count })));
         let line = format!("page-alloc {order} {count}");
         prop_assert_eq!(parse(&line), Ok(Some(Command::PageAlloc { order, count })));
+        let line = format!("fail {every}");
+        prop_assert_eq!(parse(&line), Ok(Some(Command::Fail { every })));
     }
 }

@@ -395,6 +395,9 @@ const RMM_KEYS: &[&str] = &[
     "large_blocks",
     "kmalloc_errors",
     "reclaimable",
+    "fail_every",
+    "fail_requests",
+    "fail_injected",
 ];
 
 /// Splits `key=value` words, checking the keys against `keys`.
@@ -499,6 +502,8 @@ fn stats_lines_carry_the_documented_keys() {
             assert_eq!(number(&map, "user_caches"), 1);
             assert_eq!(number(&map, "max_user_caches"), 64);
             assert_eq!(number(&map, "reclaimable"), rmm.reclaimable_pages());
+            assert_eq!(number(&map, "fail_every"), 0);
+            assert_eq!(number(&map, "fail_injected"), 0);
             rmm_seen = true;
         } else {
             panic!("unexpected stats line {line:?}");
