@@ -15,7 +15,7 @@ use self::std::boxed::Box;
 use self::std::cell::Cell;
 use self::std::string::{String, ToString};
 use self::std::sync::atomic::{AtomicUsize, Ordering};
-use self::std::sync::Mutex;
+use self::std::sync::{Arc, Mutex};
 use self::std::vec::Vec;
 use crate::gfp::Gfp;
 use crate::platform::{AllocError, Lock, LockClass, PerCpu, Platform, PAGE_SIZE};
@@ -236,5 +236,88 @@ impl Platform for HostPlatform {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(line);
+    }
+}
+
+/// A [`HostPlatform`] behind an `Arc`: a test keeps a handle to the books
+/// (pages outstanding, reports, `cond_resched` calls) while an allocator
+/// that owns another handle is used and dropped.
+#[derive(Clone)]
+pub struct SharedHostPlatform {
+    host: Arc<HostPlatform>,
+    resched: Arc<AtomicUsize>,
+}
+
+impl SharedHostPlatform {
+    /// A shared platform with `nr_cpus` CPUs.
+    pub fn new(nr_cpus: usize) -> Self {
+        SharedHostPlatform {
+            host: Arc::new(HostPlatform::new(nr_cpus)),
+            resched: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// The platform and its books.
+    pub fn host(&self) -> &HostPlatform {
+        &self.host
+    }
+
+    /// How often the allocator called [`Platform::cond_resched`].
+    pub fn resched_calls(&self) -> usize {
+        self.resched.load(Ordering::SeqCst)
+    }
+}
+
+impl Platform for SharedHostPlatform {
+    type Lock<T: Send> = HostLock<T>;
+    type PerCpu<T: Send + Sync> = HostPerCpu<T>;
+
+    fn new_lock<T: Send>(&self, value: T, class: LockClass) -> Result<HostLock<T>, AllocError> {
+        self.host.new_lock(value, class)
+    }
+
+    fn new_percpu<T: Send + Sync>(
+        &self,
+        init: impl FnMut(usize) -> Result<T, AllocError>,
+    ) -> Result<HostPerCpu<T>, AllocError> {
+        self.host.new_percpu(init)
+    }
+
+    fn nr_cpu_ids(&self) -> usize {
+        self.host.nr_cpu_ids()
+    }
+
+    fn this_cpu(&self) -> usize {
+        self.host.this_cpu()
+    }
+
+    fn alloc_pages(&self, order: u32, gfp: Gfp) -> Option<NonNull<u8>> {
+        self.host.alloc_pages(order, gfp)
+    }
+
+    unsafe fn free_pages(&self, ptr: NonNull<u8>, order: u32) {
+        // SAFETY: The caller's guarantees are passed on unchanged.
+        unsafe { self.host.free_pages(ptr, order) }
+    }
+
+    fn alloc_meta(&self, layout: Layout, gfp: Gfp) -> Option<NonNull<u8>> {
+        self.host.alloc_meta(layout, gfp)
+    }
+
+    unsafe fn free_meta(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: The caller's guarantees are passed on unchanged.
+        unsafe { self.host.free_meta(ptr, layout) }
+    }
+
+    fn report(&self, args: fmt::Arguments<'_>) {
+        self.host.report(args)
+    }
+
+    fn info(&self, args: fmt::Arguments<'_>) {
+        self.host.info(args)
+    }
+
+    fn cond_resched(&self) {
+        self.resched.fetch_add(1, Ordering::SeqCst);
     }
 }

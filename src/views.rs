@@ -93,43 +93,19 @@
 //! also counted in the `failures` of their order.
 
 use crate::platform::Platform;
-use crate::slab::{CacheStats, SlabInfo, SLABINFO_HEADER};
+use crate::slab::{CacheStats, SLABINFO_HEADER};
 use crate::state::{CacheEntry, Rmm, MAX_USER_CACHES};
 use core::fmt::{self, Write};
 
 /// Writes `rmm_slabinfo`: the `/proc/slabinfo` 2.1 header lines and a row
-/// per live cache (see the module documentation).
-///
-/// The rows are formatted here rather than by
-/// [`crate::slab::SlabInfoRow`], whose `objsize` column is 4 wide where the
-/// kernel's `cache_show` prints `%6u`.
+/// per live cache (see the module documentation), each row in the kernel's
+/// format ([`crate::slab::SlabInfoRow`]).
 pub fn write_slabinfo<P: Platform>(out: &mut impl Write, rmm: &Rmm<P>) -> fmt::Result {
     writeln!(out, "{SLABINFO_HEADER}")?;
     for entry in rmm.caches() {
-        write_slabinfo_row(out, entry.cache.name(), &entry.cache.slabinfo())?;
+        writeln!(out, "{}", entry.cache.slabinfo_row())?;
     }
     Ok(())
-}
-
-/// One row in the kernel's format: `%-17s %6lu %6lu %6u %4u %4d`, then
-/// ` : tunables %4u %4u %4u`, then ` : slabdata %6lu %6lu %6lu`.
-fn write_slabinfo_row(out: &mut impl Write, name: &str, info: &SlabInfo) -> fmt::Result {
-    writeln!(
-        out,
-        "{name:<17} {:6} {:6} {:6} {:4} {:4} : tunables {:4} {:4} {:4} : slabdata {:6} {:6} {:6}",
-        info.active_objs,
-        info.num_objs,
-        info.objsize,
-        info.objperslab,
-        info.pagesperslab,
-        info.limit,
-        info.batchcount,
-        info.sharedfactor,
-        info.active_slabs,
-        info.num_slabs,
-        // rmm has no shared arrays.
-        0
-    )
 }
 
 /// Writes `rmm_buddyinfo`: one `/proc/buddyinfo` line for rmm's zone.

@@ -11,83 +11,17 @@
 
 use proptest::prelude::*;
 use rmm_core::gfp::Gfp;
-use rmm_core::host::HostPlatform;
+use rmm_core::host::{HostPlatform, SharedHostPlatform};
 use rmm_core::kmalloc::Kmalloc;
 use rmm_core::page_alloc::{FaultStats, PageAllocator, MAX_ORDER};
-use rmm_core::platform::{AllocError, LockClass, Platform};
+use rmm_core::platform::AllocError;
 use rmm_core::slab::{KmemCache, SlabFlags};
 use rmm_core::state::{errno, pattern_byte, pattern_ctor, CtlError, CtlErrorKind, Rmm, DEMO_CACHE};
 use rmm_core::views::write_stats;
-use std::alloc::Layout;
 use std::collections::BTreeMap;
-use std::fmt;
-use std::ptr::NonNull;
-use std::sync::Arc;
 
-/// A host platform shared with the test, so that its books can be read
-/// after the allocator owning a handle to it is dropped.
-#[derive(Clone)]
-struct Shared(Arc<HostPlatform>);
-
-impl Shared {
-    fn new(nr_cpus: usize) -> Self {
-        Shared(Arc::new(HostPlatform::new(nr_cpus)))
-    }
-
-    fn host(&self) -> &HostPlatform {
-        &self.0
-    }
-}
-
-impl Platform for Shared {
-    type Lock<T: Send> = <HostPlatform as Platform>::Lock<T>;
-    type PerCpu<T: Send + Sync> = <HostPlatform as Platform>::PerCpu<T>;
-
-    fn new_lock<T: Send>(&self, value: T, class: LockClass) -> Result<Self::Lock<T>, AllocError> {
-        self.host().new_lock(value, class)
-    }
-
-    fn new_percpu<T: Send + Sync>(
-        &self,
-        init: impl FnMut(usize) -> Result<T, AllocError>,
-    ) -> Result<Self::PerCpu<T>, AllocError> {
-        self.host().new_percpu(init)
-    }
-
-    fn nr_cpu_ids(&self) -> usize {
-        self.host().nr_cpu_ids()
-    }
-
-    fn this_cpu(&self) -> usize {
-        self.host().this_cpu()
-    }
-
-    fn alloc_pages(&self, order: u32, gfp: Gfp) -> Option<NonNull<u8>> {
-        self.host().alloc_pages(order, gfp)
-    }
-
-    unsafe fn free_pages(&self, ptr: NonNull<u8>, order: u32) {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { self.host().free_pages(ptr, order) }
-    }
-
-    fn alloc_meta(&self, layout: Layout, gfp: Gfp) -> Option<NonNull<u8>> {
-        self.host().alloc_meta(layout, gfp)
-    }
-
-    unsafe fn free_meta(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { self.host().free_meta(ptr, layout) }
-    }
-
-    fn report(&self, args: fmt::Arguments<'_>) {
-        self.host().report(args)
-    }
-
-    fn info(&self, args: fmt::Arguments<'_>) {
-        self.host().info(args)
-    }
-}
+/// The platform handle tests keep while the allocator owns another.
+type Shared = SharedHostPlatform;
 
 /// The rates the tests inject at.
 const RATES: [usize; 5] = [1, 2, 3, 7, 13];

@@ -7,104 +7,18 @@
 //! bookkeeping, and a random model of command sequences.
 
 use proptest::prelude::*;
-use rmm_core::gfp::Gfp;
-use rmm_core::host::HostPlatform;
+use rmm_core::host::{HostPlatform, SharedHostPlatform};
 use rmm_core::kmalloc::KMALLOC_NAMES;
 use rmm_core::page_alloc::CHUNK_ORDER;
-use rmm_core::platform::{AllocError, LockClass, Platform};
 use rmm_core::state::{
     demo_ctor_logs, errno, pattern_byte, CtlError, CtlErrorKind, Rmm, Student, TeardownSummary,
     Verb, CORRUPTION_REPORTS, DEMO_CACHE, MAX_USER_CACHES, RESCHED_EVERY,
 };
 use rmm_core::views::{write_buddyinfo, write_slabinfo, write_stats};
-use std::alloc::Layout;
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
-/// A host platform shared with the test, so that it can be inspected after
-/// the `Rmm` owning a handle to it is dropped; it also counts
-/// `cond_resched` calls.
-#[derive(Clone)]
-struct Shared(Arc<Host>);
-
-struct Host {
-    platform: HostPlatform,
-    resched: AtomicUsize,
-}
-
-impl Shared {
-    fn new(nr_cpus: usize) -> Self {
-        Shared(Arc::new(Host {
-            platform: HostPlatform::new(nr_cpus),
-            resched: AtomicUsize::new(0),
-        }))
-    }
-
-    fn host(&self) -> &HostPlatform {
-        &self.0.platform
-    }
-
-    fn resched_calls(&self) -> usize {
-        self.0.resched.load(Ordering::SeqCst)
-    }
-}
-
-impl Platform for Shared {
-    type Lock<T: Send> = <HostPlatform as Platform>::Lock<T>;
-    type PerCpu<T: Send + Sync> = <HostPlatform as Platform>::PerCpu<T>;
-
-    fn new_lock<T: Send>(&self, value: T, class: LockClass) -> Result<Self::Lock<T>, AllocError> {
-        self.host().new_lock(value, class)
-    }
-
-    fn new_percpu<T: Send + Sync>(
-        &self,
-        init: impl FnMut(usize) -> Result<T, AllocError>,
-    ) -> Result<Self::PerCpu<T>, AllocError> {
-        self.host().new_percpu(init)
-    }
-
-    fn nr_cpu_ids(&self) -> usize {
-        self.host().nr_cpu_ids()
-    }
-
-    fn this_cpu(&self) -> usize {
-        self.host().this_cpu()
-    }
-
-    fn alloc_pages(&self, order: u32, gfp: Gfp) -> Option<NonNull<u8>> {
-        self.host().alloc_pages(order, gfp)
-    }
-
-    unsafe fn free_pages(&self, ptr: NonNull<u8>, order: u32) {
-        // SAFETY: the caller's guarantees are passed on unchanged.
-        unsafe { self.host().free_pages(ptr, order) }
-    }
-
-    fn alloc_meta(&self, layout: Layout, gfp: Gfp) -> Option<NonNull<u8>> {
-        self.host().alloc_meta(layout, gfp)
-    }
-
-    unsafe fn free_meta(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: the caller's guarantees are passed on unchanged.
-        unsafe { self.host().free_meta(ptr, layout) }
-    }
-
-    fn report(&self, args: fmt::Arguments<'_>) {
-        self.host().report(args)
-    }
-
-    fn info(&self, args: fmt::Arguments<'_>) {
-        self.host().info(args)
-    }
-
-    fn cond_resched(&self) {
-        self.0.resched.fetch_add(1, Ordering::SeqCst);
-    }
-}
+/// The platform handle tests keep while the allocator owns another.
+type Shared = SharedHostPlatform;
 
 fn new_rmm(nr_cpus: usize) -> (Shared, Rmm<Shared>) {
     let platform = Shared::new(nr_cpus);

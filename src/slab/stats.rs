@@ -92,7 +92,9 @@ pub const SLABINFO_HEADER: &str = "slabinfo - version: 2.1\n\
 # name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> \
 : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>";
 
-/// A [`SlabInfo`] with its cache name, formatted as a `/proc/slabinfo` line.
+/// A [`SlabInfo`] with its cache name, formatted as a `/proc/slabinfo` line
+/// in the kernel's format (`cache_show` in `mm/slab_common.c`):
+/// `%-17s %6lu %6lu %6u %4u %4d : tunables %4u %4u %4u : slabdata %6lu %6lu %6lu`.
 pub struct SlabInfoRow<'a> {
     /// The cache's name.
     pub name: &'a str,
@@ -105,7 +107,7 @@ impl fmt::Display for SlabInfoRow<'_> {
         let info = &self.info;
         write!(
             f,
-            "{:<17} {:6} {:6} {:4} {:4} {:4} : tunables {:4} {:4} {:4} : slabdata {:6} {:6} {:6}",
+            "{:<17} {:6} {:6} {:6} {:4} {:4} : tunables {:4} {:4} {:4} : slabdata {:6} {:6} {:6}",
             self.name,
             info.active_objs,
             info.num_objs,
@@ -117,6 +119,7 @@ impl fmt::Display for SlabInfoRow<'_> {
             info.sharedfactor,
             info.active_slabs,
             info.num_slabs,
+            // rmm has no shared arrays.
             0
         )
     }

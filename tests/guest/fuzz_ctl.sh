@@ -336,20 +336,7 @@ mixed() {
 ktap_check "the writes reached commands: many succeeded, many were refused" mixed
 
 rows_ok() {
-	tail -n +3 /proc/rmm_slabinfo | awk '
-	function pow2(n) { while (n > 1 && n % 2 == 0) n /= 2; return n == 1 }
-	{
-		rows++
-		if (NF != 16 || $7 != ":" || $8 != "tunables" || $12 != ":" || $13 != "slabdata") { print "bad row: " $0; bad = 1; next }
-		if ($3 != $5 * $15) { print $1 ": num_objs " $3 " != objperslab " $5 " * num_slabs " $15; bad = 1 }
-		if ($2 > $3) { print $1 ": active_objs above num_objs"; bad = 1 }
-		if (!pow2($6)) { print $1 ": pagesperslab " $6 " not a power of two"; bad = 1 }
-		if ($5 < 1) { print $1 ": no objects per slab"; bad = 1 }
-		if ($14 > $15) { print $1 ": active_slabs above num_slabs"; bad = 1 }
-		if ($4 % 8 != 0) { print $1 ": objsize " $4 " not word aligned"; bad = 1 }
-		if ($9 < 1 || $10 < 1 || $10 > $9) { print $1 ": bad tunables"; bad = 1 }
-	}
-	END { if (rows < 13) { print "only " rows " rows"; bad = 1 }; exit bad }'
+	slabinfo_rows_ok 13
 }
 ktap_check "slabinfo rows keep their invariants" rows_ok
 

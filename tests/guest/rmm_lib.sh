@@ -86,3 +86,25 @@ has_cache() {
 mem_free_kb() {
 	awk '$1 == "MemFree:" { print $2 }' /proc/meminfo
 }
+
+# slabinfo_rows_ok [MIN_ROWS]: every row of rmm_slabinfo has the kernel's
+# fields and keeps the invariants: num_objs = objperslab x num_slabs,
+# active_objs <= num_objs, pages per slab a power of two, at least one object
+# per slab, active_slabs <= num_slabs, objsize word-aligned, sane tunables;
+# and there are at least MIN_ROWS rows (default 13, the generic caches).
+slabinfo_rows_ok() {
+	tail -n +3 /proc/rmm_slabinfo | awk -v min="${1:-13}" '
+	function pow2(n) { while (n > 1 && n % 2 == 0) n /= 2; return n == 1 }
+	{
+		rows++
+		if (NF != 16 || $7 != ":" || $8 != "tunables" || $12 != ":" || $13 != "slabdata") { print "bad row: " $0; bad = 1; next }
+		if ($3 != $5 * $15) { print $1 ": num_objs " $3 " != objperslab " $5 " * num_slabs " $15; bad = 1 }
+		if ($2 > $3) { print $1 ": active_objs above num_objs"; bad = 1 }
+		if (!pow2($6)) { print $1 ": pagesperslab " $6 " not a power of two"; bad = 1 }
+		if ($5 < 1) { print $1 ": no objects per slab"; bad = 1 }
+		if ($14 > $15) { print $1 ": active_slabs above num_slabs"; bad = 1 }
+		if ($4 % 8 != 0) { print $1 ": objsize " $4 " not word aligned"; bad = 1 }
+		if ($9 < 1 || $10 < 1 || $10 > $9) { print $1 ": bad tunables"; bad = 1 }
+	}
+	END { if (rows < min) { print "only " rows " rows"; bad = 1 }; exit bad }'
+}
