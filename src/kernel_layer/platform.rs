@@ -8,8 +8,9 @@ use super::irq_lock::SpinLockIrq;
 use super::percpu::KernelPerCpu;
 use crate::gfp::Gfp;
 use crate::platform::{AllocError, Lock, LockClass, Platform};
+use crate::report::{hash_address, scrub_addresses, LineBuffer};
 use core::alloc::Layout;
-use core::fmt;
+use core::fmt::{self, Write};
 use core::pin::Pin;
 use core::ptr::NonNull;
 use kernel::alloc::{allocator::Kmalloc, flags, Allocator, Flags, KBox};
@@ -19,6 +20,8 @@ use kernel::prelude::*;
 /// The kernel's services, as the allocator core sees them.
 pub struct KernelPlatform {
     nr_cpus: usize,
+    /// Key for hashing addresses in report lines (random per load).
+    address_key: u64,
 }
 
 impl Default for KernelPlatform {
@@ -33,7 +36,12 @@ impl KernelPlatform {
         // SAFETY: `nr_cpu_ids` is set during boot, before modules load, and
         // never changes afterwards.
         let nr_cpus = unsafe { bindings::nr_cpu_ids } as usize;
-        KernelPlatform { nr_cpus }
+        // SAFETY: `get_random_u64` may be called from any context.
+        let address_key = unsafe { bindings::get_random_u64() };
+        KernelPlatform {
+            nr_cpus,
+            address_key,
+        }
     }
 }
 
@@ -146,8 +154,22 @@ impl Platform for KernelPlatform {
         unsafe { Kmalloc::free(ptr, layout) };
     }
 
+    /// Logs the line with `pr_err`, with every kernel address in it hashed
+    /// as `%p` would print it (see [`crate::report`]): the kernel log may be
+    /// readable by users who must not learn kernel addresses.
     fn report(&self, args: fmt::Arguments<'_>) {
-        pr_err!("{}\n", args);
+        let mut raw = LineBuffer::<256>::new();
+        let _ = raw.write_fmt(args);
+        let mut line = LineBuffer::<256>::new();
+        let _ = scrub_addresses(raw.as_str(), &mut line, |address| {
+            hash_address(address, self.address_key)
+        });
+        let cut = if raw.truncated() || line.truncated() {
+            "..."
+        } else {
+            ""
+        };
+        pr_err!("{}{}\n", line.as_str(), cut);
     }
 
     fn info(&self, args: fmt::Arguments<'_>) {
