@@ -81,6 +81,15 @@ crate::module_param!(
     "Rounds of GFP_ATOMIC allocations and frees to run in interrupt context on every CPU at load (default: 0)"
 );
 crate::module_param!(
+    STRESS,
+    "stress",
+    u32,
+    param_ops_uint,
+    "uint",
+    0,
+    "Random allocations and frees (about N in all), objects handed between CPUs, to run on every CPU at load (default: 0)"
+);
+crate::module_param!(
     DEBUG,
     "debug",
     bool,
@@ -257,6 +266,11 @@ impl kernel::Module for RmmModule {
                 result.cpus,
                 result.failures
             );
+        }
+        // SAFETY: As above.
+        let stress_ops = unsafe { kernel_layer::params::read(core::ptr::addr_of!(STRESS)) };
+        if stress_ops > 0 {
+            with_state(|rmm| kernel_layer::stress::run(rmm, stress_ops as usize))??;
         }
         module.create_files()?;
         module.shrinker = Some(Shrinker::register(

@@ -99,7 +99,7 @@ pub unsafe fn run_if_asked(param: *mut c_char) {
 
 /// The guest clock in nanoseconds (guest instructions under `-icount
 /// shift=0,sleep=off`).
-fn now() -> i64 {
+pub(super) fn now() -> i64 {
     // SAFETY: `ktime_get` has no preconditions.
     unsafe { bindings::ktime_get() }
 }
@@ -121,7 +121,7 @@ fn log(record: Record<'_>) {
 }
 
 /// The online CPUs, in order.
-fn online_cpus() -> Result<KVec<c_uint>> {
+pub(super) fn online_cpus() -> Result<KVec<c_uint>> {
     // SAFETY: `nr_cpu_ids` is set during boot and never changes afterwards.
     let nr_cpus = unsafe { bindings::nr_cpu_ids };
     let mut cpus = KVec::new();
@@ -136,7 +136,7 @@ fn online_cpus() -> Result<KVec<c_uint>> {
 
 /// A wait in a spin loop that lets anything else on this CPU run (the
 /// kernels here are not preemptible).
-fn pause() {
+pub(super) fn pause() {
     // SAFETY: Both may be called from any sleepable context, which is
     // where the benchmarks run.
     unsafe {
