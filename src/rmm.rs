@@ -207,6 +207,36 @@ impl ProcWrite for ControlFile {
     }
 }
 
+/// The module parameters, read once at load.
+struct Params {
+    demo: bool,
+    debug: bool,
+    fail: u32,
+    irqtest: u32,
+    stress: u32,
+    bench: *mut kernel::ffi::c_char,
+}
+
+impl Params {
+    fn read() -> Self {
+        use core::ptr::addr_of;
+        use kernel_layer::params::read;
+        // SAFETY: The kernel writes the parameters before it calls `init`,
+        // and their 0444 mode keeps sysfs from writing them afterwards, so
+        // nothing writes them while they are read here.
+        unsafe {
+            Params {
+                demo: read(addr_of!(DEMO)),
+                debug: read(addr_of!(DEBUG)),
+                fail: read(addr_of!(FAIL)),
+                irqtest: read(addr_of!(IRQTEST)),
+                stress: read(addr_of!(STRESS)),
+                bench: read(addr_of!(BENCH)),
+            }
+        }
+    }
+}
+
 struct RmmModule {
     state: Pin<KBox<SharedState>>,
     /// The procfs files, removed first on unload.
@@ -217,21 +247,11 @@ struct RmmModule {
 
 impl kernel::Module for RmmModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        // SAFETY: Parameters are only written by the kernel before `init`.
-        let (demo, debug) = unsafe {
-            (
-                kernel_layer::params::read(core::ptr::addr_of!(DEMO)),
-                kernel_layer::params::read(core::ptr::addr_of!(DEBUG)),
-            )
-        };
-        // SAFETY: As above; the kernel's `charp` parser keeps the string
-        // until the module is unloaded.
-        unsafe {
-            kernel_layer::bench::run_if_asked(kernel_layer::params::read(core::ptr::addr_of!(
-                BENCH
-            )))
-        };
-        let rmm = Rmm::new(KernelPlatform::new(), debug).map_err(|_| ENOMEM)?;
+        let params = Params::read();
+        // SAFETY: The kernel's `charp` parser keeps the string until the
+        // module is unloaded.
+        unsafe { kernel_layer::bench::run_if_asked(params.bench) };
+        let rmm = Rmm::new(KernelPlatform::new(), params.debug).map_err(|_| ENOMEM)?;
         let state = KBox::pin_init(
             StateMutex::new(rmm, kernel::c_str!("rmm_state"), &STATE_LOCK_CLASS),
             flags::GFP_KERNEL,
@@ -246,20 +266,17 @@ impl kernel::Module for RmmModule {
             &*module.state as *const SharedState as *mut SharedState,
             Ordering::Release,
         );
-        // SAFETY: As above.
-        let fail_every = unsafe { kernel_layer::params::read(core::ptr::addr_of!(FAIL)) };
-        if fail_every > 0 {
-            with_state(|rmm| rmm.set_fail_every(fail_every as usize))?;
+        if params.fail > 0 {
+            with_state(|rmm| rmm.set_fail_every(params.fail as usize))?;
         }
-        if demo {
+        if params.demo {
             // The experiment's failure is logged by it and does not stop
             // the module from loading.
             let _ = with_state(|rmm| rmm.run_demo());
         }
-        // SAFETY: As above.
-        let irq_rounds = unsafe { kernel_layer::params::read(core::ptr::addr_of!(IRQTEST)) };
-        if irq_rounds > 0 {
-            let result = with_state(|rmm| kernel_layer::irq_test::run(rmm, irq_rounds as usize))?;
+        if params.irqtest > 0 {
+            let rounds = params.irqtest as usize;
+            let result = with_state(|rmm| kernel_layer::irq_test::run(rmm, rounds))?;
             pr_info!(
                 "irq test: {} allocation and free pairs in interrupt context on {} CPUs, {} failed\n",
                 result.operations,
@@ -267,10 +284,9 @@ impl kernel::Module for RmmModule {
                 result.failures
             );
         }
-        // SAFETY: As above.
-        let stress_ops = unsafe { kernel_layer::params::read(core::ptr::addr_of!(STRESS)) };
-        if stress_ops > 0 {
-            with_state(|rmm| kernel_layer::stress::run(rmm, stress_ops as usize))??;
+        if params.stress > 0 {
+            let ops = params.stress as usize;
+            with_state(|rmm| kernel_layer::stress::run(rmm, ops))??;
         }
         module.create_files()?;
         module.shrinker = Some(Shrinker::register(
@@ -282,7 +298,7 @@ impl kernel::Module for RmmModule {
         pr_info!(
             "loaded: {} caches, debug={}, procfs rmm_slabinfo rmm_buddyinfo rmm_stats rmm_ctl\n",
             caches,
-            u8::from(debug)
+            u8::from(params.debug)
         );
         Ok(module)
     }
