@@ -7,7 +7,7 @@
 . "$(dirname "$0")/ktap.sh"
 . "$(dirname "$0")/rmm_lib.sh"
 
-ktap_plan 7
+ktap_plan 11
 
 rmm_stat() {
 	awk -v k="$1" '$1 == "rmm" { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) print kv[2] } }' /proc/rmm_stats
@@ -27,6 +27,20 @@ free_after=$(mem_free_kb)
 ktap_print "after drop_caches: chunks=$chunks_after reclaimable=$(rmm_stat reclaimable) pages, MemFree=$free_after kB"
 ktap_check "the shrinker gave chunks back to the kernel" sh -c "[ $chunks_after -lt $chunks ]"
 ktap_check "the kernel's free memory grew by at least 30 MiB" sh -c "[ $((free_after - free_before)) -gt 30720 ]"
-ktap_check "rmm still works after shrinking" ctl_ok "alloc big 100" "free big all" "destroy big"
+ktap_check "rmm still works after shrinking" ctl_ok "alloc big 100" "free big all"
+
+# Real pressure: fill a tmpfs file 8 MiB beyond the free memory. Nothing
+# but rmm's cached slabs and chunks can be reclaimed (no swap, tmpfs pages
+# are not), so the file only fits if rmm's shrinker gives them back.
+ktap_check "hold 40 MiB of cached slabs again" ctl_ok "alloc big 20000" "free big all"
+chunks=$(buddy_stat chunks)
+mount -o remount,size=95% /tmp
+want=$(( ($(mem_free_kb) + 8192) / 1024 ))
+got=$(dd if=/dev/zero of=/tmp/pressure bs=1M count=$want 2>&1 | sed -n 's/^\([0-9]*\)+0 records out/\1/p')
+ktap_print "filled $got of $want MiB with rmm holding $chunks chunks; rmm now holds $(buddy_stat chunks)"
+ktap_check "under memory pressure the file fitted (no OOM kill)" sh -c "[ '$got' = '$want' ]"
+ktap_check "the shrinker gave rmm's chunks back under pressure" sh -c "[ $(buddy_stat chunks) -lt $chunks ]"
+rm -f /tmp/pressure
+ktap_check "destroy the cache" ctl_ok "destroy big"
 ktap_check "unload" rmm_unload
 ktap_finished
