@@ -17,6 +17,7 @@
 //! nor disturbs what `/proc/rmm_ctl` did.
 
 use super::bindings;
+use super::cpu_threads::{self, now, online_cpus, pause, CpuWork};
 use super::platform::KernelPlatform;
 use crate::bench::{
     Case, Record, Selection, BATCH, CTOR_SIZES, MAX_BENCH_ORDER, OBJECT_SIZES, PAGE_BATCH,
@@ -33,8 +34,7 @@ use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use kernel::alloc::{flags, KBox, KVec};
 use kernel::c_str;
-use kernel::error::from_err_ptr;
-use kernel::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
+use kernel::ffi::{c_char, c_uint, c_ulong, c_void};
 use kernel::prelude::*;
 use kernel::str::CStr;
 use kernel::types::Opaque;
@@ -97,13 +97,6 @@ pub unsafe fn run_if_asked(param: *mut c_char) {
     pr_info!("rmm_bench: end\n");
 }
 
-/// The guest clock in nanoseconds (guest instructions under `-icount
-/// shift=0,sleep=off`).
-pub(super) fn now() -> i64 {
-    // SAFETY: `ktime_get` has no preconditions.
-    unsafe { bindings::ktime_get() }
-}
-
 /// Runs `body` and returns how long it took, or `ENOMEM` if it failed.
 fn timed(body: impl FnOnce() -> bool) -> Result<i64> {
     let start = now();
@@ -118,31 +111,6 @@ fn timed(body: impl FnOnce() -> bool) -> Result<i64> {
 
 fn log(record: Record<'_>) {
     pr_info!("{}\n", record);
-}
-
-/// The online CPUs, in order.
-pub(super) fn online_cpus() -> Result<KVec<c_uint>> {
-    // SAFETY: `nr_cpu_ids` is set during boot and never changes afterwards.
-    let nr_cpus = unsafe { bindings::nr_cpu_ids };
-    let mut cpus = KVec::new();
-    for cpu in 0..nr_cpus {
-        // SAFETY: Any CPU number below `nr_cpu_ids` may be asked about.
-        if unsafe { bindings::rmm_cpu_online(cpu) } {
-            cpus.push(cpu, flags::GFP_KERNEL)?;
-        }
-    }
-    Ok(cpus)
-}
-
-/// A wait in a spin loop that lets anything else on this CPU run (the
-/// kernels here are not preemptible).
-pub(super) fn pause() {
-    // SAFETY: Both may be called from any sleepable context, which is
-    // where the benchmarks run.
-    unsafe {
-        bindings::rmm_cond_resched();
-        bindings::rmm_cpu_relax();
-    }
 }
 
 /// What the loops cost without any allocator: a bare loop, and a loop of
@@ -1021,64 +989,26 @@ impl<O: Objects> SmpJob for RemoteFree<'_, O> {
     }
 }
 
-/// What the threads of one run share.
-struct Shared<'a> {
-    job: &'a dyn SmpJob,
-    ready: AtomicUsize,
-    go: AtomicBool,
-    abort: AtomicBool,
-    done: AtomicUsize,
-    failed: AtomicBool,
-}
-
-/// One thread of a run.
+/// One thread of a multi-CPU run: its role in the job, when it started and
+/// ended, and whether an allocation failed.
 struct Worker<'a> {
-    shared: &'a Shared<'a>,
+    job: &'a dyn SmpJob,
+    failed: &'a AtomicBool,
     role: usize,
     start: AtomicI64,
     end: AtomicI64,
 }
 
-/// The thread function of a [`Worker`].
-///
-/// # Safety
-///
-/// `data` points to a `Worker` that stays valid until `kthread_stop` of this
-/// thread has returned.
-unsafe extern "C" fn worker_main(data: *mut c_void) -> c_int {
-    // SAFETY: The caller guarantees that `data` is a live `Worker`.
-    let worker = unsafe { &*data.cast::<Worker<'_>>() };
-    let shared = worker.shared;
-    shared.ready.fetch_add(1, Ordering::AcqRel);
-    while !shared.go.load(Ordering::Acquire) {
-        pause();
-    }
-    if !shared.abort.load(Ordering::Acquire) {
+impl CpuWork for Worker<'_> {
+    fn run(&self) {
         let start = now();
-        let ok = shared.job.run(worker.role);
+        let ok = self.job.run(self.role);
         let end = now();
-        worker.start.store(start, Ordering::Relaxed);
-        worker.end.store(end, Ordering::Relaxed);
+        self.start.store(start, Ordering::Relaxed);
+        self.end.store(end, Ordering::Relaxed);
         if !ok {
-            shared.failed.store(true, Ordering::Relaxed);
+            self.failed.store(true, Ordering::Relaxed);
         }
-    }
-    shared.done.fetch_add(1, Ordering::AcqRel);
-    // `kthread_stop` needs the thread alive until it asks.
-    // SAFETY: Called from a kernel thread made by `kthread_create_on_cpu`,
-    // which may sleep.
-    while !unsafe { bindings::kthread_should_stop() } {
-        // SAFETY: As above.
-        unsafe { bindings::msleep(1) };
-    }
-    0
-}
-
-/// Sleeps until `counter` reaches `target`.
-fn wait_for(counter: &AtomicUsize, target: usize) {
-    while counter.load(Ordering::Acquire) < target {
-        // SAFETY: The benchmarks run in process context (module init).
-        unsafe { bindings::msleep(1) };
     }
 }
 
@@ -1086,19 +1016,13 @@ fn wait_for(counter: &AtomicUsize, target: usize) {
 /// `i` on `cpus[i]`), all started together; returns the wall time from the
 /// first start to the last end.
 fn run_on_cpus(job: &dyn SmpJob, cpus: &[c_uint]) -> Result<i64> {
-    let shared = Shared {
-        job,
-        ready: AtomicUsize::new(0),
-        go: AtomicBool::new(false),
-        abort: AtomicBool::new(false),
-        done: AtomicUsize::new(0),
-        failed: AtomicBool::new(false),
-    };
+    let failed = AtomicBool::new(false);
     let mut workers = KVec::with_capacity(cpus.len(), flags::GFP_KERNEL)?;
     for role in 0..cpus.len() {
         workers.push(
             Worker {
-                shared: &shared,
+                job,
+                failed: &failed,
                 role,
                 start: AtomicI64::new(0),
                 end: AtomicI64::new(0),
@@ -1106,49 +1030,8 @@ fn run_on_cpus(job: &dyn SmpJob, cpus: &[c_uint]) -> Result<i64> {
             flags::GFP_KERNEL,
         )?;
     }
-    let mut tasks = KVec::with_capacity(cpus.len(), flags::GFP_KERNEL)?;
-    // From here on `workers` does not change, so the pointers to its
-    // elements stay valid until the threads are stopped below.
-    for (worker, &cpu) in workers.iter().zip(cpus) {
-        let data = worker as *const Worker<'_> as *mut c_void;
-        // SAFETY: `worker_main` gets a `Worker` that outlives the thread:
-        // every thread made here is stopped before this function returns.
-        let task = unsafe {
-            bindings::kthread_create_on_cpu(
-                Some(worker_main),
-                data,
-                cpu,
-                c_str!("rmm_bench/%u").as_char_ptr(),
-            )
-        };
-        match from_err_ptr(task) {
-            // Cannot fail: the capacity is there.
-            Ok(task) => {
-                if tasks.push(task, flags::GFP_KERNEL).is_err() {
-                    shared.abort.store(true, Ordering::Release);
-                }
-            }
-            Err(_) => {
-                shared.abort.store(true, Ordering::Release);
-                break;
-            }
-        }
-    }
-    for &task in tasks.iter() {
-        // SAFETY: `task` is a thread made above and not yet stopped.
-        unsafe { bindings::wake_up_process(task) };
-    }
-    wait_for(&shared.ready, tasks.len());
-    shared.go.store(true, Ordering::Release);
-    wait_for(&shared.done, tasks.len());
-    for &task in tasks.iter() {
-        // SAFETY: `task` is a thread made above, alive until stopped here.
-        unsafe { bindings::kthread_stop(task) };
-    }
-    if shared.abort.load(Ordering::Acquire) {
-        return Err(EAGAIN);
-    }
-    if shared.failed.load(Ordering::Acquire) {
+    cpu_threads::run_on_cpus(&workers, cpus, c_str!("rmm_bench/%u"))?;
+    if failed.load(Ordering::Acquire) {
         return Err(ENOMEM);
     }
     let start = workers

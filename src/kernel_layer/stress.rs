@@ -16,8 +16,8 @@
 //! Every mismatch, refused free and leftover object is a corruption, reported
 //! with [`Platform::report`] (the first few) and counted in the summary line.
 
-use super::bench::{now, online_cpus, pause};
 use super::bindings;
+use super::cpu_threads::{now, online_cpus, pause, run_on_cpus, CpuWork};
 use super::platform::KernelPlatform;
 use crate::gfp::Gfp;
 use crate::kmalloc::Kmalloc;
@@ -27,11 +27,9 @@ use crate::slab::{Ctor, KmemCache, SlabFlags};
 use crate::state::Rmm;
 use core::num::NonZeroUsize;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::alloc::{flags, KVec};
 use kernel::c_str;
-use kernel::error::from_err_ptr;
-use kernel::ffi::{c_int, c_void};
 use kernel::prelude::*;
 
 type Pages = PageAllocator<KernelPlatform>;
@@ -205,13 +203,8 @@ struct Shared<'a> {
     /// One per thread, indexed by thread number.
     inboxes: KVec<Inbox>,
     threads: NonZeroUsize,
-    ready: AtomicUsize,
-    go: AtomicBool,
-    abort: AtomicBool,
     /// Threads that did their share and hand over nothing more.
     finished: AtomicUsize,
-    /// Threads that are done, inboxes emptied.
-    done: AtomicUsize,
     /// Corruptions reported so far (all threads).
     reported: AtomicUsize,
 }
@@ -458,21 +451,9 @@ impl Run<'_> {
     }
 }
 
-/// The thread function of a [`Worker`].
-///
-/// # Safety
-///
-/// `data` points to a `Worker` that stays valid until `kthread_stop` of this
-/// thread has returned.
-unsafe extern "C" fn worker_main(data: *mut c_void) -> c_int {
-    // SAFETY: The caller guarantees that `data` is a live `Worker`.
-    let worker = unsafe { &*data.cast::<Worker<'_>>() };
-    let shared = worker.shared;
-    shared.ready.fetch_add(1, Ordering::AcqRel);
-    while !shared.go.load(Ordering::Acquire) {
-        pause();
-    }
-    if !shared.abort.load(Ordering::Acquire) {
+impl CpuWork for Worker<'_> {
+    fn run(&self) {
+        let shared = self.shared;
         // Without room to hold objects the thread still works (every
         // object it allocates is freed at once) and empties its inbox.
         let (held, failures) = match KVec::from_elem(Held::EMPTY, HELD_MAX, flags::GFP_KERNEL) {
@@ -481,8 +462,8 @@ unsafe extern "C" fn worker_main(data: *mut c_void) -> c_int {
         };
         let mut run = Run {
             shared,
-            id: worker.id,
-            rng: XorShift::new(worker.seed),
+            id: self.id,
+            rng: XorShift::new(self.seed),
             held,
             held_len: 0,
             seq: 0,
@@ -491,29 +472,12 @@ unsafe extern "C" fn worker_main(data: *mut c_void) -> c_int {
             corruptions: 0,
             failures,
         };
-        run.work(worker.quota);
+        run.work(self.quota);
         run.finish();
-        worker.operations.store(run.operations, Ordering::Relaxed);
-        worker.cross_frees.store(run.cross_frees, Ordering::Relaxed);
-        worker.corruptions.store(run.corruptions, Ordering::Relaxed);
-        worker.failures.store(run.failures, Ordering::Relaxed);
-    }
-    shared.done.fetch_add(1, Ordering::AcqRel);
-    // `kthread_stop` needs the thread alive until it asks.
-    // SAFETY: Called from a kernel thread made by `kthread_create_on_cpu`,
-    // which may sleep.
-    while !unsafe { bindings::kthread_should_stop() } {
-        // SAFETY: As above.
-        unsafe { bindings::msleep(1) };
-    }
-    0
-}
-
-/// Sleeps until `counter` reaches `target`.
-fn wait_for(counter: &AtomicUsize, target: usize) {
-    while counter.load(Ordering::Acquire) < target {
-        // SAFETY: The test runs in process context (module init).
-        unsafe { bindings::msleep(1) };
+        self.operations.store(run.operations, Ordering::Relaxed);
+        self.cross_frees.store(run.cross_frees, Ordering::Relaxed);
+        self.corruptions.store(run.corruptions, Ordering::Relaxed);
+        self.failures.store(run.failures, Ordering::Relaxed);
     }
 }
 
@@ -595,11 +559,7 @@ fn run_threads(rmm: &Rmm<KernelPlatform>, caches: &[Cache], ops: usize) -> Resul
         caches,
         inboxes,
         threads,
-        ready: AtomicUsize::new(0),
-        go: AtomicBool::new(false),
-        abort: AtomicBool::new(false),
         finished: AtomicUsize::new(0),
-        done: AtomicUsize::new(0),
         reported: AtomicUsize::new(0),
     };
     let share = ops / threads;
@@ -624,50 +584,7 @@ fn run_threads(rmm: &Rmm<KernelPlatform>, caches: &[Cache], ops: usize) -> Resul
             flags::GFP_KERNEL,
         )?;
     }
-    let mut tasks = KVec::with_capacity(threads.get(), flags::GFP_KERNEL)?;
-    // From here on `workers` does not change, so the pointers to its
-    // elements stay valid until the threads are stopped below.
-    for (worker, &cpu) in workers.iter().zip(cpus.iter()) {
-        let data = worker as *const Worker<'_> as *mut c_void;
-        // SAFETY: `worker_main` gets a `Worker` that outlives the thread:
-        // every thread made here is stopped before this function returns.
-        let task = unsafe {
-            bindings::kthread_create_on_cpu(
-                Some(worker_main),
-                data,
-                cpu,
-                c_str!("rmm_stress/%u").as_char_ptr(),
-            )
-        };
-        match from_err_ptr(task) {
-            Ok(task) => {
-                // Cannot fail: the capacity is there.
-                if tasks.push(task, flags::GFP_KERNEL).is_err() {
-                    shared.abort.store(true, Ordering::Release);
-                }
-            }
-            Err(_) => {
-                shared.abort.store(true, Ordering::Release);
-                break;
-            }
-        }
-    }
-    for &task in tasks.iter() {
-        // SAFETY: `task` is a thread made above and not yet stopped.
-        unsafe { bindings::wake_up_process(task) };
-    }
-    wait_for(&shared.ready, tasks.len());
-    let start = now();
-    shared.go.store(true, Ordering::Release);
-    wait_for(&shared.done, tasks.len());
-    let elapsed_ns = now() - start;
-    for &task in tasks.iter() {
-        // SAFETY: `task` is a thread made above, alive until stopped here.
-        unsafe { bindings::kthread_stop(task) };
-    }
-    if shared.abort.load(Ordering::Acquire) {
-        return Err(EAGAIN);
-    }
+    let elapsed_ns = run_on_cpus(&workers, &cpus, c_str!("rmm_stress/%u"))?;
     let mut summary = Summary {
         elapsed_ns,
         ..Summary::default()
