@@ -11,39 +11,19 @@
 
 use proptest::prelude::*;
 use rmm_core::gfp::Gfp;
-use rmm_core::host::{HostPlatform, SharedHostPlatform};
+use rmm_core::host::HostPlatform;
 use rmm_core::kmalloc::Kmalloc;
 use rmm_core::page_alloc::{FaultStats, PageAllocator, MAX_ORDER};
 use rmm_core::platform::AllocError;
 use rmm_core::slab::{KmemCache, SlabFlags};
 use rmm_core::state::{errno, pattern_byte, pattern_ctor, CtlError, CtlErrorKind, Rmm, DEMO_CACHE};
-use rmm_core::views::write_stats;
 use std::collections::BTreeMap;
 
-/// The platform handle tests keep while the allocator owns another.
-type Shared = SharedHostPlatform;
+mod common;
+use common::{key_values, new_rmm, run, run_err, stats_text, Shared};
 
 /// The rates the tests inject at.
 const RATES: [usize; 5] = [1, 2, 3, 7, 13];
-
-fn new_rmm(nr_cpus: usize) -> (Shared, Rmm<Shared>) {
-    let platform = Shared::new(nr_cpus);
-    let rmm = Rmm::new(platform.clone(), false).expect("Rmm::new");
-    (platform, rmm)
-}
-
-fn run(rmm: &mut Rmm<Shared>, input: &str) {
-    if let Err(error) = rmm.execute(input.as_bytes()) {
-        panic!("{input:?} failed: {error}");
-    }
-}
-
-fn run_err(rmm: &mut Rmm<Shared>, input: &str) -> CtlError {
-    match rmm.execute(input.as_bytes()) {
-        Ok(()) => panic!("{input:?} succeeded"),
-        Err(error) => error,
-    }
-}
 
 /// The objects (or blocks) a command that ran out of memory kept.
 fn kept(error: &CtlError, requested: usize) -> usize {
@@ -71,17 +51,10 @@ fn alloc_some(rmm: &mut Rmm<Shared>, line: &str, count: usize) -> usize {
 
 /// The `rmm` line of the stats as key/value pairs.
 fn rmm_line(rmm: &Rmm<Shared>) -> BTreeMap<String, u64> {
-    let mut out = String::new();
-    write_stats(&mut out, rmm).unwrap();
+    let out = stats_text(rmm);
     let line = out.lines().last().unwrap();
     assert!(line.starts_with("rmm "), "{line}");
-    line.split(' ')
-        .skip(1)
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap();
-            (key.to_string(), value.parse().unwrap())
-        })
-        .collect()
+    key_values(line)
 }
 
 fn failures(rmm: &Rmm<Shared>) -> u64 {

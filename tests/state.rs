@@ -7,7 +7,7 @@
 //! bookkeeping, and a random model of command sequences.
 
 use proptest::prelude::*;
-use rmm_core::host::{HostPlatform, SharedHostPlatform};
+use rmm_core::host::HostPlatform;
 use rmm_core::kmalloc::KMALLOC_NAMES;
 use rmm_core::page_alloc::CHUNK_ORDER;
 use rmm_core::state::{
@@ -17,14 +17,8 @@ use rmm_core::state::{
 use rmm_core::views::{write_buddyinfo, write_slabinfo, write_stats};
 use std::collections::{BTreeMap, HashSet};
 
-/// The platform handle tests keep while the allocator owns another.
-type Shared = SharedHostPlatform;
-
-fn new_rmm(nr_cpus: usize) -> (Shared, Rmm<Shared>) {
-    let platform = Shared::new(nr_cpus);
-    let rmm = Rmm::new(platform.clone(), false).expect("Rmm::new");
-    (platform, rmm)
-}
+mod common;
+use common::{cache_stats, new_rmm, run, run_err, Shared};
 
 /// Everything the three views show.
 fn render(rmm: &Rmm<Shared>) -> String {
@@ -33,37 +27,6 @@ fn render(rmm: &Rmm<Shared>) -> String {
     write_buddyinfo(&mut out, rmm).unwrap();
     write_stats(&mut out, rmm).unwrap();
     out
-}
-
-fn run(rmm: &mut Rmm<Shared>, input: &str) {
-    if let Err(error) = rmm.execute(input.as_bytes()) {
-        panic!("{input:?} failed: {error}");
-    }
-}
-
-fn run_err(rmm: &mut Rmm<Shared>, input: &str) -> CtlError {
-    match rmm.execute(input.as_bytes()) {
-        Ok(()) => panic!("{input:?} succeeded"),
-        Err(error) => error,
-    }
-}
-
-/// The `key=value` pairs of the `cache=NAME` line of the stats.
-fn cache_stats(rmm: &Rmm<Shared>, name: &str) -> BTreeMap<String, usize> {
-    let mut out = String::new();
-    write_stats(&mut out, rmm).unwrap();
-    let prefix = format!("cache={name} ");
-    let line = out
-        .lines()
-        .find(|line| line.starts_with(&prefix) && !line.contains(" cpu="))
-        .unwrap_or_else(|| panic!("no stats line for {name}"));
-    line.split(' ')
-        .skip(1)
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap();
-            (key.to_string(), value.parse().unwrap())
-        })
-        .collect()
 }
 
 fn held(rmm: &Rmm<Shared>, name: &str) -> usize {
