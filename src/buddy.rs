@@ -19,8 +19,11 @@
 //! *frame ids* (`slot << MAX_ORDER | offset in chunk`), so unlinking a buddy
 //! during a merge is O(1) and following a link needs no lookup.
 //!
-//! Chunks are found from frame numbers through a [`ChunkTable`], a fixed-size
-//! open-addressing hash table from chunk number to slot. Entries never move,
+//! Chunks are found from frame numbers through a [`ChunkTable`]: a fixed
+//! array of slots (a slot's index is part of every frame id) and, in front
+//! of it, a two-level radix directory from chunk number to slot, indexed by
+//! the bits of the address with no hashing or probing, the way sparsemem
+//! finds a `struct page`. Entries never move,
 //! and chunk metadata, once allocated, is only freed when the core is
 //! destroyed: the metadata of a removed chunk goes to a spare pool for the
 //! next chunk. So the table can be read without any lock
@@ -40,7 +43,7 @@ use core::alloc::Layout;
 use core::cell::UnsafeCell;
 use core::fmt;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 /// Largest order: a chunk is one block of this order.
 pub const MAX_ORDER: u32 = 10;
@@ -60,8 +63,17 @@ const NIL: u32 = u32::MAX;
 const KEY_EMPTY: usize = 0;
 /// Slot key of a slot whose chunk was removed.
 const KEY_TOMBSTONE: usize = usize::MAX;
-/// Fibonacci hashing multiplier (2^64 / golden ratio, truncated on 32 bits).
-const HASH_MULTIPLIER: usize = 0x9e37_79b9_7f4a_7c15_u64 as usize;
+/// Chunk-number bits a radix leaf resolves: a leaf covers 2^13 chunks
+/// (32 GiB of address space) in 32 KiB.
+const LEAF_BITS: u32 = 13;
+/// Entries of a radix leaf.
+pub const LEAF_ENTRIES: usize = 1 << LEAF_BITS;
+/// Chunk-number bits the root resolves: with the leaf, 26 bits of chunk
+/// number, so 48 bits of address (x86-64's 4-level address space). Higher
+/// address bits alias; a lookup confirms the whole chunk number in its slot.
+const ROOT_BITS: u32 = 13;
+/// Entries of the radix root.
+const ROOT_ENTRIES: usize = 1 << ROOT_BITS;
 
 /// What a frame record describes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,23 +180,51 @@ struct Slot {
     meta: AtomicPtr<ChunkMeta>,
 }
 
+/// A second-level block of the radix directory: for each of
+/// [`LEAF_ENTRIES`] consecutive chunk numbers, 0 or its slot index + 1.
+///
+/// Allocate it with [`RadixLeaf::LAYOUT`] and initialise it with
+/// [`RadixLeaf::init`] before handing it to [`BuddyCore::add_chunk`].
+pub struct RadixLeaf {
+    entries: [AtomicU32; LEAF_ENTRIES],
+}
+
+impl RadixLeaf {
+    /// Layout of the memory a [`RadixLeaf`] needs.
+    pub const LAYOUT: Layout = Layout::new::<RadixLeaf>();
+
+    /// Initialises a leaf with no entries in `mem`, in place.
+    ///
+    /// # Safety
+    ///
+    /// `mem` must be valid for writes of [`RadixLeaf::LAYOUT`] and suitably
+    /// aligned, and nothing else may access it during the call.
+    pub unsafe fn init(mem: NonNull<u8>) -> NonNull<RadixLeaf> {
+        let leaf = mem.cast::<RadixLeaf>();
+        // SAFETY: the caller gives us the memory; all-zero bytes are valid
+        // `AtomicU32`s meaning "no chunk".
+        unsafe { leaf.as_ptr().write_bytes(0, 1) };
+        leaf
+    }
+}
+
 /// Map from chunk number to chunk metadata that can be read without locks.
 ///
 /// # Invariants
 ///
-/// `slots` points to `slot_count` initialised `Slot`s allocated together
-/// with the table; `slot_count` is a power of two of at least 2 and twice the
-/// chunk capacity at least, so a free slot always exists for a new chunk.
-/// Keys and metadata pointers only change through the owning
-/// [`BuddyCore`] (one writer at a time); a live key never moves; a live
-/// key's slot has non-null metadata; metadata that was ever in a slot stays
-/// valid until the table is destroyed. Every live key sits at most
-/// `max_probe` slots after its home.
+/// `slots` points to `slot_count` initialised `Slot`s and `root` to
+/// `ROOT_ENTRIES` leaf pointers, allocated together with the table;
+/// `slot_count` is a power of two of at least 2 and twice the chunk
+/// capacity at least, so a free slot always exists for a new chunk. Keys,
+/// metadata pointers, leaves and leaf entries only change through the
+/// owning [`BuddyCore`] (one writer at a time); a live key never moves; a
+/// live key's slot has non-null metadata and its chunk's leaf entry names
+/// the slot; metadata and leaves that were ever published stay valid until
+/// the table is destroyed.
 pub struct ChunkTable {
     slots: NonNull<Slot>,
     slot_count: usize,
-    hash_shift: u32,
-    max_probe: AtomicUsize,
+    root: NonNull<AtomicPtr<RadixLeaf>>,
 }
 
 // SAFETY: all shared state is atomic (or frame records guarded by the owning
@@ -203,23 +243,34 @@ impl ChunkTable {
         unsafe { &*self.slots.as_ptr().add(index & (self.slot_count - 1)) }
     }
 
-    fn home(&self, chunk: usize) -> usize {
-        chunk.wrapping_mul(HASH_MULTIPLIER) >> self.hash_shift
+    /// The root entry for `chunk`.
+    fn root_entry(&self, chunk: usize) -> &AtomicPtr<RadixLeaf> {
+        let index = (chunk >> LEAF_BITS) & (ROOT_ENTRIES - 1);
+        // SAFETY: `root` holds `ROOT_ENTRIES` initialised entries (type
+        // invariants) and `index` is masked below that.
+        unsafe { &*self.root.as_ptr().add(index) }
     }
 
-    /// Finds the slot of the chunk containing `frame`.
+    /// The leaf entry for `chunk`, if its leaf exists.
+    #[inline]
+    fn leaf_entry(&self, chunk: usize) -> Option<&AtomicU32> {
+        let leaf = self.root_entry(chunk).load(Ordering::Acquire);
+        // SAFETY: published leaves stay valid until the table is destroyed
+        // (type invariants), which outlives `&self`.
+        let leaf = unsafe { leaf.as_ref() }?;
+        Some(&leaf.entries[chunk & (LEAF_ENTRIES - 1)])
+    }
+
+    /// Finds the slot of the chunk containing `frame`: two directory loads
+    /// and a check of the slot's key.
+    #[inline]
     fn find(&self, frame: usize) -> Option<usize> {
         let chunk = frame >> MAX_ORDER;
-        let key = chunk + 1;
-        let home = self.home(chunk);
-        let max_probe = self.max_probe.load(Ordering::Acquire);
-        for distance in 0..=max_probe {
-            let index = (home + distance) & (self.slot_count - 1);
-            if self.slot(index).key.load(Ordering::Acquire) == key {
-                return Some(index);
-            }
-        }
-        None
+        let entry = self.leaf_entry(chunk)?.load(Ordering::Acquire);
+        let index = (entry as usize).checked_sub(1)?;
+        // The directory ignores address bits above 48: the key says whether
+        // the slot really holds this chunk.
+        (self.slot(index).key.load(Ordering::Acquire) == chunk + 1).then_some(index)
     }
 
     fn meta_of_slot(&self, index: usize) -> Option<&ChunkMeta> {
@@ -239,6 +290,7 @@ impl ChunkTable {
     /// metadata after it was given to another chunk: only lookups of frames
     /// that the caller knows to be in a live chunk have a reliable answer.
     /// The reference always stays valid memory.
+    #[inline]
     pub fn lookup(&self, frame: usize) -> Option<&ChunkMeta> {
         self.find(frame).and_then(|index| self.meta_of_slot(index))
     }
@@ -246,6 +298,18 @@ impl ChunkTable {
     /// Number of slots (twice the chunk capacity, rounded to a power of two).
     pub fn slot_count(&self) -> usize {
         self.slot_count
+    }
+
+    /// Leaves of the radix directory allocated so far.
+    pub fn leaves(&self) -> usize {
+        (0..ROOT_ENTRIES)
+            .filter(|&index| {
+                !self
+                    .root_entry(index << LEAF_BITS)
+                    .load(Ordering::Relaxed)
+                    .is_null()
+            })
+            .count()
     }
 }
 
@@ -260,6 +324,8 @@ pub enum AddChunkError {
     TableFull,
     /// No spare metadata is left in the core and none was given.
     NeedMeta,
+    /// The chunk needs a new radix leaf and none was given.
+    NeedLeaf,
 }
 
 impl fmt::Display for AddChunkError {
@@ -269,6 +335,7 @@ impl fmt::Display for AddChunkError {
             AddChunkError::Duplicate => "chunk already present",
             AddChunkError::TableFull => "chunk table full",
             AddChunkError::NeedMeta => "chunk metadata needed",
+            AddChunkError::NeedLeaf => "radix leaf needed",
         })
     }
 }
@@ -373,13 +440,16 @@ impl BuddyCore {
         let max_chunks = max_chunks.clamp(1, MAX_CHUNKS_LIMIT);
         let slot_count = (2 * max_chunks).next_power_of_two();
         let slots = Layout::array::<Slot>(slot_count).map_err(|_| AllocError)?;
+        let root = Layout::array::<AtomicPtr<RadixLeaf>>(ROOT_ENTRIES).map_err(|_| AllocError)?;
         let (table_layout, slots_offset) = Layout::new::<ChunkTable>()
             .extend(slots)
             .map_err(|_| AllocError)?;
+        let (table_layout, root_offset) = table_layout.extend(root).map_err(|_| AllocError)?;
         let mem = platform.alloc_meta(table_layout, gfp).ok_or(AllocError)?;
         let table = mem.cast::<ChunkTable>();
         // SAFETY: `mem` is a fresh allocation of `table_layout`: the header
-        // at its start and `slot_count` slots at `slots_offset`.
+        // at its start, `slot_count` slots at `slots_offset` and the root at
+        // `root_offset`.
         unsafe {
             let first_slot = mem.as_ptr().add(slots_offset).cast::<Slot>();
             for i in 0..slot_count {
@@ -388,13 +458,16 @@ impl BuddyCore {
                     meta: AtomicPtr::new(ptr::null_mut()),
                 });
             }
+            let root = mem.as_ptr().add(root_offset).cast::<AtomicPtr<RadixLeaf>>();
+            for i in 0..ROOT_ENTRIES {
+                root.add(i).write(AtomicPtr::new(ptr::null_mut()));
+            }
             // INVARIANT: `slot_count` slots initialised above, a power of two
-            // of at least 2 and at least twice `max_chunks`.
+            // of at least 2 and at least twice `max_chunks`; an empty root.
             table.as_ptr().write(ChunkTable {
                 slots: NonNull::new_unchecked(first_slot),
                 slot_count,
-                hash_shift: usize::BITS - slot_count.trailing_zeros(),
-                max_probe: AtomicUsize::new(0),
+                root: NonNull::new_unchecked(root),
             });
         }
         // INVARIANT: the table is live and no chunks are present.
@@ -436,6 +509,18 @@ impl BuddyCore {
         while let Some(meta) = self.pop_spare_meta() {
             // SAFETY: as above; the pool and the slots never share metadata.
             unsafe { platform.free_meta(meta.cast(), ChunkMeta::LAYOUT) };
+        }
+        for index in 0..ROOT_ENTRIES {
+            let leaf = self
+                .table()
+                .root_entry(index << LEAF_BITS)
+                .swap(ptr::null_mut(), Ordering::Relaxed);
+            if let Some(leaf) = NonNull::new(leaf) {
+                // SAFETY: the caller guarantees leaves came from this
+                // platform's `alloc_meta` with this layout; swapped out, so
+                // freed once.
+                unsafe { platform.free_meta(leaf.cast(), RadixLeaf::LAYOUT) };
+            }
         }
         self.chunks = 0;
         self.free_heads = [NIL; NR_ORDERS];
@@ -528,6 +613,16 @@ impl BuddyCore {
         self.base_frame_of_slot(id >> MAX_ORDER) + (id & (CHUNK_FRAMES - 1))
     }
 
+    /// Removes the chunk at `base_frame` from the directory and makes its
+    /// slot a tombstone.
+    fn unpublish(&mut self, slot: usize, base_frame: usize) {
+        let table = self.table();
+        if let Some(entry) = table.leaf_entry(base_frame >> MAX_ORDER) {
+            entry.store(0, Ordering::Release);
+        }
+        table.slot(slot).key.store(KEY_TOMBSTONE, Ordering::Release);
+    }
+
     fn pop_spare_meta(&mut self) -> Option<NonNull<ChunkMeta>> {
         let meta = NonNull::new(self.spare_metas)?;
         // SAFETY: pool members are live metadata owned by the core (type
@@ -593,19 +688,23 @@ impl BuddyCore {
     /// The chunk gets metadata from the core's pool of spare metadata (left
     /// by removed chunks), or else takes `spare_meta`, leaving `None` behind;
     /// without either it fails with [`AddChunkError::NeedMeta`], and the
-    /// caller retries with metadata allocated outside its lock. Whatever is
-    /// left in `spare_meta` stays the caller's.
+    /// caller retries with metadata allocated outside its lock. The same
+    /// goes for a radix leaf when the chunk's range of the directory has
+    /// none yet ([`AddChunkError::NeedLeaf`], `spare_leaf`). Whatever is
+    /// left in `spare_meta` and `spare_leaf` stays the caller's.
     ///
     /// # Safety
     ///
     /// A `spare_meta` must have been allocated with [`ChunkMeta::LAYOUT`]
     /// from the `alloc_meta` of the platform later passed to
     /// [`BuddyCore::destroy`], initialised with [`ChunkMeta::init`], and not
-    /// be used by the caller once taken.
+    /// be used by the caller once taken; a `spare_leaf` likewise with
+    /// [`RadixLeaf::LAYOUT`] and [`RadixLeaf::init`].
     pub unsafe fn add_chunk(
         &mut self,
         base_frame: usize,
         spare_meta: &mut Option<NonNull<ChunkMeta>>,
+        spare_leaf: &mut Option<NonNull<RadixLeaf>>,
     ) -> Result<(), AddChunkError> {
         if base_frame % CHUNK_FRAMES != 0 {
             return Err(AddChunkError::Misaligned);
@@ -618,20 +717,21 @@ impl BuddyCore {
             return Err(AddChunkError::TableFull);
         }
         let chunk = base_frame >> MAX_ORDER;
-        let home = table.home(chunk);
-        let mut chosen = None;
-        for distance in 0..table.slot_count {
-            let index = (home + distance) & (table.slot_count - 1);
-            let key = table.slot(index).key.load(Ordering::Relaxed);
-            if key == KEY_EMPTY || key == KEY_TOMBSTONE {
-                chosen = Some((index, distance));
-                break;
-            }
-        }
         // Live chunks fill at most half of the slots (type invariants).
-        let Some((index, distance)) = chosen else {
+        let Some(index) = (0..table.slot_count).find(|&index| {
+            let key = table.slot(index).key.load(Ordering::Relaxed);
+            key == KEY_EMPTY || key == KEY_TOMBSTONE
+        }) else {
             return Err(AddChunkError::TableFull);
         };
+        if table.leaf_entry(chunk).is_none() {
+            let leaf = spare_leaf.take().ok_or(AddChunkError::NeedLeaf)?;
+            // INVARIANT: the caller initialised the leaf; published once, it
+            // stays until `destroy`.
+            table
+                .root_entry(chunk)
+                .store(leaf.as_ptr(), Ordering::Release);
+        }
         let meta = match self.pop_spare_meta() {
             Some(meta) => {
                 // SAFETY: pool members are live metadata owned by the core.
@@ -652,11 +752,12 @@ impl BuddyCore {
         // invariant, or fresh from `ChunkMeta::init` as the caller
         // guarantees) and is published before the key.
         slot.meta.store(meta.as_ptr(), Ordering::Release);
-        if distance > table.max_probe.load(Ordering::Relaxed) {
-            table.max_probe.store(distance, Ordering::Release);
-        }
-        // INVARIANT: the key is published after its metadata and probe bound.
+        // INVARIANT: the key is published after its metadata, and the
+        // directory entry after the key.
         slot.key.store(chunk + 1, Ordering::Release);
+        if let Some(entry) = table.leaf_entry(chunk) {
+            entry.store(index as u32 + 1, Ordering::Release);
+        }
         self.chunks += 1;
         // INVARIANT: the new chunk is a single free block of the top order.
         let id = (index << MAX_ORDER) as u32;
@@ -769,10 +870,7 @@ impl BuddyCore {
         self.unlink_free(MAX_ORDER as usize, id);
         let slot = id as usize >> MAX_ORDER;
         let base_frame = self.base_frame_of_slot(slot);
-        self.table()
-            .slot(slot)
-            .key
-            .store(KEY_TOMBSTONE, Ordering::Release);
+        self.unpublish(slot, base_frame);
         // The records stay "free top-order head, rest tails", which is what
         // the pool expects.
         self.retire_slot_meta(slot);
@@ -819,10 +917,7 @@ impl BuddyCore {
         let head = self.state_mut((slot << MAX_ORDER) as u32);
         head.kind = FrameKind::Free;
         head.order = MAX_ORDER as u8;
-        self.table()
-            .slot(slot)
-            .key
-            .store(KEY_TOMBSTONE, Ordering::Release);
+        self.unpublish(slot, base_frame);
         self.retire_slot_meta(slot);
         self.chunks -= 1;
         Some(EvictedChunk {

@@ -34,7 +34,9 @@ pub mod fault;
 
 pub use self::fault::{FaultInjector, FaultStats};
 
-use crate::buddy::{AddChunkError, BuddyCore, ChunkMeta, ChunkTable, CHUNK_FRAMES, NR_ORDERS};
+use crate::buddy::{
+    AddChunkError, BuddyCore, ChunkMeta, ChunkTable, RadixLeaf, CHUNK_FRAMES, NR_ORDERS,
+};
 use crate::gfp::Gfp;
 use crate::platform::{AllocError, Lock, LockClass, PerCpu, Platform, PAGE_SHIFT, PAGE_SIZE};
 use core::fmt;
@@ -395,16 +397,20 @@ impl<P: Platform> PageAllocator<P> {
         let chunk = self.platform.alloc_pages(CHUNK_ORDER, gfp)?;
         let base = chunk.as_ptr() as usize;
         let mut spare_meta: Option<NonNull<ChunkMeta>> = None;
+        let mut spare_leaf: Option<NonNull<RadixLeaf>> = None;
         let mut added = None;
         if base % CHUNK_BYTES == 0 {
-            // Two rounds: the second one after allocating metadata, which
-            // must not happen under the lock.
-            for _ in 0..2 {
+            // Up to three rounds: more after allocating metadata or a radix
+            // leaf, which must not happen under the lock.
+            for _ in 0..3 {
                 let outcome = self.zone.with(|zone| {
-                    // SAFETY: `spare_meta` comes from this platform's
-                    // `alloc_meta` with `ChunkMeta::LAYOUT`, initialised, and
-                    // is not used here once taken.
-                    let result = unsafe { zone.core.add_chunk(frame_of(base), &mut spare_meta) };
+                    // SAFETY: `spare_meta` and `spare_leaf` come from this
+                    // platform's `alloc_meta` with their layouts,
+                    // initialised, and are not used here once taken.
+                    let result = unsafe {
+                        zone.core
+                            .add_chunk(frame_of(base), &mut spare_meta, &mut spare_leaf)
+                    };
                     result.map(|()| {
                         let frame = zone.core.alloc(order);
                         if frame.is_some() {
@@ -426,6 +432,14 @@ impl<P: Platform> PageAllocator<P> {
                         // `ChunkMeta::LAYOUT`.
                         spare_meta = Some(unsafe { ChunkMeta::init(mem) });
                     }
+                    Err(AddChunkError::NeedLeaf) if spare_leaf.is_none() => {
+                        let Some(mem) = self.platform.alloc_meta(RadixLeaf::LAYOUT, gfp) else {
+                            break;
+                        };
+                        // SAFETY: `mem` is a fresh allocation of
+                        // `RadixLeaf::LAYOUT`.
+                        spare_leaf = Some(unsafe { RadixLeaf::init(mem) });
+                    }
                     Err(_) => break,
                 }
             }
@@ -438,6 +452,10 @@ impl<P: Platform> PageAllocator<P> {
             // SAFETY: allocated above with this layout and not taken by the
             // core.
             unsafe { self.platform.free_meta(meta.cast(), ChunkMeta::LAYOUT) };
+        }
+        if let Some(leaf) = spare_leaf {
+            // SAFETY: as above.
+            unsafe { self.platform.free_meta(leaf.cast(), RadixLeaf::LAYOUT) };
         }
         match added {
             Some(frame) => frame,

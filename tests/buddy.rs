@@ -5,8 +5,8 @@
 
 use proptest::prelude::*;
 use rmm_core::buddy::{
-    AddChunkError, BlockInfo, BuddyCore, ChunkMeta, EvictedChunk, FrameFreeError, CHUNK_FRAMES,
-    MAX_ORDER, NR_ORDERS,
+    AddChunkError, BlockInfo, BuddyCore, ChunkMeta, EvictedChunk, FrameFreeError, RadixLeaf,
+    CHUNK_FRAMES, LEAF_ENTRIES, MAX_ORDER, NR_ORDERS,
 };
 use rmm_core::gfp::Gfp;
 use rmm_core::host::HostPlatform;
@@ -27,25 +27,43 @@ impl Core {
         Core { core, platform }
     }
 
-    /// Adds a chunk, allocating metadata only when the core asks for it.
+    /// Adds a chunk, allocating metadata and radix leaves only when the
+    /// core asks for them.
     fn add(&mut self, base_frame: usize) -> Result<(), AddChunkError> {
         let mut spare = None;
-        // SAFETY: no spare metadata offered.
-        let mut result = unsafe { self.core.add_chunk(base_frame, &mut spare) };
-        if result == Err(AddChunkError::NeedMeta) {
-            let mem = self
-                .platform
-                .alloc_meta(ChunkMeta::LAYOUT, Gfp::KERNEL)
-                .expect("meta");
-            // SAFETY: fresh allocation of the layout.
-            spare = Some(unsafe { ChunkMeta::init(mem) });
-            // SAFETY: the spare comes from this platform with the right
-            // layout and is initialised.
-            result = unsafe { self.core.add_chunk(base_frame, &mut spare) };
+        let mut leaf = None;
+        let mut result;
+        loop {
+            // SAFETY: spares come from this platform with the right layouts
+            // and are initialised.
+            result = unsafe { self.core.add_chunk(base_frame, &mut spare, &mut leaf) };
+            match result {
+                Err(AddChunkError::NeedMeta) if spare.is_none() => {
+                    let mem = self
+                        .platform
+                        .alloc_meta(ChunkMeta::LAYOUT, Gfp::KERNEL)
+                        .expect("meta");
+                    // SAFETY: fresh allocation of the layout.
+                    spare = Some(unsafe { ChunkMeta::init(mem) });
+                }
+                Err(AddChunkError::NeedLeaf) if leaf.is_none() => {
+                    let mem = self
+                        .platform
+                        .alloc_meta(RadixLeaf::LAYOUT, Gfp::KERNEL)
+                        .expect("leaf");
+                    // SAFETY: fresh allocation of the layout.
+                    leaf = Some(unsafe { RadixLeaf::init(mem) });
+                }
+                _ => break,
+            }
         }
         if let Some(meta) = spare {
             // SAFETY: allocated above, not taken by the core.
             unsafe { self.platform.free_meta(meta.cast(), ChunkMeta::LAYOUT) };
+        }
+        if let Some(leaf) = leaf {
+            // SAFETY: allocated above, not taken by the core.
+            unsafe { self.platform.free_meta(leaf.cast(), RadixLeaf::LAYOUT) };
         }
         result
     }
@@ -205,10 +223,20 @@ fn add_chunk_errors() {
     assert_eq!(c.add(BASE + 1), Err(AddChunkError::Misaligned));
     c.add(BASE).unwrap();
     assert_eq!(c.add(BASE), Err(AddChunkError::Duplicate));
-    let mut none = None;
-    // SAFETY: no spare metadata offered.
-    let result = unsafe { c.core.add_chunk(BASE + CHUNK_FRAMES, &mut none) };
+    let (mut no_meta, mut no_leaf) = (None, None);
+    // SAFETY: nothing offered.
+    let result = unsafe {
+        c.core
+            .add_chunk(BASE + CHUNK_FRAMES, &mut no_meta, &mut no_leaf)
+    };
     assert_eq!(result, Err(AddChunkError::NeedMeta));
+    // A chunk in another 32 GiB range of addresses needs a leaf first.
+    // SAFETY: nothing offered.
+    let result = unsafe {
+        c.core
+            .add_chunk(BASE + LEAF_ENTRIES * CHUNK_FRAMES, &mut no_meta, &mut no_leaf)
+    };
+    assert_eq!(result, Err(AddChunkError::NeedLeaf));
     c.add(BASE + CHUNK_FRAMES).unwrap();
     assert_eq!(
         c.add(BASE + 2 * CHUNK_FRAMES),
@@ -445,4 +473,25 @@ proptest! {
             }
         }
     }
+}
+
+/// The directory is indexed by address bits, not hashed: chunks that share
+/// the low 48 address bits but differ above alias in it, and the lookup must
+/// still tell them apart; chunks far apart get leaves of their own.
+#[test]
+fn radix_directory_tells_aliases_apart() {
+    let mut c = Core::new(4);
+    // 2^36 frames = 2^48 bytes: the same directory position.
+    let alias = BASE + (1usize << 36);
+    c.add(BASE).unwrap();
+    assert_eq!(c.core.table().leaves(), 1);
+    assert!(c.core.table().lookup(BASE).is_some());
+    assert!(c.core.table().lookup(alias).is_none());
+    assert_eq!(c.core.block_of(alias), None);
+    let far = BASE + 3 * LEAF_ENTRIES * CHUNK_FRAMES;
+    c.add(far).unwrap();
+    assert_eq!(c.core.table().leaves(), 2);
+    assert!(c.core.table().lookup(far + 17).is_some());
+    assert!(c.core.table().lookup(far + CHUNK_FRAMES).is_none());
+    c.check();
 }
