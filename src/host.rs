@@ -125,13 +125,48 @@ impl<T: Send> Lock<T> for HostLock<T> {
 #[repr(align(128))]
 struct Padded<T>(T);
 
-/// [`PerCpu`] on the host: one padded slot per CPU.
-pub struct HostPerCpu<T>(Box<[Padded<T>]>);
+/// One CPU's instance on the host, with the lock that stands in for "this
+/// CPU with interrupts off".
+struct HostSlot<T> {
+    exclusive: Mutex<()>,
+    value: T,
+}
+
+/// [`PerCpu`] on the host: one padded slot per CPU. Threads are not CPUs
+/// (several may run "on" one CPU number at once), so
+/// [`PerCpu::with_local`] takes the slot's lock: what interrupts-off gives
+/// in the kernel, exclusive use of the instance, is what the lock gives.
+pub struct HostPerCpu<T>(Box<[Padded<HostSlot<T>>]>);
+
+impl<T> HostPerCpu<T> {
+    fn run_exclusive<R>(&self, cpu: usize, f: impl FnOnce(&T) -> R) -> R {
+        let slot = &self.0[cpu].0;
+        let _guard = slot.exclusive.lock().unwrap_or_else(|e| e.into_inner());
+        f(&slot.value)
+    }
+}
 
 impl<T: Send + Sync> PerCpu<T> for HostPerCpu<T> {
     fn get(&self, cpu: usize) -> &T {
-        &self.0[cpu].0
+        &self.0[cpu].0.value
     }
+
+    fn with_local<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        self.run_exclusive(host_this_cpu(self.0.len()), f)
+    }
+}
+
+/// The CPU number the calling thread runs on, out of `nr_cpus`.
+fn host_this_cpu(nr_cpus: usize) -> usize {
+    let cpu = THIS_CPU.with(|c| match c.get() {
+        Some(cpu) => cpu,
+        None => {
+            let cpu = NEXT_THREAD_CPU.fetch_add(1, Ordering::Relaxed);
+            c.set(Some(cpu));
+            cpu
+        }
+    });
+    cpu.checked_rem(nr_cpus).unwrap_or(0)
 }
 
 impl Platform for HostPlatform {
@@ -148,9 +183,22 @@ impl Platform for HostPlatform {
     ) -> Result<HostPerCpu<T>, AllocError> {
         let mut slots = Vec::with_capacity(self.nr_cpus);
         for cpu in 0..self.nr_cpus {
-            slots.push(Padded(init(cpu)?));
+            slots.push(Padded(HostSlot {
+                exclusive: Mutex::new(()),
+                value: init(cpu)?,
+            }));
         }
         Ok(HostPerCpu(slots.into_boxed_slice()))
+    }
+
+    fn on_each_cpu<T: Send + Sync>(
+        &self,
+        data: &HostPerCpu<T>,
+        f: &(dyn Fn(usize, &T) + Sync),
+    ) {
+        for cpu in 0..data.0.len() {
+            data.run_exclusive(cpu, |value| f(cpu, value));
+        }
     }
 
     fn nr_cpu_ids(&self) -> usize {
@@ -158,15 +206,7 @@ impl Platform for HostPlatform {
     }
 
     fn this_cpu(&self) -> usize {
-        let cpu = THIS_CPU.with(|c| match c.get() {
-            Some(cpu) => cpu,
-            None => {
-                let cpu = NEXT_THREAD_CPU.fetch_add(1, Ordering::Relaxed);
-                c.set(Some(cpu));
-                cpu
-            }
-        });
-        cpu % self.nr_cpus
+        host_this_cpu(self.nr_cpus)
     }
 
     fn alloc_pages(&self, order: u32, gfp: Gfp) -> Option<NonNull<u8>> {
@@ -281,6 +321,14 @@ impl Platform for SharedHostPlatform {
         init: impl FnMut(usize) -> Result<T, AllocError>,
     ) -> Result<HostPerCpu<T>, AllocError> {
         self.host.new_percpu(init)
+    }
+
+    fn on_each_cpu<T: Send + Sync>(
+        &self,
+        data: &HostPerCpu<T>,
+        f: &(dyn Fn(usize, &T) + Sync),
+    ) {
+        self.host.on_each_cpu(data, f)
     }
 
     fn nr_cpu_ids(&self) -> usize {

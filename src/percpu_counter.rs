@@ -428,11 +428,20 @@ mod loom_tests {
         }
     }
 
-    struct LoomPerCpu<T>(Box<[T]>);
+    /// Per-CPU slots; a loom mutex per slot stands in for "interrupts
+    /// off on this CPU", so loom explores every interleaving the kernel
+    /// allows between CPU-local sections of different CPUs.
+    struct LoomPerCpu<T>(Box<[(loom::sync::Mutex<()>, T)]>);
 
     impl<T: Send + Sync> PerCpu<T> for LoomPerCpu<T> {
         fn get(&self, cpu: usize) -> &T {
-            &self.0[cpu]
+            &self.0[cpu].1
+        }
+
+        fn with_local<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+            let (exclusive, value) = &self.0[THIS_CPU.with(|c| c.get())];
+            let _guard = exclusive.lock().unwrap();
+            f(value)
         }
     }
 
@@ -448,8 +457,22 @@ mod loom_tests {
             &self,
             init: impl FnMut(usize) -> Result<T, AllocError>,
         ) -> Result<LoomPerCpu<T>, AllocError> {
-            let slots: Result<Vec<T>, AllocError> = (0..self.nr_cpus).map(init).collect();
+            let slots: Result<Vec<(loom::sync::Mutex<()>, T)>, AllocError> = (0..self.nr_cpus)
+                .map(init)
+                .map(|value| value.map(|value| (loom::sync::Mutex::new(()), value)))
+                .collect();
             Ok(LoomPerCpu(slots?.into_boxed_slice()))
+        }
+
+        fn on_each_cpu<T: Send + Sync>(
+            &self,
+            data: &LoomPerCpu<T>,
+            f: &(dyn Fn(usize, &T) + Sync),
+        ) {
+            for (cpu, (exclusive, value)) in data.0.iter().enumerate() {
+                let _guard = exclusive.lock().unwrap();
+                f(cpu, value);
+            }
         }
 
         fn nr_cpu_ids(&self) -> usize {

@@ -61,10 +61,32 @@ pub trait Lock<T>: Send + Sync {
 }
 
 /// One `T` for every possible CPU, in the manner of `alloc_percpu`.
+///
+/// Two ways in. [`PerCpu::with_local`] is the fast path: the calling CPU's
+/// own instance, which nothing else touches until `f` returns (in the
+/// kernel: interrupts are off and the instance is reached through the
+/// CPU's per-CPU base, as `this_cpu_ptr` does; no lock). [`PerCpu::get`]
+/// reaches any CPU's instance, for what may be read from anywhere (atomics).
+/// To *change* another CPU's instance, go through
+/// [`Platform::on_each_cpu`], which runs the change on that CPU.
+///
+/// Types that keep CPU-local state (`UnsafeCell`s, or atomics written with
+/// plain load-then-store) rely on this: only `with_local`,
+/// `Platform::on_each_cpu` and callers of the `unsafe` offline-CPU entry
+/// points touch that state, one at a time per instance.
 pub trait PerCpu<T>: Send + Sync {
     /// The instance belonging to `cpu`; `cpu` must be below
     /// [`Platform::nr_cpu_ids`], otherwise this panics.
     fn get(&self, cpu: usize) -> &T;
+
+    /// Runs `f` on the calling CPU's instance, with exclusive use of it
+    /// until `f` returns: no `with_local` of another context and no
+    /// [`Platform::on_each_cpu`] runs on the same instance meanwhile.
+    ///
+    /// `f` must not sleep and must not call `with_local` or `on_each_cpu`
+    /// on the same `PerCpu` (on the host that deadlocks; in the kernel it
+    /// would hand out the instance twice).
+    fn with_local<R>(&self, f: impl FnOnce(&T) -> R) -> R;
 }
 
 /// The services the allocator core takes from its environment.
@@ -93,6 +115,22 @@ pub trait Platform: Send + Sync + 'static {
     /// whichever CPU's data it ends up using; the per-CPU locks make sure it
     /// does.
     fn this_cpu(&self) -> usize;
+
+    /// Runs `f(cpu, instance)` for the instance of every possible CPU, each
+    /// with the exclusivity of that CPU's [`PerCpu::with_local`]: in the
+    /// kernel by an IPI to every online CPU, which runs `f` with interrupts
+    /// off (SLAB's `on_each_cpu(do_drain)`); on the host under the
+    /// instance's lock. Returns when every call has finished.
+    ///
+    /// CPUs that are offline are skipped: their instances are handed back
+    /// by the CPU-hotplug callback as they go down (see the users'
+    /// `cpu_dead` functions). Call only where sleeping is allowed and no
+    /// interrupt-disabling lock is held.
+    fn on_each_cpu<T: Send + Sync>(
+        &self,
+        data: &Self::PerCpu<T>,
+        f: &(dyn Fn(usize, &T) + Sync),
+    );
 
     /// Takes `2^order` contiguous pages, aligned to their size, from the
     /// underlying page allocator; zeroed if `gfp` asks for it.

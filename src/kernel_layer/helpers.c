@@ -4,6 +4,7 @@
  * cannot call directly. Kept trivially small; all logic lives in Rust.
  */
 #include <linux/cpumask.h>
+#include <linux/irqflags.h>
 #include <linux/percpu.h>
 #include <linux/percpu_counter.h>
 #include <linux/processor.h>
@@ -44,6 +45,20 @@ unsigned int rmm_raw_smp_processor_id(void)
 void rmm_cond_resched(void)
 {
 	cond_resched();
+}
+
+/* Used where lockdep traces interrupt state (CONFIG_TRACE_IRQFLAGS). */
+unsigned long rmm_local_irq_save(void)
+{
+	unsigned long flags;
+
+	local_irq_save(flags);
+	return flags;
+}
+
+void rmm_local_irq_restore(unsigned long flags)
+{
+	local_irq_restore(flags);
 }
 
 /* For the benchmarks (bench.rs). */

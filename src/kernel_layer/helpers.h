@@ -18,6 +18,8 @@ void __percpu *rmm_alloc_percpu(size_t size, size_t align);
 void *rmm_per_cpu_ptr(void __percpu *ptr, unsigned int cpu);
 unsigned int rmm_raw_smp_processor_id(void);
 void rmm_cond_resched(void);
+unsigned long rmm_local_irq_save(void);
+void rmm_local_irq_restore(unsigned long flags);
 /* For the benchmarks (bench.rs). */
 int rmm_percpu_counter_init(struct percpu_counter *fbc, s64 amount);
 bool rmm_cpu_online(unsigned int cpu);

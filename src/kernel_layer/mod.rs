@@ -5,6 +5,7 @@
 //! on the host.
 
 pub mod bench;
+pub mod cpu_local;
 pub mod cpu_threads;
 pub mod irq_lock;
 pub mod irq_test;

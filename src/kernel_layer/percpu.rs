@@ -3,6 +3,8 @@
 //! Per-CPU storage over the kernel's per-CPU allocator (`alloc_percpu`).
 
 use super::bindings;
+use super::cpu_local;
+use core::ffi::c_void;
 use crate::platform::{AllocError, PerCpu};
 use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
@@ -89,6 +91,34 @@ impl<T: Send + Sync> PerCpu<T> for KernelPerCpu<T> {
         // SAFETY: By the type invariant, the slot of every CPU below
         // `nr_cpus` holds an initialised `T` that lives as long as `self`.
         unsafe { &*Self::slot(self.ptr, cpu) }
+    }
+
+    #[inline(always)]
+    fn with_local<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        let flags = cpu_local::irq_save();
+        // SAFETY: `ptr` is a live per-CPU allocation (type invariant) and
+        // interrupts are off, so this CPU's slot, which holds an initialised
+        // `T`, is ours until they are back on: no other task runs here, no
+        // interrupt handler, and other CPUs reach it only through
+        // `on_each_cpu`, an interrupt.
+        let this = unsafe { &*cpu_local::this_cpu_ptr(self.ptr.as_ptr()).cast::<T>() };
+        let result = f(this);
+        cpu_local::irq_restore(flags);
+        result
+    }
+}
+
+impl<T: Send + Sync> KernelPerCpu<T> {
+    /// [`crate::platform::Platform::on_each_cpu`] for this allocation.
+    pub(crate) fn on_each_cpu(&self, f: &(dyn Fn(usize, &T) + Sync)) {
+        let each = |cpu: usize, this: *mut c_void| {
+            // SAFETY: `this` is this CPU's slot of our live allocation,
+            // initialised (type invariant), reached with interrupts off.
+            f(cpu, unsafe { &*this.cast::<T>() })
+        };
+        // SAFETY: the allocation lives as long as `self`; the `Platform`
+        // contract has callers in process context with interrupts on.
+        unsafe { cpu_local::on_each_cpu(self.ptr.as_ptr(), &each) };
     }
 }
 

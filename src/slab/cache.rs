@@ -6,7 +6,7 @@
 //! See the documentation of [`crate::slab`] for the design; the comments
 //! here say why each step is where it is.
 
-use super::cpu_array::{batchcount_for, cpucache_limit, CpuArray, CpuSlot, SlotCounters};
+use super::cpu_array::{batchcount_for, cpucache_limit, CpuArray};
 use super::debug::{self, RedZoneDamage};
 use super::layout::{LayoutError, SlabFlags, SlabLayout};
 use super::slab::{
@@ -16,10 +16,9 @@ use super::slab::{
 use super::stats::{CacheStats, SlabInfo, SlabInfoRow};
 use crate::gfp::Gfp;
 use crate::page_alloc::PageAllocator;
-use crate::platform::{AllocError, Lock, LockClass, PerCpu, Platform, CACHE_LINE_SIZE};
+use crate::platform::{AllocError, Lock, LockClass, PerCpu, Platform};
 use core::alloc::Layout;
 use core::fmt;
-use core::mem::size_of;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -193,10 +192,19 @@ enum ArrayAlloc {
     Dead,
 }
 
-/// The block holding every CPU's array slots.
-struct EntryBlock {
-    mem: NonNull<u8>,
-    layout: Layout,
+/// Fast-path flag: allocations take the slow path (debug state tracking).
+const SLOW_ALLOC: u32 = 1 << 0;
+/// Fast-path flag: frees take the slow path (debug state tracking).
+const SLOW_FREE: u32 = 1 << 1;
+
+/// `ceil(2^32 / stride)`: the multiplier that turns an offset in a slab into
+/// an object index without a division, as SLUB's `obj_to_index` does with
+/// `reciprocal_divide`. For an offset that is an exact multiple `i * stride`
+/// below 2^32 the result is exactly `i`: with `recip = (2^32 + e) / stride`,
+/// `0 <= e < stride`, the product is `i * 2^32 + i * e` and `i * e < offset
+/// < 2^32`. Slabs are at most 2 MiB, so every offset qualifies.
+fn reciprocal(stride: usize) -> u64 {
+    (1u64 << 32).div_ceil(stride.max(1) as u64)
 }
 
 /// A slab cache: objects of one size and alignment, carved from slabs of
@@ -217,11 +225,15 @@ struct EntryBlock {
 /// # Invariants
 ///
 /// `id` is unique among all caches and kmalloc instances and is the id in
-/// the owner tags of this cache's slabs. `entries` holds `nr_cpus` parts of
-/// `limit` slots, CPU `c`'s array using part `c`, until the cache is
-/// destroyed (`destroyed`), when the arrays are retired and the block freed.
+/// the owner tags of this cache's slabs. `recip` is `reciprocal(stride)`
+/// and `span` is `objects * stride`. `slow_paths` has `SLOW_ALLOC` and
+/// `SLOW_FREE` set exactly when the layout tracks object states.
 pub struct KmemCache<P: Platform> {
+    slow_paths: u32,
     id: usize,
+    recip: u64,
+    span: usize,
+    cpus: P::PerCpu<CpuArray>,
     name: [u8; MAX_NAME_LEN],
     name_len: usize,
     layout: SlabLayout,
@@ -233,8 +245,6 @@ pub struct KmemCache<P: Platform> {
     free_limit: usize,
     nr_cpus: usize,
     node: P::Lock<NodeLists>,
-    cpus: P::PerCpu<CpuSlot<P>>,
-    entries: EntryBlock,
     destroyed: AtomicBool,
     colour_next: AtomicUsize,
 }
@@ -292,50 +302,27 @@ impl<P: Platform> KmemCache<P> {
         let nr_cpus = platform.nr_cpu_ids();
         let limit = cpucache_limit(layout.stride());
         let batchcount = batchcount_for(limit);
-        let part_bytes = (limit * size_of::<*mut u8>()).next_multiple_of(CACHE_LINE_SIZE);
-        let block_layout = Layout::from_size_align(part_bytes * nr_cpus, CACHE_LINE_SIZE)
-            .map_err(|_| CreateError::NoMemory)?;
-        let mem = platform
-            .alloc_meta(block_layout, Gfp::KERNEL)
-            .ok_or(CreateError::NoMemory)?;
-        let entries = EntryBlock {
-            mem,
-            layout: block_layout,
-        };
-        let cpus = platform.new_percpu(|cpu| {
-            // Part `cpu` of the block: inside it, as cpu < nr_cpus.
-            let part = mem
-                .as_ptr()
-                .wrapping_add(cpu * part_bytes)
-                .cast::<*mut u8>();
-            let part = NonNull::new(part).ok_or(AllocError)?;
-            // SAFETY: the part is aligned to a cache line, holds `limit`
-            // pointers and is given to this array alone.
-            let array = unsafe { CpuArray::new(part, limit) };
-            Ok(CpuSlot {
-                array: platform.new_lock(array, LockClass::SlabCpu)?,
-                counters: SlotCounters::default(),
-            })
-        });
-        let locks = cpus.and_then(|cpus| {
-            let node = platform.new_lock(NodeLists::new(), LockClass::SlabNode)?;
-            Ok((cpus, node))
-        });
-        let (cpus, node) = match locks {
-            Ok(locks) => locks,
-            Err(AllocError) => {
-                // SAFETY: allocated above with this layout; the arrays that
-                // pointed into it were dropped with the failed construction.
-                unsafe { platform.free_meta(entries.mem, entries.layout) };
-                return Err(CreateError::NoMemory);
-            }
-        };
+        let cpus = platform
+            .new_percpu(|_| Ok(CpuArray::new(limit)))
+            .map_err(|AllocError| CreateError::NoMemory)?;
+        let node = platform
+            .new_lock(NodeLists::new(), LockClass::SlabNode)
+            .map_err(|AllocError| CreateError::NoMemory)?;
         let mut name_bytes = [0u8; MAX_NAME_LEN];
         name_bytes[..name.len()].copy_from_slice(name.as_bytes());
-        // INVARIANT: `id` was reserved for this cache alone; the entry block
-        // is split among the CPUs' arrays as required.
+        let slow_paths = if layout.track_state() {
+            SLOW_ALLOC | SLOW_FREE
+        } else {
+            0
+        };
+        // INVARIANT: `id` was reserved for this cache alone; `recip`,
+        // `span` and `slow_paths` follow the layout.
         Ok(KmemCache {
+            slow_paths,
             id,
+            recip: reciprocal(layout.stride()),
+            span: layout.objects() * layout.stride(),
+            cpus,
             name: name_bytes,
             name_len: name.len(),
             layout,
@@ -350,8 +337,6 @@ impl<P: Platform> KmemCache<P> {
             free_limit: (1 + nr_cpus) * batchcount + layout.objects(),
             nr_cpus,
             node,
-            cpus,
-            entries,
             destroyed: AtomicBool::new(false),
             colour_next: AtomicUsize::new(0),
         })
@@ -424,7 +409,9 @@ impl<P: Platform> KmemCache<P> {
         }
     }
 
-    fn this_slot(&self, platform: &P) -> &CpuSlot<P> {
+    /// The array of the CPU the caller runs on, for counters that any CPU
+    /// may add to (atomic read-modify-write): the CPU is only a hint.
+    fn this_array(&self, platform: &P) -> &CpuArray {
         // `this_cpu` is below `nr_cpu_ids` by the `Platform` contract; no
         // `%` (its division-by-zero panic path trips the 6.12 objtool).
         self.cpus.get(platform.this_cpu())
@@ -433,8 +420,7 @@ impl<P: Platform> KmemCache<P> {
     /// Reports one line naming the cache and counts an error.
     fn report_error(&self, platform: &P, args: fmt::Arguments<'_>) {
         platform.report(format_args!("rmm slab {}: {}", self.name(), args));
-        self.this_slot(platform)
-            .counters
+        self.this_array(platform)
             .errors
             .fetch_add(1, Ordering::Relaxed);
     }
@@ -449,7 +435,23 @@ impl<P: Platform> KmemCache<P> {
     /// `Gfp::ZERO` zeroes the object. For a cache with a constructor it is
     /// refused (reported, counted, `Err`): zeroing would destroy the
     /// constructed state the constructor promises.
+    #[inline]
     pub fn alloc(&self, pages: &PageAllocator<P>, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+        if self.slow_paths & SLOW_ALLOC == 0 && !gfp.zeroed() {
+            // SAFETY: `with_local` gives this CPU's array for our exclusive
+            // use.
+            if let Some(obj) = self.cpus.with_local(|array| unsafe { array.pop_hit() }) {
+                return Ok(obj);
+            }
+        }
+        self.alloc_slow(pages, gfp)
+    }
+
+    /// Everything but a hit without debug checks or zeroing: refill, grow,
+    /// debug checks, zeroing, refusals.
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self, pages: &PageAllocator<P>, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
         let platform = pages.platform();
         if gfp.zeroed() && self.ctor.is_some() {
             self.report_error(
@@ -458,10 +460,12 @@ impl<P: Platform> KmemCache<P> {
             );
             return Err(AllocError);
         }
-        let slot = self.this_slot(platform);
-        let obj = match slot.array.with(|array| self.alloc_from_array(array)) {
+        let obj = match self
+            .cpus
+            .with_local(|array| self.alloc_from_array(array))
+        {
             ArrayAlloc::Got(obj) => obj,
-            ArrayAlloc::Empty => self.grow_and_alloc(pages, gfp, slot)?,
+            ArrayAlloc::Empty => self.grow_and_alloc(pages, gfp)?,
             ArrayAlloc::Dead => return Err(AllocError),
         };
         if self.layout.track_state() {
@@ -474,46 +478,46 @@ impl<P: Platform> KmemCache<P> {
         Ok(obj)
     }
 
-    fn alloc_from_array(&self, array: &mut CpuArray) -> ArrayAlloc {
-        if let Some(obj) = array.pop() {
-            array.counters.allochit += 1;
-            array.counters.allocs += 1;
+    /// Takes an object from this CPU's array, refilling it from the lists
+    /// if it is empty (SLAB's `cache_alloc_refill`, with interrupts off).
+    /// Runs inside `with_local`: `array` is ours alone.
+    fn alloc_from_array(&self, array: &CpuArray) -> ArrayAlloc {
+        // SAFETY (all array calls below): the caller has exclusive use.
+        if let Some(obj) = unsafe { array.pop_hit() } {
             return ArrayAlloc::Got(obj);
         }
         if array.is_retired() {
             return ArrayAlloc::Dead;
         }
-        array.counters.allocmiss += 1;
+        array.allocmiss.bump();
         let alive = self.node.with(|node| {
             if node.destroyed {
                 return false;
             }
-            self.refill(node, array);
+            // SAFETY: exclusive use, as above.
+            unsafe { self.refill(node, array) };
             true
         });
         if !alive {
             return ArrayAlloc::Dead;
         }
-        match array.pop() {
+        // SAFETY: as above.
+        match unsafe { array.pop() } {
             Some(obj) => {
-                array.counters.allocs += 1;
+                array.missed_allocs.bump();
                 ArrayAlloc::Got(obj)
             }
             None => ArrayAlloc::Empty,
         }
     }
 
-    /// Creates a slab (no lock held), adds it to the lists and refills this
-    /// CPU's array from them, then takes an object. Holding the array's lock
-    /// while adding the slab means the array gets at least one object.
-    fn grow_and_alloc(
-        &self,
-        pages: &PageAllocator<P>,
-        gfp: Gfp,
-        slot: &CpuSlot<P>,
-    ) -> Result<NonNull<u8>, AllocError> {
+    /// Creates a slab (no lock held, interrupts on), adds it to the lists
+    /// and refills this CPU's array from them, then takes an object. Doing
+    /// the last two inside one `with_local` means the array gets at least
+    /// one object.
+    fn grow_and_alloc(&self, pages: &PageAllocator<P>, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
         let slab = self.grow(pages, gfp)?;
-        let obj = slot.array.with(|array| {
+        let obj = self.cpus.with_local(|array| {
             let added = self.node.with(|node| {
                 if node.destroyed {
                     // SAFETY: the new slab is ours alone, detached and free.
@@ -523,12 +527,14 @@ impl<P: Platform> KmemCache<P> {
                 // SAFETY: the new slab is live and detached; lock held.
                 unsafe { node.empty.push_front(slab) };
                 node.free_objects += self.layout.objects();
-                self.refill(node, array);
+                // SAFETY: `with_local` gives exclusive use of the array.
+                unsafe { self.refill(node, array) };
                 true
             });
-            let obj = if added { array.pop() } else { None };
+            // SAFETY: as above.
+            let obj = if added { unsafe { array.pop() } } else { None };
             if obj.is_some() {
-                array.counters.allocs += 1;
+                array.missed_allocs.bump();
             }
             obj
         });
@@ -537,9 +543,14 @@ impl<P: Platform> KmemCache<P> {
 
     /// Moves up to `batchcount` free objects from partial, then empty slabs
     /// into `array` (SLAB's `cache_alloc_refill`).
-    fn refill(&self, node: &mut NodeLists, array: &mut CpuArray) {
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive use of `array`.
+    unsafe fn refill(&self, node: &mut NodeLists, array: &CpuArray) {
         let layout = &self.layout;
-        let want = self.batchcount.min(array.room());
+        // SAFETY: exclusive use per the caller.
+        let want = self.batchcount.min(unsafe { array.room() });
         let mut got = 0;
         while got < want {
             let Some(slab) = node.partial.first().or_else(|| node.empty.first()) else {
@@ -555,7 +566,8 @@ impl<P: Platform> KmemCache<P> {
                 let addr = s_mem + index * layout.stride() + layout.obj_offset();
                 // Slab memory is never at address 0.
                 if let Some(obj) = NonNull::new(addr as *mut u8) {
-                    array.push(obj);
+                    // SAFETY: exclusive use per the caller; `got < room`.
+                    unsafe { array.push(obj) };
                 }
                 got += 1;
             }
@@ -625,7 +637,7 @@ impl<P: Platform> KmemCache<P> {
             OwnerTag::OffSlab { desc: slab }
         };
         pages.set_block_owner(block, layout.order(), tag.encode());
-        let counters = &self.this_slot(platform).counters;
+        let counters = self.this_array(platform);
         counters.grown.fetch_add(1, Ordering::Relaxed);
         if self.ctor.is_some() {
             counters
@@ -685,8 +697,7 @@ impl<P: Platform> KmemCache<P> {
         if let Some(block) = NonNull::new(base as *mut u8) {
             self.free_slab_pages(pages, block);
         }
-        self.this_slot(pages.platform())
-            .counters
+        self.this_array(pages.platform())
             .reaped
             .fetch_add(1, Ordering::Relaxed);
     }
@@ -713,7 +724,15 @@ impl<P: Platform> KmemCache<P> {
     unsafe fn index_in(&self, slab: SlabPtr, obj: *const u8) -> usize {
         // SAFETY: per the caller's guarantee.
         let s_mem = unsafe { slab.s_mem() };
-        (obj as usize - s_mem - self.layout.obj_offset()) / self.layout.stride_non_zero()
+        self.index_of_offset(obj as usize - s_mem - self.layout.obj_offset())
+    }
+
+    /// `offset / stride` for an offset inside the slab's objects, by the
+    /// reciprocal multiply (see [`reciprocal`]); exact for multiples of the
+    /// stride.
+    #[inline(always)]
+    fn index_of_offset(&self, offset: usize) -> usize {
+        ((offset as u64 * self.recip) >> 32) as usize
     }
 
     /// Checks without any lock that `obj` is the start of an object slot of
@@ -722,32 +741,43 @@ impl<P: Platform> KmemCache<P> {
     /// On-slab caches need only the owner word (cache id and colour); for
     /// off-slab ones the descriptor's atomic fields are read, which is safe
     /// because off-slab descriptors are type-stable (see [`OwnerTag`]).
+    #[inline]
     fn locate(&self, pages: &PageAllocator<P>, obj: *const u8) -> Result<usize, SlabFreeError> {
         let layout = &self.layout;
         let word = pages.block_owner(obj).ok_or(SlabFreeError::NotFromCache)?;
-        let s_mem = match OwnerTag::decode(word) {
-            OwnerTag::OnSlab { cache_id, colour } if cache_id == self.id && layout.on_slab() => {
+        let s_mem = match OwnerTag::on_slab_colour(word, self.id) {
+            Some(colour) if layout.on_slab() => {
                 (obj as usize & !(layout.slab_bytes() - 1)) + layout.colour_offset(colour)
             }
-            OwnerTag::OffSlab { desc } if !layout.on_slab() => {
+            _ => self.off_slab_s_mem(word)?,
+        };
+        // Below the first object the subtraction wraps to a huge offset.
+        let offset = (obj as usize).wrapping_sub(s_mem + layout.obj_offset());
+        if offset >= self.span {
+            return Err(SlabFreeError::NotAnObject);
+        }
+        let index = self.index_of_offset(offset);
+        if index * layout.stride() != offset {
+            return Err(SlabFreeError::NotAnObject);
+        }
+        Ok(index)
+    }
+
+    /// The first slot of the off-slab slab whose owner word is `word`, if it
+    /// is one of ours.
+    fn off_slab_s_mem(&self, word: usize) -> Result<usize, SlabFreeError> {
+        match OwnerTag::decode(word) {
+            OwnerTag::OffSlab { desc } if !self.layout.on_slab() => {
                 // SAFETY: off-slab descriptors stay allocated while their
                 // cache exists (see `OwnerTag`), and the fields are atomic.
                 if unsafe { desc.cache_id() } != self.id {
                     return Err(SlabFreeError::NotFromCache);
                 }
                 // SAFETY: as above.
-                unsafe { desc.s_mem() }
+                Ok(unsafe { desc.s_mem() })
             }
-            _ => return Err(SlabFreeError::NotFromCache),
-        };
-        let offset = (obj as usize)
-            .checked_sub(s_mem + layout.obj_offset())
-            .ok_or(SlabFreeError::NotAnObject)?;
-        let index = offset / layout.stride_non_zero();
-        if offset % layout.stride_non_zero() != 0 || index >= layout.objects() {
-            return Err(SlabFreeError::NotAnObject);
+            _ => Err(SlabFreeError::NotFromCache),
         }
-        Ok(index)
     }
 
     /// Whether `ptr` is the start of an object (allocated or free) of a live
@@ -800,7 +830,34 @@ impl<P: Platform> KmemCache<P> {
     /// free is not detected there and corrupts the cache, as in the kernel);
     /// and `obj` must not point into a slab of a cache that is being
     /// destroyed concurrently.
+    #[inline]
     pub unsafe fn free(
+        &self,
+        pages: &PageAllocator<P>,
+        obj: NonNull<u8>,
+    ) -> Result<(), SlabFreeError> {
+        if self.slow_paths & SLOW_FREE == 0
+            && self.locate(pages, obj.as_ptr()).is_ok()
+            // SAFETY: exclusive use of this CPU's array by `with_local`; the
+            // object was just validated as one of ours, handed out (the
+            // caller's contract rules out double frees here).
+            && self.cpus.with_local(|array| unsafe { array.push_hit(obj) })
+        {
+            return Ok(());
+        }
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.free_slow(pages, obj) }
+    }
+
+    /// Every free but a valid one without debug checks into an array with
+    /// room: errors, debug checks, flushing a full array.
+    ///
+    /// # Safety
+    ///
+    /// As [`KmemCache::free`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_slow(
         &self,
         pages: &PageAllocator<P>,
         obj: NonNull<u8>,
@@ -826,22 +883,23 @@ impl<P: Platform> KmemCache<P> {
                 unsafe { debug::poison(&self.layout, ptr) };
             }
         }
-        let slot = self.this_slot(platform);
-        let pushed = slot.array.with(|array| {
-            if array.is_retired() {
-                return false;
-            }
-            if array.room() == 0 {
-                array.counters.freemiss += 1;
+        let pushed = self.cpus.with_local(|array| {
+            // SAFETY (all array calls): `with_local` gives exclusive use;
+            // `obj` is a validated object of ours.
+            unsafe {
+                if array.push_hit(obj) {
+                    return true;
+                }
+                if array.is_retired() {
+                    return false;
+                }
+                array.freemiss.bump();
                 let batch = self.batchcount.min(array.avail());
                 self.node
                     .with(|node| self.free_block(pages, node, array.oldest(batch)));
                 array.drop_oldest(batch);
-            } else {
-                array.counters.freehit += 1;
+                array.push(obj)
             }
-            array.counters.frees += 1;
-            array.push(obj)
         });
         if !pushed {
             // Only reachable when racing with a successful destroy, which
@@ -946,20 +1004,56 @@ impl<P: Platform> KmemCache<P> {
 
     /// Empties every CPU's array into the slabs and gives every empty slab
     /// back to the page allocator. Returns the number of slabs released.
+    ///
+    /// The arrays are emptied by their own CPUs ([`Platform::on_each_cpu`]);
+    /// call only where sleeping is allowed.
     pub fn shrink(&self, pages: &PageAllocator<P>) -> usize {
-        let mut released = 0;
-        for cpu in 0..self.nr_cpus {
-            self.cpus.get(cpu).array.with(|array| {
-                let count = array.avail();
-                if count > 0 {
-                    released += self
-                        .node
-                        .with(|node| self.free_block(pages, node, array.oldest(count)));
-                    array.drop_oldest(count);
-                }
-            });
+        let released = AtomicUsize::new(0);
+        pages.platform().on_each_cpu(&self.cpus, &|_cpu, array| {
+            // SAFETY: `on_each_cpu` gives exclusive use of the array.
+            let count = unsafe { self.drain_array(pages, array) };
+            released.fetch_add(count, Ordering::Relaxed);
+        });
+        released.load(Ordering::Relaxed) + self.node.with(|node| self.release_empty(pages, node))
+    }
+
+    /// Gives every object of `array` back to its slab; returns the slabs
+    /// released on the way (beyond the free limit).
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive use of `array`.
+    unsafe fn drain_array(&self, pages: &PageAllocator<P>, array: &CpuArray) -> usize {
+        let count = array.avail();
+        if count == 0 {
+            return 0;
         }
-        released + self.node.with(|node| self.release_empty(pages, node))
+        // SAFETY: exclusive use per the caller.
+        let released = self
+            .node
+            .with(|node| self.free_block(pages, node, unsafe { array.oldest(count) }));
+        // SAFETY: as above.
+        unsafe { array.drop_oldest(count) };
+        released
+    }
+
+    /// Hands back what the array of `cpu` holds, after `cpu` went offline
+    /// (the CPU-hotplug teardown, SLAB's `cpuup_canceled` and SLUB's
+    /// `slub_cpu_dead`). Returns the number of objects given back.
+    ///
+    /// # Safety
+    ///
+    /// `cpu` is offline and nothing else uses its array during the call: the
+    /// hotplug teardown of that CPU, before it can come back.
+    pub unsafe fn cpu_dead(&self, pages: &PageAllocator<P>, cpu: usize) -> usize {
+        if cpu >= self.nr_cpus {
+            return 0;
+        }
+        let array = self.cpus.get(cpu);
+        let count = array.avail();
+        // SAFETY: nothing else uses the array, per the caller.
+        unsafe { self.drain_array(pages, array) };
+        count
     }
 
     fn release_empty(&self, pages: &PageAllocator<P>, node: &mut NodeLists) -> usize {
@@ -976,9 +1070,11 @@ impl<P: Platform> KmemCache<P> {
     }
 
     /// Objects held by callers, counted from the lists and arrays.
+    /// The per-CPU counts are read without stopping their CPUs, so under
+    /// concurrent use this is an estimate.
     pub(crate) fn live_objects(&self) -> usize {
         let cached: usize = (0..self.nr_cpus)
-            .map(|cpu| self.cpus.get(cpu).array.with(|array| array.avail()))
+            .map(|cpu| self.cpus.get(cpu).avail())
             .sum();
         let slab_active = self.node.with(|node| node.slab_active);
         slab_active.saturating_sub(cached)
@@ -994,17 +1090,28 @@ impl<P: Platform> KmemCache<P> {
         if self.is_destroyed() {
             return Err(DestroyError::AlreadyDestroyed);
         }
-        let active = self.live_objects();
+        let platform = pages.platform();
+        // Exact counts while nobody else uses the cache: each CPU reports
+        // its own array.
+        let cached = AtomicUsize::new(0);
+        platform.on_each_cpu(&self.cpus, &|_cpu, array| {
+            cached.fetch_add(array.avail(), Ordering::Relaxed);
+        });
+        let active = self
+            .node
+            .with(|node| node.slab_active)
+            .saturating_sub(cached.load(Ordering::Relaxed));
         if active > 0 {
             return Err(DestroyError::Busy { active });
         }
+        // With the arrays emptied, every object out of its slab is one a
+        // caller holds (objects allocated since the count, by a racing
+        // caller, are caught below).
         self.shrink(pages);
-        let platform = pages.platform();
         self.node.with(|node| {
             if node.destroyed {
                 return Err(DestroyError::AlreadyDestroyed);
             }
-            // Objects allocated since the check above (by a racing caller).
             if node.slab_active > 0 {
                 return Err(DestroyError::Busy {
                     active: node.slab_active,
@@ -1020,13 +1127,16 @@ impl<P: Platform> KmemCache<P> {
             }
             Ok(())
         })?;
-        for cpu in 0..self.nr_cpus {
-            self.cpus.get(cpu).array.with(|array| array.retire());
-        }
+        platform.on_each_cpu(&self.cpus, &|_cpu, array| {
+            // SAFETY: exclusive use by `on_each_cpu`; nothing can have been
+            // refilled since the lists were marked destroyed, and a free
+            // racing with destroy is the caller's bug, handed back here.
+            unsafe {
+                self.drain_array(pages, array);
+                array.retire();
+            }
+        });
         self.destroyed.store(true, Ordering::Release);
-        // SAFETY: the block came from `alloc_meta` with this layout and every
-        // array is retired, so nothing uses it.
-        unsafe { platform.free_meta(self.entries.mem, self.entries.layout) };
         Ok(())
     }
 
@@ -1061,26 +1171,24 @@ impl<P: Platform> KmemCache<P> {
         if cpu >= self.nr_cpus {
             return CacheStats::default();
         }
-        let slot = self.cpus.get(cpu);
-        let (counters, cached) = slot.array.with(|array| (array.counters, array.avail()));
-        let SlotCounters {
-            grown,
-            reaped,
-            errors,
-            ctor_calls,
-        } = &slot.counters;
+        let array = self.cpus.get(cpu);
+        let (allochit, freehit, freemiss) = (
+            array.allochit.get(),
+            array.freehit.get(),
+            array.freemiss.get(),
+        );
         CacheStats {
-            allochit: counters.allochit,
-            allocmiss: counters.allocmiss,
-            freehit: counters.freehit,
-            freemiss: counters.freemiss,
-            allocs: counters.allocs,
-            frees: counters.frees,
-            grown: grown.load(Ordering::Relaxed),
-            reaped: reaped.load(Ordering::Relaxed),
-            errors: errors.load(Ordering::Relaxed),
-            ctor_calls: ctor_calls.load(Ordering::Relaxed),
-            cached,
+            allochit,
+            allocmiss: array.allocmiss.get(),
+            freehit,
+            freemiss,
+            allocs: allochit.wrapping_add(array.missed_allocs.get()),
+            frees: freehit.wrapping_add(freemiss),
+            grown: array.grown.load(Ordering::Relaxed),
+            reaped: array.reaped.load(Ordering::Relaxed),
+            errors: array.errors.load(Ordering::Relaxed),
+            ctor_calls: array.ctor_calls.load(Ordering::Relaxed),
+            cached: array.avail(),
             ..CacheStats::default()
         }
     }
@@ -1108,42 +1216,58 @@ impl<P: Platform> KmemCache<P> {
         total
     }
 
+    fn platform_of<'a>(&self, pages: &'a PageAllocator<P>) -> &'a P {
+        pages.platform()
+    }
+
     /// Checks the cache's invariants (O(objects); for tests): list
     /// membership matches each slab's use, the counts add up, every free
     /// index is distinct, objects in per-CPU arrays are out of their slabs,
     /// and in debug mode the state bytes agree.
     pub fn check_invariants(&self, pages: &PageAllocator<P>) -> Result<(), &'static str> {
         let layout = &self.layout;
-        let mut cached = 0;
-        for cpu in 0..self.nr_cpus {
-            self.cpus.get(cpu).array.with(|array| {
-                cached += array.avail();
-                self.node.with(|_node| {
-                    for &obj in array.oldest(array.avail()) {
-                        self.locate(pages, obj).map_err(|_| {
-                            "object in a per-CPU array is not an object of the cache"
-                        })?;
-                        let slab = self
-                            .slab_of_live(pages, obj)
-                            .ok_or("object in a per-CPU array has no slab")?;
-                        // SAFETY: the lock is held and the slab is live.
-                        let index = unsafe { self.index_in(slab, obj) };
-                        // SAFETY: as above.
-                        if unsafe { slab.is_free_in_index(layout, index) } {
-                            return Err("object in a per-CPU array is also free in its slab");
-                        }
-                        if layout.track_state() {
-                            // SAFETY: as above.
-                            let state = unsafe { slab.state(layout, index) };
-                            if state != STATE_FREE {
-                                return Err("object in a per-CPU array is not marked free");
-                            }
-                        }
+        const ARRAY_ERRORS: [&str; 4] = [
+            "object in a per-CPU array is not an object of the cache",
+            "object in a per-CPU array has no slab",
+            "object in a per-CPU array is also free in its slab",
+            "object in a per-CPU array is not marked free",
+        ];
+        let cached = AtomicUsize::new(0);
+        // Index + 1 into ARRAY_ERRORS of the first problem seen.
+        let problem = AtomicUsize::new(0);
+        self.platform_of(pages).on_each_cpu(&self.cpus, &|_cpu, array| {
+            // SAFETY: `on_each_cpu` gives exclusive use of the array.
+            let objects = unsafe { array.oldest(array.avail()) };
+            cached.fetch_add(objects.len(), Ordering::Relaxed);
+            let found = self.node.with(|_node| {
+                for &obj in objects {
+                    if self.locate(pages, obj).is_err() {
+                        return 1;
                     }
-                    Ok(())
-                })
-            })?;
+                    let Some(slab) = self.slab_of_live(pages, obj) else {
+                        return 2;
+                    };
+                    // SAFETY: the lock is held and the slab is live.
+                    let index = unsafe { self.index_in(slab, obj) };
+                    // SAFETY: as above.
+                    if unsafe { slab.is_free_in_index(layout, index) } {
+                        return 3;
+                    }
+                    // SAFETY: as above.
+                    if layout.track_state() && unsafe { slab.state(layout, index) } != STATE_FREE {
+                        return 4;
+                    }
+                }
+                0
+            });
+            if found != 0 {
+                let _ = problem.compare_exchange(0, found, Ordering::Relaxed, Ordering::Relaxed);
+            }
+        });
+        if let Some(index) = problem.load(Ordering::Relaxed).checked_sub(1) {
+            return Err(ARRAY_ERRORS[index]);
         }
+        let cached = cached.load(Ordering::Relaxed);
         self.node.with(|node| {
             let mut free_objects = 0;
             let mut slab_active = 0;

@@ -3,20 +3,23 @@
 //! Per-CPU arrays of free objects, SLAB's `array_cache`.
 //!
 //! Every CPU has, for every cache, a small stack of pointers to free objects
-//! under its own [`crate::platform::LockClass::SlabCpu`] lock. Allocation
-//! pops from it and free pushes to it, so the common case touches only
-//! CPU-local data; the cache's lists are visited once per `batchcount`
-//! objects, to refill an empty array or to flush a full one.
+//! in its per-CPU area. Only that CPU touches it, with interrupts off
+//! ([`crate::platform::PerCpu::with_local`]): allocation pops from it and
+//! free pushes to it with no lock and no atomic read-modify-write, as in
+//! SLAB. Other CPUs reach it only by asking its CPU to run their code
+//! ([`crate::platform::Platform::on_each_cpu`], SLAB's `on_each_cpu(do_drain)`)
+//! and, once the CPU is offline, from its hotplug teardown. The cache's
+//! lists are visited once per `batchcount` objects, to refill an empty array
+//! or to flush a full one.
 //!
-//! The pointer slots of all CPUs live in one block from
-//! [`crate::platform::Platform::alloc_meta`], each CPU's part starting on its
-//! own cache line, sized by the cache's `limit` rather than by the largest
-//! limit, so that a cache of large objects costs 64 bytes per CPU instead of
-//! a kilobyte.
+//! The slots are inside the array, [`ARRAY_CAPACITY`] of them whatever the
+//! cache's `limit`: about a kilobyte per CPU and cache, the price of a fast
+//! path with no pointer to follow.
 
-use crate::platform::{Platform, PAGE_SIZE};
+use crate::platform::PAGE_SIZE;
+use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::AtomicUsize;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// SLAB's `enable_cpucache` table: the array limit for slots of `stride`
 /// bytes. Large objects are expensive to keep idle, small ones cheap.
@@ -40,136 +43,70 @@ pub(crate) fn batchcount_for(limit: usize) -> usize {
     limit.div_ceil(2)
 }
 
-/// Operation counts of one CPU's array, kept under its lock.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct ArrayCounters {
-    /// Allocations served straight from the array.
-    pub(crate) allochit: usize,
-    /// Allocations that found the array empty.
-    pub(crate) allocmiss: usize,
-    /// Frees that found room in the array.
-    pub(crate) freehit: usize,
-    /// Frees that found the array full and flushed a batch first.
-    pub(crate) freemiss: usize,
-    /// Objects handed out to callers.
-    pub(crate) allocs: usize,
-    /// Objects taken back from callers.
-    pub(crate) frees: usize,
+/// Most objects a per-CPU array can hold: the largest limit
+/// [`cpucache_limit`] chooses. The slots live inside the array, in the CPU's
+/// per-CPU area, so that the fast path reaches them with no pointer to
+/// follow.
+pub(crate) const ARRAY_CAPACITY: usize = 120;
+
+/// A count kept by one CPU and read by anyone.
+///
+/// Only the owning CPU, with exclusive use of its array, bumps it, so the
+/// increment is a plain load and store (no locked instruction), wrapping as
+/// the kernel's `unsigned long` statistics do; readers on other CPUs see a
+/// recent value.
+#[derive(Debug, Default)]
+pub(crate) struct LocalCount(AtomicUsize);
+
+impl LocalCount {
+    /// Adds `n` (owning CPU only).
+    #[inline(always)]
+    pub(crate) fn add(&self, n: usize) {
+        self.0
+            .store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    /// Adds one (owning CPU only).
+    #[inline(always)]
+    pub(crate) fn bump(&self) {
+        self.add(1);
+    }
+
+    /// The current value.
+    pub(crate) fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
-/// One CPU's stack of free objects.
+/// One CPU's stack of free objects of one cache, and its statistics.
+///
+/// Lives in the cache's per-CPU storage. Its stack (`avail`, `limit`, the
+/// slots) is only touched with exclusive use of the array: by its CPU
+/// inside [`crate::platform::PerCpu::with_local`], by
+/// [`crate::platform::Platform::on_each_cpu`], or for a CPU that is offline
+/// by the hotplug teardown. The methods that touch it are `unsafe` for that
+/// reason. Counters are readable by anyone.
 ///
 /// # Invariants
 ///
-/// `entries` points to `limit` pointer slots owned by this array (inside the
-/// cache's entry block), or is null with `limit == 0` once the cache is
-/// destroyed; `avail <= limit`; slots `0..avail` hold distinct free objects of
-/// the cache, each counted as in use by its slab, the most recently freed
-/// last.
+/// `avail <= limit <= ARRAY_CAPACITY`; slots `0..avail` hold distinct free
+/// objects of the cache, each counted as in use by its slab, the most
+/// recently freed last. `limit` is 0 once the cache is destroyed.
 pub(crate) struct CpuArray {
-    entries: *mut *mut u8,
-    avail: usize,
-    limit: usize,
-    /// The array's operation counts.
-    pub(crate) counters: ArrayCounters,
-}
-
-// SAFETY: the array owns its slots; the object pointers it holds are plain
-// addresses handed between CPUs under the locks.
-unsafe impl Send for CpuArray {}
-
-impl CpuArray {
-    /// An empty array over `limit` slots at `entries`.
-    ///
-    /// # Safety
-    ///
-    /// `entries` must be valid for `limit` pointer-sized, pointer-aligned
-    /// slots that nothing else uses until [`CpuArray::retire`].
-    pub(crate) unsafe fn new(entries: NonNull<*mut u8>, limit: usize) -> Self {
-        // INVARIANT: the caller gives us `limit` slots; the array is empty.
-        CpuArray {
-            entries: entries.as_ptr(),
-            avail: 0,
-            limit,
-            counters: ArrayCounters::default(),
-        }
-    }
-
-    /// Objects held.
-    pub(crate) fn avail(&self) -> usize {
-        self.avail
-    }
-
-    /// Free slots.
-    pub(crate) fn room(&self) -> usize {
-        self.limit - self.avail
-    }
-
-    /// Whether the cache was destroyed and the slots are gone.
-    pub(crate) fn is_retired(&self) -> bool {
-        self.entries.is_null()
-    }
-
-    /// Takes the most recently freed object.
-    pub(crate) fn pop(&mut self) -> Option<NonNull<u8>> {
-        if self.avail == 0 {
-            return None;
-        }
-        self.avail -= 1;
-        // SAFETY: slot `avail` (the old top) holds an object by the type
-        // invariants.
-        NonNull::new(unsafe { self.entries.add(self.avail).read() })
-    }
-
-    /// Adds an object; `false` (and nothing done) if the array is full.
-    pub(crate) fn push(&mut self, obj: NonNull<u8>) -> bool {
-        if self.avail >= self.limit {
-            return false;
-        }
-        // SAFETY: `avail < limit`, so the slot exists (type invariants).
-        unsafe { self.entries.add(self.avail).write(obj.as_ptr()) };
-        // INVARIANT: the caller passes a free object counted by its slab.
-        self.avail += 1;
-        true
-    }
-
-    /// The `count` least recently freed objects (the bottom of the stack).
-    pub(crate) fn oldest(&self, count: usize) -> &[*mut u8] {
-        let count = count.min(self.avail);
-        if count == 0 {
-            return &[];
-        }
-        // SAFETY: slots `0..avail` are initialised and owned by the array.
-        unsafe { core::slice::from_raw_parts(self.entries, count) }
-    }
-
-    /// Forgets the `count` oldest objects (which the caller has given back
-    /// to their slabs), moving the others down.
-    pub(crate) fn drop_oldest(&mut self, count: usize) {
-        let count = count.min(self.avail);
-        let kept = self.avail - count;
-        // SAFETY: both ranges lie in slots `0..avail`; `copy` handles the
-        // overlap.
-        unsafe { ptr::copy(self.entries.add(count), self.entries, kept) };
-        // INVARIANT: the remaining objects are still distinct and free.
-        self.avail = kept;
-    }
-
-    /// Detaches the array from its slots (the cache is being destroyed and
-    /// the array is empty).
-    pub(crate) fn retire(&mut self) {
-        debug_assert_eq!(self.avail, 0);
-        // INVARIANT: null slots with limit 0.
-        self.entries = ptr::null_mut();
-        self.limit = 0;
-        self.avail = 0;
-    }
-}
-
-/// Counters of one CPU updated outside the array lock.
-#[derive(Debug, Default)]
-pub(crate) struct SlotCounters {
-    /// Slabs created.
+    avail: AtomicUsize,
+    limit: AtomicUsize,
+    slots: UnsafeCell<[*mut u8; ARRAY_CAPACITY]>,
+    /// Allocations served straight from the array.
+    pub(crate) allochit: LocalCount,
+    /// Allocations that found the array empty.
+    pub(crate) allocmiss: LocalCount,
+    /// Frees that found room in the array.
+    pub(crate) freehit: LocalCount,
+    /// Frees that found the array full and flushed a batch first.
+    pub(crate) freemiss: LocalCount,
+    /// Objects handed out after a miss (refilled or freshly grown).
+    pub(crate) missed_allocs: LocalCount,
+    /// Slabs created (any CPU may add: atomic read-modify-write).
     pub(crate) grown: AtomicUsize,
     /// Slabs given back to the page allocator.
     pub(crate) reaped: AtomicUsize,
@@ -179,10 +116,164 @@ pub(crate) struct SlotCounters {
     pub(crate) ctor_calls: AtomicUsize,
 }
 
-/// A cache's per-CPU state: the array under its lock, and counters.
-pub(crate) struct CpuSlot<P: Platform> {
-    /// The array of free objects.
-    pub(crate) array: P::Lock<CpuArray>,
-    /// Counters bumped without the lock.
-    pub(crate) counters: SlotCounters,
+// SAFETY: the slots are only touched with exclusive use of the array (type
+// documentation); the object pointers they hold are plain addresses.
+unsafe impl Send for CpuArray {}
+// SAFETY: as above; everything else is atomic.
+unsafe impl Sync for CpuArray {}
+
+impl CpuArray {
+    /// An empty array of `limit` slots.
+    pub(crate) fn new(limit: usize) -> Self {
+        // INVARIANT: empty, limit clamped to the capacity.
+        CpuArray {
+            avail: AtomicUsize::new(0),
+            limit: AtomicUsize::new(limit.min(ARRAY_CAPACITY)),
+            slots: UnsafeCell::new([ptr::null_mut(); ARRAY_CAPACITY]),
+            allochit: LocalCount::default(),
+            allocmiss: LocalCount::default(),
+            freehit: LocalCount::default(),
+            freemiss: LocalCount::default(),
+            missed_allocs: LocalCount::default(),
+            grown: AtomicUsize::new(0),
+            reaped: AtomicUsize::new(0),
+            errors: AtomicUsize::new(0),
+            ctor_calls: AtomicUsize::new(0),
+        }
+    }
+
+    fn slot(&self, index: usize) -> *mut *mut u8 {
+        self.slots.get().cast::<*mut u8>().wrapping_add(index)
+    }
+
+    /// Objects held (a recent value when read from another CPU).
+    pub(crate) fn avail(&self) -> usize {
+        self.avail.load(Ordering::Relaxed)
+    }
+
+    /// Whether the cache was destroyed.
+    pub(crate) fn is_retired(&self) -> bool {
+        self.limit.load(Ordering::Relaxed) == 0
+    }
+
+    /// The fast path of an allocation: the most recently freed object,
+    /// counted as a hit.
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive use of the array (type documentation).
+    #[inline(always)]
+    pub(crate) unsafe fn pop_hit(&self) -> Option<NonNull<u8>> {
+        let avail = self.avail.load(Ordering::Relaxed);
+        if avail == 0 {
+            return None;
+        }
+        let top = avail - 1;
+        self.avail.store(top, Ordering::Relaxed);
+        self.allochit.bump();
+        // SAFETY: `top < avail <= ARRAY_CAPACITY`, and slot `top` holds an
+        // object (type invariants), never null; exclusive use per the caller.
+        Some(unsafe { NonNull::new_unchecked(self.slot(top).read()) })
+    }
+
+    /// The fast path of a free: keeps `obj` if there is room, counted as a
+    /// hit; `false` (nothing done) if the array is full or retired.
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive use of the array, and `obj` is a free object
+    /// of the cache counted as in use by its slab.
+    #[inline(always)]
+    pub(crate) unsafe fn push_hit(&self, obj: NonNull<u8>) -> bool {
+        let avail = self.avail.load(Ordering::Relaxed);
+        if avail >= self.limit.load(Ordering::Relaxed) {
+            return false;
+        }
+        // SAFETY: `avail < limit <= ARRAY_CAPACITY`; exclusive use.
+        unsafe { self.slot(avail).write(obj.as_ptr()) };
+        // INVARIANT: the caller passes a free object counted by its slab.
+        self.avail.store(avail + 1, Ordering::Relaxed);
+        self.freehit.bump();
+        true
+    }
+
+    /// Takes the most recently freed object, counting nothing.
+    ///
+    /// # Safety
+    ///
+    /// As [`CpuArray::pop_hit`].
+    pub(crate) unsafe fn pop(&self) -> Option<NonNull<u8>> {
+        let avail = self.avail.load(Ordering::Relaxed);
+        let top = avail.checked_sub(1)?;
+        self.avail.store(top, Ordering::Relaxed);
+        // SAFETY: as in `pop_hit`.
+        NonNull::new(unsafe { self.slot(top).read() })
+    }
+
+    /// Adds an object, counting nothing; `false` if full.
+    ///
+    /// # Safety
+    ///
+    /// As [`CpuArray::push_hit`].
+    pub(crate) unsafe fn push(&self, obj: NonNull<u8>) -> bool {
+        let avail = self.avail.load(Ordering::Relaxed);
+        if avail >= self.limit.load(Ordering::Relaxed) {
+            return false;
+        }
+        // SAFETY: as in `push_hit`.
+        unsafe { self.slot(avail).write(obj.as_ptr()) };
+        self.avail.store(avail + 1, Ordering::Relaxed);
+        true
+    }
+
+    /// Free slots.
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive use of the array.
+    pub(crate) unsafe fn room(&self) -> usize {
+        self.limit
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.avail.load(Ordering::Relaxed))
+    }
+
+    /// The `count` least recently freed objects (the bottom of the stack).
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive use of the array for as long as it uses the
+    /// slice.
+    pub(crate) unsafe fn oldest(&self, count: usize) -> &[*mut u8] {
+        let count = count.min(self.avail());
+        // SAFETY: slots `0..avail` are initialised; exclusive use.
+        unsafe { core::slice::from_raw_parts(self.slot(0), count) }
+    }
+
+    /// Forgets the `count` oldest objects (which the caller has given back
+    /// to their slabs), moving the others down.
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive use of the array.
+    pub(crate) unsafe fn drop_oldest(&self, count: usize) {
+        let avail = self.avail();
+        let count = count.min(avail);
+        let kept = avail - count;
+        // SAFETY: both ranges lie in slots `0..avail`; `copy` handles the
+        // overlap; exclusive use.
+        unsafe { ptr::copy(self.slot(count), self.slot(0), kept) };
+        // INVARIANT: the remaining objects are still distinct and free.
+        self.avail.store(kept, Ordering::Relaxed);
+    }
+
+    /// Marks the array of a destroyed cache: nothing is kept any more.
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive use of the array, which is empty.
+    pub(crate) unsafe fn retire(&self) {
+        debug_assert_eq!(self.avail(), 0);
+        // INVARIANT: limit 0, so no push succeeds.
+        self.limit.store(0, Ordering::Relaxed);
+    }
 }

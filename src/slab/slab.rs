@@ -570,6 +570,15 @@ impl OwnerTag {
         }
     }
 
+    /// The colour in `word` if it is the owner word of an on-slab slab of
+    /// cache `cache_id` (the free fast path's test, without a full decode).
+    #[inline(always)]
+    pub(crate) fn on_slab_colour(word: usize, cache_id: usize) -> Option<usize> {
+        let expected = (cache_id << ID_SHIFT) | KIND_ON_SLAB;
+        let mask = !(PAYLOAD_MASK << PAYLOAD_SHIFT);
+        (word & mask == expected).then_some((word >> PAYLOAD_SHIFT) & PAYLOAD_MASK)
+    }
+
     /// Decodes an owner word.
     pub(crate) fn decode(word: usize) -> OwnerTag {
         let payload = (word >> PAYLOAD_SHIFT) & PAYLOAD_MASK;
