@@ -43,7 +43,7 @@ use core::alloc::Layout;
 use core::cell::UnsafeCell;
 use core::fmt;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 /// Largest order: a chunk is one block of this order.
 pub const MAX_ORDER: u32 = 10;
@@ -64,7 +64,7 @@ const KEY_EMPTY: usize = 0;
 /// Slot key of a slot whose chunk was removed.
 const KEY_TOMBSTONE: usize = usize::MAX;
 /// Chunk-number bits a radix leaf resolves: a leaf covers 2^13 chunks
-/// (32 GiB of address space) in 32 KiB.
+/// (32 GiB of address space) in 64 KiB.
 const LEAF_BITS: u32 = 13;
 /// Entries of a radix leaf.
 pub const LEAF_ENTRIES: usize = 1 << LEAF_BITS;
@@ -114,6 +114,11 @@ pub struct ChunkMeta {
     tags: [AtomicU8; CHUNK_FRAMES],
     /// Next metadata in the core's spare pool (only while in the pool).
     next_spare: AtomicPtr<ChunkMeta>,
+    /// Chunk number + 1 of the chunk this metadata describes, 0 while it
+    /// describes none: what a directory lookup checks.
+    chunk_key: AtomicUsize,
+    /// Index of the slot holding this metadata (while `chunk_key != 0`).
+    slot: AtomicUsize,
 }
 
 // SAFETY: `frames` is only touched by the owning `BuddyCore` under its
@@ -154,6 +159,8 @@ impl ChunkMeta {
                 tags.add(i).write(AtomicU8::new(0));
             }
             ptr::addr_of_mut!((*meta).next_spare).write(AtomicPtr::new(ptr::null_mut()));
+            ptr::addr_of_mut!((*meta).chunk_key).write(AtomicUsize::new(0));
+            ptr::addr_of_mut!((*meta).slot).write(AtomicUsize::new(0));
         }
         // The caller handed in a non-null pointer.
         mem.cast()
@@ -161,14 +168,16 @@ impl ChunkMeta {
 
     /// The user word of the frame at `offset` in the chunk (masked to the
     /// chunk), zero when the chunk is added.
+    #[inline(always)]
     pub fn word(&self, offset: usize) -> &AtomicUsize {
-        &self.words[offset % CHUNK_FRAMES]
+        &self.words[offset & (CHUNK_FRAMES - 1)]
     }
 
     /// The user tag of the frame at `offset` in the chunk (masked to the
     /// chunk), zero when the chunk is added.
+    #[inline(always)]
     pub fn tag(&self, offset: usize) -> &AtomicU8 {
-        &self.tags[offset % CHUNK_FRAMES]
+        &self.tags[offset & (CHUNK_FRAMES - 1)]
     }
 }
 
@@ -181,12 +190,14 @@ struct Slot {
 }
 
 /// A second-level block of the radix directory: for each of
-/// [`LEAF_ENTRIES`] consecutive chunk numbers, 0 or its slot index + 1.
+/// [`LEAF_ENTRIES`] consecutive chunk numbers, null or the metadata of the
+/// chunk (which says which chunk it describes: the directory ignores
+/// address bits above 48).
 ///
 /// Allocate it with [`RadixLeaf::LAYOUT`] and initialise it with
 /// [`RadixLeaf::init`] before handing it to [`BuddyCore::add_chunk`].
 pub struct RadixLeaf {
-    entries: [AtomicU32; LEAF_ENTRIES],
+    entries: [AtomicPtr<ChunkMeta>; LEAF_ENTRIES],
 }
 
 impl RadixLeaf {
@@ -202,7 +213,7 @@ impl RadixLeaf {
     pub unsafe fn init(mem: NonNull<u8>) -> NonNull<RadixLeaf> {
         let leaf = mem.cast::<RadixLeaf>();
         // SAFETY: the caller gives us the memory; all-zero bytes are valid
-        // `AtomicU32`s meaning "no chunk".
+        // null `AtomicPtr`s meaning "no chunk".
         unsafe { leaf.as_ptr().write_bytes(0, 1) };
         leaf
     }
@@ -252,8 +263,8 @@ impl ChunkTable {
     }
 
     /// The leaf entry for `chunk`, if its leaf exists.
-    #[inline]
-    fn leaf_entry(&self, chunk: usize) -> Option<&AtomicU32> {
+    #[inline(always)]
+    fn leaf_entry(&self, chunk: usize) -> Option<&AtomicPtr<ChunkMeta>> {
         let leaf = self.root_entry(chunk).load(Ordering::Acquire);
         // SAFETY: published leaves stay valid until the table is destroyed
         // (type invariants), which outlives `&self`.
@@ -261,24 +272,10 @@ impl ChunkTable {
         Some(&leaf.entries[chunk & (LEAF_ENTRIES - 1)])
     }
 
-    /// Finds the slot of the chunk containing `frame`: two directory loads
-    /// and a check of the slot's key.
-    #[inline]
+    /// Finds the slot of the chunk containing `frame`.
     fn find(&self, frame: usize) -> Option<usize> {
-        let chunk = frame >> MAX_ORDER;
-        let entry = self.leaf_entry(chunk)?.load(Ordering::Acquire);
-        let index = (entry as usize).checked_sub(1)?;
-        // The directory ignores address bits above 48: the key says whether
-        // the slot really holds this chunk.
-        (self.slot(index).key.load(Ordering::Acquire) == chunk + 1).then_some(index)
-    }
-
-    fn meta_of_slot(&self, index: usize) -> Option<&ChunkMeta> {
-        let meta = self.slot(index).meta.load(Ordering::Acquire);
-        // SAFETY: metadata that was ever in a slot stays valid until the
-        // table is destroyed (type invariants), and the table outlives
-        // `&self`. Null means the chunk was removed meanwhile.
-        unsafe { meta.as_ref() }
+        let meta = self.lookup(frame)?;
+        Some(meta.slot.load(Ordering::Relaxed))
     }
 
     /// The metadata of the chunk containing `frame`, or `None` if no chunk
@@ -290,9 +287,16 @@ impl ChunkTable {
     /// metadata after it was given to another chunk: only lookups of frames
     /// that the caller knows to be in a live chunk have a reliable answer.
     /// The reference always stays valid memory.
-    #[inline]
+    #[inline(always)]
     pub fn lookup(&self, frame: usize) -> Option<&ChunkMeta> {
-        self.find(frame).and_then(|index| self.meta_of_slot(index))
+        let chunk = frame >> MAX_ORDER;
+        let meta = self.leaf_entry(chunk)?.load(Ordering::Acquire);
+        // SAFETY: metadata that was ever published stays valid until the
+        // table is destroyed (type invariants), which outlives `&self`.
+        let meta = unsafe { meta.as_ref() }?;
+        // The directory ignores address bits above 48, and a racing removal
+        // may leave the entry briefly: the key says which chunk it is.
+        (meta.chunk_key.load(Ordering::Acquire) == chunk.wrapping_add(1)).then_some(meta)
     }
 
     /// Number of slots (twice the chunk capacity, rounded to a power of two).
@@ -618,7 +622,12 @@ impl BuddyCore {
     fn unpublish(&mut self, slot: usize, base_frame: usize) {
         let table = self.table();
         if let Some(entry) = table.leaf_entry(base_frame >> MAX_ORDER) {
-            entry.store(0, Ordering::Release);
+            entry.store(ptr::null_mut(), Ordering::Release);
+        }
+        let meta = table.slot(slot).meta.load(Ordering::Relaxed);
+        // SAFETY: a live slot's metadata is valid (table invariants).
+        if let Some(meta) = unsafe { meta.as_ref() } {
+            meta.chunk_key.store(0, Ordering::Release);
         }
         table.slot(slot).key.store(KEY_TOMBSTONE, Ordering::Release);
     }
@@ -755,8 +764,12 @@ impl BuddyCore {
         // INVARIANT: the key is published after its metadata, and the
         // directory entry after the key.
         slot.key.store(chunk + 1, Ordering::Release);
+        // SAFETY: `meta` is live metadata now owned by the slot.
+        let meta_ref = unsafe { meta.as_ref() };
+        meta_ref.slot.store(index, Ordering::Relaxed);
+        meta_ref.chunk_key.store(chunk + 1, Ordering::Release);
         if let Some(entry) = table.leaf_entry(chunk) {
-            entry.store(index as u32 + 1, Ordering::Release);
+            entry.store(meta.as_ptr(), Ordering::Release);
         }
         self.chunks += 1;
         // INVARIANT: the new chunk is a single free block of the top order.

@@ -191,11 +191,7 @@ impl Platform for HostPlatform {
         Ok(HostPerCpu(slots.into_boxed_slice()))
     }
 
-    fn on_each_cpu<T: Send + Sync>(
-        &self,
-        data: &HostPerCpu<T>,
-        f: &(dyn Fn(usize, &T) + Sync),
-    ) {
+    fn on_each_cpu<T: Send + Sync>(&self, data: &HostPerCpu<T>, f: &(dyn Fn(usize, &T) + Sync)) {
         for cpu in 0..data.0.len() {
             data.run_exclusive(cpu, |value| f(cpu, value));
         }
@@ -323,11 +319,7 @@ impl Platform for SharedHostPlatform {
         self.host.new_percpu(init)
     }
 
-    fn on_each_cpu<T: Send + Sync>(
-        &self,
-        data: &HostPerCpu<T>,
-        f: &(dyn Fn(usize, &T) + Sync),
-    ) {
+    fn on_each_cpu<T: Send + Sync>(&self, data: &HostPerCpu<T>, f: &(dyn Fn(usize, &T) + Sync)) {
         self.host.on_each_cpu(data, f)
     }
 

@@ -288,6 +288,7 @@ impl<P: Platform> PageAllocator<P> {
         &self.faults
     }
 
+    #[inline(always)]
     fn table(&self) -> &ChunkTable {
         // SAFETY: the table lives until `drop` (type invariants).
         unsafe { self.table.as_ref() }
@@ -609,6 +610,27 @@ impl<P: Platform> PageAllocator<P> {
         self.check_internal(result);
     }
 
+    /// Gives the pages on the list of `cpu`, which went offline, back to
+    /// the buddy lists; returns how many.
+    ///
+    /// # Safety
+    ///
+    /// `cpu` is offline (the CPU-hotplug teardown). The lists are locked
+    /// today, so this is safe in itself; it is `unsafe` so that callers
+    /// keep to the hotplug contract the lock-free per-CPU data needs.
+    pub unsafe fn cpu_dead(&self, cpu: usize) -> usize {
+        if cpu >= self.platform.nr_cpu_ids() {
+            return 0;
+        }
+        self.pcp.get(cpu).with(|list| {
+            let count = list.count;
+            while list.count > 0 {
+                self.drain_batch(list);
+            }
+            count
+        })
+    }
+
     /// Empties every CPU's list into the buddy lists.
     fn drain_all_pcp(&self) {
         for cpu in 0..self.platform.nr_cpu_ids() {
@@ -655,7 +677,8 @@ impl<P: Platform> PageAllocator<P> {
     /// of it), 0 if none was set; `None` if `addr` is not inside a block
     /// this allocator has handed out.
     ///
-    /// Lock-free: one hash-table probe and two atomic loads.
+    /// Lock-free: two directory loads, the chunk's key, its tag and word.
+    #[inline(always)]
     pub fn block_owner(&self, addr: *const u8) -> Option<usize> {
         let frame = frame_of(addr as usize);
         let meta = self.table().lookup(frame)?;
@@ -664,6 +687,20 @@ impl<P: Platform> PageAllocator<P> {
             return None;
         }
         Some(meta.word(offset).load(Ordering::Acquire))
+    }
+
+    /// The owner word of the block containing `addr` (any byte of it), or 0
+    /// if `addr` is in no chunk of ours or its page is not handed out:
+    /// [`PageAllocator::block_owner`] without the `Option`, for the slab
+    /// free fast path. Owner words are cleared when their block is freed,
+    /// so the tag need not be read.
+    #[inline(always)]
+    pub fn owner_word(&self, addr: *const u8) -> usize {
+        let frame = frame_of(addr as usize);
+        match self.table().lookup(frame) {
+            Some(meta) => meta.word(offset_in_chunk(frame)).load(Ordering::Acquire),
+            None => 0,
+        }
     }
 
     /// Drains the per-CPU lists, then gives every chunk whose pages are all

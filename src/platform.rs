@@ -126,11 +126,7 @@ pub trait Platform: Send + Sync + 'static {
     /// by the CPU-hotplug callback as they go down (see the users'
     /// `cpu_dead` functions). Call only where sleeping is allowed and no
     /// interrupt-disabling lock is held.
-    fn on_each_cpu<T: Send + Sync>(
-        &self,
-        data: &Self::PerCpu<T>,
-        f: &(dyn Fn(usize, &T) + Sync),
-    );
+    fn on_each_cpu<T: Send + Sync>(&self, data: &Self::PerCpu<T>, f: &(dyn Fn(usize, &T) + Sync));
 
     /// Takes `2^order` contiguous pages, aligned to their size, from the
     /// underlying page allocator; zeroed if `gfp` asks for it.

@@ -32,6 +32,7 @@ pub mod kernel_layer;
 
 use kernel_layer::platform::KernelPlatform;
 use kernel_layer::procfs::{ProcEntry, ProcShow, ProcWrite, SeqWriter};
+use kernel_layer::hotplug::CpuDeadCallback;
 use kernel_layer::shrinker::{Shrinker, SHRINK_STOP};
 use kernel_layer::state_mutex::{StateMutex, StaticLockClass};
 use state::Rmm;
@@ -135,6 +136,28 @@ fn try_with_state<R>(f: impl FnOnce(&mut Rmm<KernelPlatform>) -> R) -> Option<R>
     let state = unsafe { &*state };
     let mut guard = state.try_lock()?;
     Some(f(&mut guard))
+}
+
+/// The CPU-hotplug teardown: hands back what the offline CPU's arrays and
+/// page list held. Waits for the state mutex: nothing that holds it waits
+/// for CPU hotplug (IPIs to online CPUs need no hotplug lock).
+///
+/// # Safety
+///
+/// Only the kernel's hotplug code may call it, for a CPU that is dead.
+unsafe extern "C" fn cpu_dead(cpu: kernel::ffi::c_uint) -> kernel::ffi::c_int {
+    // SAFETY: the kernel calls this after `cpu` died and before it can come
+    // back, so nothing else touches its per-CPU data.
+    let _ = with_state(|rmm| unsafe { rmm.cpu_dead(cpu as usize) }).map(|back| {
+        pr_info!(
+            "cpu {} offline: {} objects and {} pages handed back
+",
+            cpu,
+            back.objects,
+            back.pages
+        )
+    });
+    0
 }
 
 /// The shrinker's `count_objects`: pages rmm could give back now.
@@ -243,6 +266,8 @@ struct RmmModule {
     files: KVec<ProcEntry>,
     /// Unregistered first on unload.
     shrinker: Option<Shrinker>,
+    /// Removed first on unload.
+    hotplug: Option<CpuDeadCallback>,
 }
 
 impl kernel::Module for RmmModule {
@@ -260,6 +285,7 @@ impl kernel::Module for RmmModule {
             state,
             files: KVec::new(),
             shrinker: None,
+            hotplug: None,
         };
         STATE.store(
             // The mutex stays pinned in its box until `drop`.
@@ -288,6 +314,10 @@ impl kernel::Module for RmmModule {
             let ops = params.stress as usize;
             with_state(|rmm| kernel_layer::stress::run(rmm, ops))??;
         }
+        module.hotplug = Some(CpuDeadCallback::register(
+            kernel::c_str!("rmm:dead"),
+            cpu_dead,
+        )?);
         module.create_files()?;
         module.shrinker = Some(Shrinker::register(
             kernel::c_str!("rmm"),
@@ -323,7 +353,9 @@ impl RmmModule {
 
 impl Drop for RmmModule {
     fn drop(&mut self) {
-        // No callback may run once the shrinker and the files are gone...
+        // No callback may run once the hotplug state, the shrinker and the
+        // files are gone...
+        self.hotplug = None;
         self.shrinker = None;
         self.files = KVec::new();
         // ...so nobody else can reach the state any more.

@@ -438,6 +438,15 @@ impl fmt::Display for CtlError {
     }
 }
 
+/// What [`Rmm::cpu_dead`] handed back from an offline CPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuHandback {
+    /// Objects from the CPU's per-CPU arrays, back in their slabs.
+    pub objects: usize,
+    /// Pages from the CPU's page list, back on the buddy lists.
+    pub pages: usize,
+}
+
 /// What [`Rmm::teardown`] did; its `Display` is one log line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TeardownSummary {
@@ -1176,6 +1185,24 @@ impl<P: Platform> Rmm<P> {
             freed += 1;
         }
         freed
+    }
+
+    /// Hands back what CPU `cpu` held in every cache's per-CPU array and in
+    /// the page allocator's per-CPU list, after it went offline.
+    ///
+    /// # Safety
+    ///
+    /// `cpu` is offline and stays so during the call, and nothing else uses
+    /// its per-CPU data (the CPU-hotplug teardown of that CPU).
+    pub unsafe fn cpu_dead(&mut self, cpu: usize) -> CpuHandback {
+        let mut back = CpuHandback::default();
+        for entry in self.caches() {
+            // SAFETY: per the caller's guarantee.
+            back.objects += unsafe { entry.cache.cpu_dead(&self.pages, cpu) };
+        }
+        // SAFETY: as above.
+        back.pages = unsafe { self.pages.cpu_dead(cpu) };
+        back
     }
 
     /// Shrinks every cache, then the page allocator; returns the pages the

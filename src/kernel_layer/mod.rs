@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod cpu_local;
 pub mod cpu_threads;
+pub mod hotplug;
 pub mod irq_lock;
 pub mod irq_test;
 pub mod params;

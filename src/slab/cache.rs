@@ -225,14 +225,23 @@ fn reciprocal(stride: usize) -> u64 {
 /// # Invariants
 ///
 /// `id` is unique among all caches and kmalloc instances and is the id in
-/// the owner tags of this cache's slabs. `recip` is `reciprocal(stride)`
-/// and `span` is `objects * stride`. `slow_paths` has `SLOW_ALLOC` and
+/// the owner tags of this cache's slabs. `recip` is `reciprocal(stride)`,
+/// `span` is `objects * stride`; `on_slab_tag` is the owner word of this
+/// cache's slabs without their colour, or `usize::MAX` if they are off-slab;
+/// `slab_mask`, `colour_off`, `first_obj` and
+/// `stride` are the layout's slab address mask, colour unit, object offset
+/// in a slot and stride, copied for the free fast path. `slow_paths` has `SLOW_ALLOC` and
 /// `SLOW_FREE` set exactly when the layout tracks object states.
 pub struct KmemCache<P: Platform> {
     slow_paths: u32,
     id: usize,
     recip: u64,
     span: usize,
+    on_slab_tag: usize,
+    slab_mask: usize,
+    colour_off: usize,
+    first_obj: usize,
+    stride: usize,
     cpus: P::PerCpu<CpuArray>,
     name: [u8; MAX_NAME_LEN],
     name_len: usize,
@@ -322,6 +331,16 @@ impl<P: Platform> KmemCache<P> {
             id,
             recip: reciprocal(layout.stride()),
             span: layout.objects() * layout.stride(),
+            // An off-slab cache's slabs never carry an on-slab tag.
+            on_slab_tag: if layout.on_slab() {
+                OwnerTag::on_slab_tag(id)
+            } else {
+                usize::MAX
+            },
+            slab_mask: !(layout.slab_bytes() - 1),
+            colour_off: layout.colour_offset(1),
+            first_obj: layout.obj_offset(),
+            stride: layout.stride(),
             cpus,
             name: name_bytes,
             name_len: name.len(),
@@ -460,10 +479,7 @@ impl<P: Platform> KmemCache<P> {
             );
             return Err(AllocError);
         }
-        let obj = match self
-            .cpus
-            .with_local(|array| self.alloc_from_array(array))
-        {
+        let obj = match self.cpus.with_local(|array| self.alloc_from_array(array)) {
             ArrayAlloc::Got(obj) => obj,
             ArrayAlloc::Empty => self.grow_and_alloc(pages, gfp)?,
             ArrayAlloc::Dead => return Err(AllocError),
@@ -515,7 +531,11 @@ impl<P: Platform> KmemCache<P> {
     /// and refills this CPU's array from them, then takes an object. Doing
     /// the last two inside one `with_local` means the array gets at least
     /// one object.
-    fn grow_and_alloc(&self, pages: &PageAllocator<P>, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+    fn grow_and_alloc(
+        &self,
+        pages: &PageAllocator<P>,
+        gfp: Gfp,
+    ) -> Result<NonNull<u8>, AllocError> {
         let slab = self.grow(pages, gfp)?;
         let obj = self.cpus.with_local(|array| {
             let added = self.node.with(|node| {
@@ -732,7 +752,7 @@ impl<P: Platform> KmemCache<P> {
     /// stride.
     #[inline(always)]
     fn index_of_offset(&self, offset: usize) -> usize {
-        ((offset as u64 * self.recip) >> 32) as usize
+        ((offset as u64).wrapping_mul(self.recip) >> 32) as usize
     }
 
     /// Checks without any lock that `obj` is the start of an object slot of
@@ -741,23 +761,29 @@ impl<P: Platform> KmemCache<P> {
     /// On-slab caches need only the owner word (cache id and colour); for
     /// off-slab ones the descriptor's atomic fields are read, which is safe
     /// because off-slab descriptors are type-stable (see [`OwnerTag`]).
-    #[inline]
+    #[inline(always)]
     fn locate(&self, pages: &PageAllocator<P>, obj: *const u8) -> Result<usize, SlabFreeError> {
-        let layout = &self.layout;
-        let word = pages.block_owner(obj).ok_or(SlabFreeError::NotFromCache)?;
-        let s_mem = match OwnerTag::on_slab_colour(word, self.id) {
-            Some(colour) if layout.on_slab() => {
-                (obj as usize & !(layout.slab_bytes() - 1)) + layout.colour_offset(colour)
+        let word = pages.owner_word(obj);
+        // Wrapping arithmetic: these are addresses and small products that
+        // cannot overflow (a slab is at most 2 MiB), and overflow checks
+        // would cost the fast path a branch each.
+        let s_mem = match OwnerTag::colour_if_tagged(word, self.on_slab_tag) {
+            Some(colour) => {
+                (obj as usize & self.slab_mask).wrapping_add(colour.wrapping_mul(self.colour_off))
             }
-            _ => self.off_slab_s_mem(word)?,
+            None => self
+                .off_slab_s_mem(word)
+                .ok_or(SlabFreeError::NotFromCache)?,
         };
         // Below the first object the subtraction wraps to a huge offset.
-        let offset = (obj as usize).wrapping_sub(s_mem + layout.obj_offset());
+        let offset = (obj as usize)
+            .wrapping_sub(s_mem)
+            .wrapping_sub(self.first_obj);
         if offset >= self.span {
             return Err(SlabFreeError::NotAnObject);
         }
         let index = self.index_of_offset(offset);
-        if index * layout.stride() != offset {
+        if index.wrapping_mul(self.stride) != offset {
             return Err(SlabFreeError::NotAnObject);
         }
         Ok(index)
@@ -765,18 +791,20 @@ impl<P: Platform> KmemCache<P> {
 
     /// The first slot of the off-slab slab whose owner word is `word`, if it
     /// is one of ours.
-    fn off_slab_s_mem(&self, word: usize) -> Result<usize, SlabFreeError> {
+    /// Out of line, so that the on-slab fast path stays small.
+    #[inline(never)]
+    fn off_slab_s_mem(&self, word: usize) -> Option<usize> {
         match OwnerTag::decode(word) {
             OwnerTag::OffSlab { desc } if !self.layout.on_slab() => {
                 // SAFETY: off-slab descriptors stay allocated while their
                 // cache exists (see `OwnerTag`), and the fields are atomic.
                 if unsafe { desc.cache_id() } != self.id {
-                    return Err(SlabFreeError::NotFromCache);
+                    return None;
                 }
                 // SAFETY: as above.
-                Ok(unsafe { desc.s_mem() })
+                Some(unsafe { desc.s_mem() })
             }
-            _ => Err(SlabFreeError::NotFromCache),
+            _ => None,
         }
     }
 
@@ -1235,35 +1263,39 @@ impl<P: Platform> KmemCache<P> {
         let cached = AtomicUsize::new(0);
         // Index + 1 into ARRAY_ERRORS of the first problem seen.
         let problem = AtomicUsize::new(0);
-        self.platform_of(pages).on_each_cpu(&self.cpus, &|_cpu, array| {
-            // SAFETY: `on_each_cpu` gives exclusive use of the array.
-            let objects = unsafe { array.oldest(array.avail()) };
-            cached.fetch_add(objects.len(), Ordering::Relaxed);
-            let found = self.node.with(|_node| {
-                for &obj in objects {
-                    if self.locate(pages, obj).is_err() {
-                        return 1;
+        self.platform_of(pages)
+            .on_each_cpu(&self.cpus, &|_cpu, array| {
+                // SAFETY: `on_each_cpu` gives exclusive use of the array.
+                let objects = unsafe { array.oldest(array.avail()) };
+                cached.fetch_add(objects.len(), Ordering::Relaxed);
+                let found = self.node.with(|_node| {
+                    for &obj in objects {
+                        if self.locate(pages, obj).is_err() {
+                            return 1;
+                        }
+                        let Some(slab) = self.slab_of_live(pages, obj) else {
+                            return 2;
+                        };
+                        // SAFETY: the lock is held and the slab is live.
+                        let index = unsafe { self.index_in(slab, obj) };
+                        // SAFETY: as above.
+                        if unsafe { slab.is_free_in_index(layout, index) } {
+                            return 3;
+                        }
+                        // SAFETY: as above.
+                        if layout.track_state()
+                            && unsafe { slab.state(layout, index) } != STATE_FREE
+                        {
+                            return 4;
+                        }
                     }
-                    let Some(slab) = self.slab_of_live(pages, obj) else {
-                        return 2;
-                    };
-                    // SAFETY: the lock is held and the slab is live.
-                    let index = unsafe { self.index_in(slab, obj) };
-                    // SAFETY: as above.
-                    if unsafe { slab.is_free_in_index(layout, index) } {
-                        return 3;
-                    }
-                    // SAFETY: as above.
-                    if layout.track_state() && unsafe { slab.state(layout, index) } != STATE_FREE {
-                        return 4;
-                    }
+                    0
+                });
+                if found != 0 {
+                    let _ =
+                        problem.compare_exchange(0, found, Ordering::Relaxed, Ordering::Relaxed);
                 }
-                0
             });
-            if found != 0 {
-                let _ = problem.compare_exchange(0, found, Ordering::Relaxed, Ordering::Relaxed);
-            }
-        });
         if let Some(index) = problem.load(Ordering::Relaxed).checked_sub(1) {
             return Err(ARRAY_ERRORS[index]);
         }

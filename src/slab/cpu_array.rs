@@ -62,8 +62,10 @@ impl LocalCount {
     /// Adds `n` (owning CPU only).
     #[inline(always)]
     pub(crate) fn add(&self, n: usize) {
-        self.0
-            .store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
     }
 
     /// Adds one (owning CPU only).

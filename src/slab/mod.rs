@@ -58,6 +58,8 @@
 
 mod cache;
 mod cpu_array;
+#[cfg(all(test, loom))]
+mod cpu_local_model;
 mod debug;
 mod layout;
 #[allow(clippy::module_inception)]

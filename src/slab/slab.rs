@@ -570,13 +570,17 @@ impl OwnerTag {
         }
     }
 
-    /// The colour in `word` if it is the owner word of an on-slab slab of
-    /// cache `cache_id` (the free fast path's test, without a full decode).
+    /// The owner word of an on-slab slab of cache `cache_id`, colour 0.
+    pub(crate) fn on_slab_tag(cache_id: usize) -> usize {
+        (cache_id << ID_SHIFT) | KIND_ON_SLAB
+    }
+
+    /// The colour in `word` if it is `tag` (from [`OwnerTag::on_slab_tag`])
+    /// with some colour: the free fast path's test, without a full decode.
     #[inline(always)]
-    pub(crate) fn on_slab_colour(word: usize, cache_id: usize) -> Option<usize> {
-        let expected = (cache_id << ID_SHIFT) | KIND_ON_SLAB;
+    pub(crate) fn colour_if_tagged(word: usize, tag: usize) -> Option<usize> {
         let mask = !(PAYLOAD_MASK << PAYLOAD_SHIFT);
-        (word & mask == expected).then_some((word >> PAYLOAD_SHIFT) & PAYLOAD_MASK)
+        (word & mask == tag).then_some((word >> PAYLOAD_SHIFT) & PAYLOAD_MASK)
     }
 
     /// Decodes an owner word.
