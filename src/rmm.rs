@@ -30,9 +30,9 @@ pub mod views;
 
 pub mod kernel_layer;
 
+use kernel_layer::hotplug::CpuDeadCallback;
 use kernel_layer::platform::KernelPlatform;
 use kernel_layer::procfs::{ProcEntry, ProcShow, ProcWrite, SeqWriter};
-use kernel_layer::hotplug::CpuDeadCallback;
 use kernel_layer::shrinker::{Shrinker, SHRINK_STOP};
 use kernel_layer::state_mutex::{StateMutex, StaticLockClass};
 use state::Rmm;

@@ -4,8 +4,8 @@
 
 use super::bindings;
 use super::cpu_local;
-use core::ffi::c_void;
 use crate::platform::{AllocError, PerCpu};
+use core::ffi::c_void;
 use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
 use core::ptr::NonNull;

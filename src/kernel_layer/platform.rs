@@ -118,11 +118,7 @@ impl Platform for KernelPlatform {
         KernelPerCpu::new(self.nr_cpus, init)
     }
 
-    fn on_each_cpu<T: Send + Sync>(
-        &self,
-        data: &KernelPerCpu<T>,
-        f: &(dyn Fn(usize, &T) + Sync),
-    ) {
+    fn on_each_cpu<T: Send + Sync>(&self, data: &KernelPerCpu<T>, f: &(dyn Fn(usize, &T) + Sync)) {
         data.on_each_cpu(f)
     }
 

@@ -498,7 +498,8 @@ impl<P: Platform> KmemCache<P> {
     /// if it is empty (SLAB's `cache_alloc_refill`, with interrupts off).
     /// Runs inside `with_local`: `array` is ours alone.
     fn alloc_from_array(&self, array: &CpuArray) -> ArrayAlloc {
-        // SAFETY (all array calls below): the caller has exclusive use.
+        // SAFETY: the caller has exclusive use of the array (so for the
+        // array calls below too).
         if let Some(obj) = unsafe { array.pop_hit() } {
             return ArrayAlloc::Got(obj);
         }
@@ -912,8 +913,8 @@ impl<P: Platform> KmemCache<P> {
             }
         }
         let pushed = self.cpus.with_local(|array| {
-            // SAFETY (all array calls): `with_local` gives exclusive use;
-            // `obj` is a validated object of ours.
+            // SAFETY: `with_local` gives exclusive use of the array, for
+            // every array call here; `obj` is a validated object of ours.
             unsafe {
                 if array.push_hit(obj) {
                     return true;
@@ -1282,8 +1283,8 @@ impl<P: Platform> KmemCache<P> {
                         if unsafe { slab.is_free_in_index(layout, index) } {
                             return 3;
                         }
-                        // SAFETY: as above.
                         if layout.track_state()
+                            // SAFETY: as above.
                             && unsafe { slab.state(layout, index) } != STATE_FREE
                         {
                             return 4;

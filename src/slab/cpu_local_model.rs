@@ -280,7 +280,7 @@ impl Model {
         // Reading the online mask and queueing the requests are one step
         // with respect to CPUs going down.
         let targets = {
-            let online = *self.online.lock().unwrap();
+            let online = self.online.lock().unwrap();
             for cpu in (0..CPUS).filter(|&cpu| online[cpu]) {
                 if self.variant == Variant::RemoteTouch {
                     // The bug: reaching into another CPU's array.
@@ -292,7 +292,7 @@ impl Model {
                     self.cpus[cpu].kick.notify_all();
                 }
             }
-            online
+            *online
         };
         // Wait for every request (the kernel spins on the `csd` lock flag).
         for cpu in (0..CPUS).filter(|&cpu| targets[cpu]) {
@@ -389,7 +389,14 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 fn check(scenario: Scenario, variant: Variant) {
     static EXECS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     struct Report;
-    impl Drop for Report { fn drop(&mut self) { std::eprintln!("EXECUTIONS {}", EXECS.swap(0, std::sync::atomic::Ordering::Relaxed)); } }
+    impl Drop for Report {
+        fn drop(&mut self) {
+            std::eprintln!(
+                "EXECUTIONS {}",
+                EXECS.swap(0, std::sync::atomic::Ordering::Relaxed)
+            );
+        }
+    }
     let _r = Report;
     model(move || {
         EXECS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
