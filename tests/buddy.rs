@@ -233,8 +233,11 @@ fn add_chunk_errors() {
     // A chunk in another 32 GiB range of addresses needs a leaf first.
     // SAFETY: nothing offered.
     let result = unsafe {
-        c.core
-            .add_chunk(BASE + LEAF_ENTRIES * CHUNK_FRAMES, &mut no_meta, &mut no_leaf)
+        c.core.add_chunk(
+            BASE + LEAF_ENTRIES * CHUNK_FRAMES,
+            &mut no_meta,
+            &mut no_leaf,
+        )
     };
     assert_eq!(result, Err(AddChunkError::NeedLeaf));
     c.add(BASE + CHUNK_FRAMES).unwrap();

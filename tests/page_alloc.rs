@@ -42,11 +42,7 @@ impl Platform for Shared {
         self.0.new_percpu(init)
     }
 
-    fn on_each_cpu<T: Send + Sync>(
-        &self,
-        data: &Self::PerCpu<T>,
-        f: &(dyn Fn(usize, &T) + Sync),
-    ) {
+    fn on_each_cpu<T: Send + Sync>(&self, data: &Self::PerCpu<T>, f: &(dyn Fn(usize, &T) + Sync)) {
         self.0.on_each_cpu(data, f)
     }
 
