@@ -263,6 +263,7 @@ impl<P: Platform> Kmalloc<P> {
     }
 
     /// The generic cache whose slab holds `ptr`, from the owner word.
+    #[inline(always)]
     fn cache_of(&self, word: usize) -> Option<&KmemCache<P>> {
         // SAFETY: off-slab descriptors stay allocated while their cache
         // exists; the callers' contracts exclude caches being destroyed.
@@ -300,13 +301,12 @@ impl<P: Platform> Kmalloc<P> {
         if is_zero_size_ptr(raw) {
             return Ok(());
         }
-        let Some(word) = pages.block_owner(raw) else {
-            self.report_error(pages, raw, "not a kmalloc object");
-            return Err(SlabFreeError::NotFromCache);
-        };
+        // One owner lookup finds the cache and validates the object.
+        let word = pages.owner_word(raw);
         if let Some(cache) = self.cache_of(word) {
-            // SAFETY: the caller's guarantees are those of `free`.
-            return unsafe { cache.free(pages, ptr) };
+            // SAFETY: the caller's guarantees are those of `free`; `word` is
+            // the owner word of `raw`.
+            return unsafe { cache.free_with_owner(pages, ptr, word) };
         }
         match OwnerTag::decode(word) {
             OwnerTag::Large { owner_id, order } if owner_id == self.id => {

@@ -764,7 +764,13 @@ impl<P: Platform> KmemCache<P> {
     /// because off-slab descriptors are type-stable (see [`OwnerTag`]).
     #[inline(always)]
     fn locate(&self, pages: &PageAllocator<P>, obj: *const u8) -> Result<usize, SlabFreeError> {
-        let word = pages.owner_word(obj);
+        self.locate_by_word(obj, pages.owner_word(obj))
+    }
+
+    /// [`KmemCache::locate`] with the owner word of `obj`'s page already
+    /// read (`PageAllocator::owner_word`).
+    #[inline(always)]
+    fn locate_by_word(&self, obj: *const u8, word: usize) -> Result<usize, SlabFreeError> {
         // Wrapping arithmetic: these are addresses and small products that
         // cannot overflow (a slab is at most 2 MiB), and overflow checks
         // would cost the fast path a branch each.
@@ -865,8 +871,25 @@ impl<P: Platform> KmemCache<P> {
         pages: &PageAllocator<P>,
         obj: NonNull<u8>,
     ) -> Result<(), SlabFreeError> {
+        // SAFETY: the caller's contract, passed on; the word is `obj`'s.
+        unsafe { self.free_with_owner(pages, obj, pages.owner_word(obj.as_ptr())) }
+    }
+
+    /// [`KmemCache::free`] with the owner word of `obj`'s page already read
+    /// (kfree reads it to find the cache, and it is not read twice).
+    ///
+    /// # Safety
+    ///
+    /// As [`KmemCache::free`]; `word` is `pages.owner_word(obj)`.
+    #[inline(always)]
+    pub(crate) unsafe fn free_with_owner(
+        &self,
+        pages: &PageAllocator<P>,
+        obj: NonNull<u8>,
+        word: usize,
+    ) -> Result<(), SlabFreeError> {
         if self.slow_paths & SLOW_FREE == 0
-            && self.locate(pages, obj.as_ptr()).is_ok()
+            && self.locate_by_word(obj.as_ptr(), word).is_ok()
             // SAFETY: exclusive use of this CPU's array by `with_local`; the
             // object was just validated as one of ours, handed out (the
             // caller's contract rules out double frees here).

@@ -30,61 +30,79 @@
 //!   during it ("interrupts off").
 //! - Between operations ("interrupts on") the CPU polls its IPI mailbox and
 //!   runs a pending request on its own array, then posts completion: that
-//!   is the IPI handler. The mailbox is an atomic with acquire/release, as
-//!   the kernel's `call_single_data` lock flag is. A CPU that stays online
-//!   keeps servicing its mailbox after its program, until the remote drain
-//!   is over.
+//!   is the IPI handler, on the target CPU's own thread, so it can never
+//!   overlap one of that CPU's operations. The mailbox is a loom mutex and
+//!   condition variable standing for the `call_single_data` and its lock
+//!   flag (released by the handler, acquired by the waiting sender). A CPU
+//!   that stays online keeps answering its mailbox after its program, until
+//!   the drainer is done with it (only so that its thread can end).
 //! - A "drainer" thread plays `shrink`, i.e. `on_each_cpu(drain_array)`:
-//!   under the hotplug lock it reads the online mask and posts a drain
-//!   request to every online CPU, then waits for each to complete
-//!   (spinning with `yield_now`). The kernel is stronger than this: the
-//!   caller of `on_each_cpu` keeps preemption off while it waits, so no
-//!   CPU can go down during the whole call. The model only assumes that
-//!   reading the mask and queueing the IPIs is atomic with respect to a CPU
-//!   going down (`smp_call_function_many_cond` does both with preemption
-//!   off, and `take_cpu_down` needs `stop_machine`), which lets it explore a
-//!   CPU dying with a request pending.
+//!   under the hotplug lock it reads the online mask and queues a drain
+//!   request for every online CPU, then waits for each to be answered. The
+//!   kernel gives more than this: the caller of `on_each_cpu` keeps
+//!   preemption off while it waits too, so no CPU can go down during the
+//!   whole call. The model only assumes that reading the mask and queueing
+//!   the IPIs are one step with respect to a CPU going down
+//!   (`smp_call_function_many_cond` does both with preemption off, and
+//!   `take_cpu_down` needs `stop_machine`), which lets it explore a CPU
+//!   dying with a request queued.
 //! - One CPU may go offline after its program, as `take_cpu_down` does on
 //!   the dying CPU: under the hotplug lock it clears its online bit and
-//!   flushes its pending IPIs (`smpcfd_dying_cpu`), then runs nothing more
+//!   flushes its queued IPIs (`smpcfd_dying_cpu`), then runs nothing more
 //!   (its thread ends). The main thread plays the hotplug control thread:
-//!   it waits for the CPU to be dead (joins its thread: `cpuhp`'s
-//!   wait for the AP, a full barrier in the kernel), then, under the hotplug
-//!   lock, runs the dead callback, which empties the dead CPU's array into
-//!   the depot directly.
+//!   it waits for the CPU to be dead (joins its thread, as `cpuhp` waits
+//!   for the dying CPU), then runs the dead callback under the hotplug
+//!   lock (`cpus_write_lock` is held through the whole `cpu_down`), which
+//!   empties the dead CPU's array into the depot directly. The other CPU
+//!   and the drainer run on meanwhile.
 //!
 //! Every CPU's array lives in a `loom::cell::UnsafeCell`, so loom panics
 //! ("Causality violation") on any two accesses to it that the protocol does
-//! not order, whatever interleaving they happen in. At the end of every
-//! execution the model checks that objects are conserved (each object is in
-//! exactly one place: an array, the depot or the hands of a CPU's caller),
-//! that no object was handed out twice (ghost flags checked on every
-//! allocation and free), and that offline CPUs' arrays are empty.
+//! not order, in whatever interleaving they happen. The model also checks:
 //!
-//! Deliberately broken variants, expected to panic, show that the model can
-//! fail: a drainer that touches the other CPUs' arrays directly instead of
-//! through their mailboxes (a data race, caught by loom's `UnsafeCell`
-//! tracking), and a dying CPU that does not flush its pending IPIs (the
-//! drainer waits forever, caught by loom's bound on execution length).
+//! - on every allocation and free, that no object is handed out twice
+//!   (ghost flags, invisible to loom's scheduler);
+//! - that no request is ever queued for a CPU that has gone offline, and
+//!   that no CPU goes offline with a request queued (the sender would wait
+//!   forever; in the kernel, a `csd` lock timeout). Both are assertions
+//!   rather than a real wait because loom, on finding a deadlock, aborts
+//!   the whole test binary instead of failing the test;
+//! - at the end of every execution, that objects are conserved (each object
+//!   is in exactly one place: an array, the depot or the hands of a CPU's
+//!   caller), and that the arrays of offline CPUs are empty.
+//!
+//! Two deliberately broken variants, expected to panic, show that the model
+//! can fail: a drainer that empties the other CPUs' arrays itself instead
+//! of asking them through their mailboxes (caught by loom's `UnsafeCell`
+//! tracking), and a dying CPU that does not flush its queued IPIs (caught
+//! by the pending-request check). Mutations tried by hand and caught too:
+//! queueing the requests after dropping the hotplug lock, running the dead
+//! callback without waiting for the CPU to go offline, a drain that copies
+//! the array without emptying it.
+//!
+//! Waits block on condition variables rather than spin: loom cannot bound
+//! executions in which two threads spin waiting for each other.
 //!
 //! # What is not covered
 //!
 //! - The real `KmemCache`/`CpuArray` code, its slabs, counters, debug
 //!   checks and statistics: the model is of the access protocol only. That
-//!   `alloc`, `free`, `shrink`, `destroy` and `cpu_dead` actually confine
-//!   themselves to `with_local`, `on_each_cpu` and the offline path has to
-//!   be checked by reading them (and their `SAFETY` comments).
-//! - That the platform implements `with_local` and `on_each_cpu` as
-//!   specified (interrupts really off, the online mask really honoured);
-//!   the host's lock-based `HostPlatform` is not this model either.
-//! - Interrupt handlers that allocate from the cache (nested `alloc`/`free`
-//!   in interrupt context): in the kernel they cannot run inside a
-//!   `with_local` section, which is what "between operations" models, but
-//!   the model only ever delivers drain requests there.
-//! - `destroy` (its counting pass, `retire`) and the release of empty slabs
-//!   by `shrink`; a CPU coming back online; more than two CPUs, one drainer
-//!   or one dying CPU; weak-memory effects inside an array (an array is
-//!   only ever touched under exclusive use, which is the point).
+//!   `alloc`, `free`, `shrink`, `destroy` and `cpu_dead` confine themselves
+//!   to `with_local`, `on_each_cpu` and the offline path has to be checked
+//!   by reading them (and their `SAFETY` comments).
+//! - That the kernel platform implements `with_local` and `on_each_cpu` as
+//!   specified (interrupts really off, the online mask really honoured),
+//!   and that a hotplug callback calls `cpu_dead`. The host's lock-based
+//!   platform is not modelled either.
+//! - Interrupt handlers that allocate or free (nested `alloc`/`free` in
+//!   interrupt context): in the kernel they, like the IPI, can only run
+//!   between `with_local` sections, but the model only ever delivers drain
+//!   requests there.
+//! - `destroy` (its counting pass and `retire`), the release of empty slabs
+//!   by `shrink`, the statistics counters; a CPU coming back online; more
+//!   than two CPUs, one drainer or one CPU going down; preemption beyond
+//!   loom's bound of 3 (the `LOOM_MAX_PREEMPTIONS` environment variable
+//!   overrides it).
 
 extern crate std;
 
@@ -387,19 +405,7 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 
 /// Checks `scenario` under every interleaving loom explores.
 fn check(scenario: Scenario, variant: Variant) {
-    static EXECS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    struct Report;
-    impl Drop for Report {
-        fn drop(&mut self) {
-            std::eprintln!(
-                "EXECUTIONS {}",
-                EXECS.swap(0, std::sync::atomic::Ordering::Relaxed)
-            );
-        }
-    }
-    let _r = Report;
     model(move || {
-        EXECS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Objects in no array and in no caller's hands start in the depot.
         let depot: Vec<usize> = (0..OBJECTS)
             .filter(|obj| {
