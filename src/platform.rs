@@ -34,7 +34,8 @@ impl fmt::Display for AllocError {
 ///
 /// The kernel's lock validator (lockdep) tracks locks by class; giving each
 /// kind of lock its own class lets it check the nesting order
-/// (`SlabCpu` before `SlabNode` before `PageCpu` before `Buddy`) instead of
+/// (`SlabNode` before `PageCpu` before `Buddy`; CPU-local sections, which
+/// hold no lock, come first) instead of
 /// reporting every nesting as recursion. The host ignores it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LockClass {
@@ -44,8 +45,6 @@ pub enum LockClass {
     PageCpu,
     /// A slab cache's full, partial and empty lists.
     SlabNode,
-    /// A CPU's array of free objects of one cache.
-    SlabCpu,
     /// Anything else (registries, held-object lists).
     Other,
 }

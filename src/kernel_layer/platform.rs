@@ -105,7 +105,6 @@ impl Platform for KernelPlatform {
             LockClass::Buddy => new_lock_of_class!(value, "rmm_buddy"),
             LockClass::PageCpu => new_lock_of_class!(value, "rmm_page_cpu"),
             LockClass::SlabNode => new_lock_of_class!(value, "rmm_slab_node"),
-            LockClass::SlabCpu => new_lock_of_class!(value, "rmm_slab_cpu"),
             LockClass::Other => new_lock_of_class!(value, "rmm_other"),
         };
         lock.map(KernelLock).map_err(|_| AllocError)

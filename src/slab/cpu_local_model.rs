@@ -472,14 +472,18 @@ fn check(scenario: Scenario, variant: Variant) {
         // all of their accesses.
         let online = *m.online.lock().unwrap();
         let mut everywhere = held.clone();
-        for obj in &held {
-            assert!(m.handed_out[*obj].load(std::sync::atomic::Ordering::Relaxed));
+        for (obj, handed_out) in m.handed_out.iter().enumerate() {
+            assert_eq!(
+                handed_out.load(std::sync::atomic::Ordering::Relaxed),
+                held.contains(&obj),
+                "object {obj}: handed out and held disagree"
+            );
         }
         everywhere.extend(m.depot.lock().unwrap().iter().copied());
-        for cpu in 0..CPUS {
+        for (cpu, &is_online) in online.iter().enumerate() {
             let cached = m.with_array(cpu, |array| array.clone());
             assert!(cached.len() <= LIMIT, "cpu {cpu} array over its limit");
-            if !online[cpu] {
+            if !is_online {
                 assert!(
                     cached.is_empty(),
                     "offline cpu {cpu} still caches {cached:?}"
@@ -498,14 +502,15 @@ fn check(scenario: Scenario, variant: Variant) {
 
 use Op::{Alloc, Free};
 
-/// CPU 0 frees two objects (the second free flushes a batch once a drain
-/// has refilled nothing), allocates and frees again; CPU 1 allocates from an
-/// array that starts full, frees into it and allocates again, refilling
-/// from the depot if a drain emptied it in between.
+/// CPU 0 frees two objects into an array holding one (unless a drain came
+/// first, the second free flushes a batch to the depot), then allocates and
+/// frees again; CPU 1 empties its array by allocating, then allocates again
+/// (refilling from the depot whatever CPU 0's flush or the drain put there,
+/// or failing), then frees.
 const BOTH_BUSY: Scenario = Scenario {
     held: [&[0, 1], &[]],
-    arrays: [&[], &[2, 3]],
-    programs: [&[Free, Free, Alloc, Free], &[Alloc, Free, Alloc]],
+    arrays: [&[2], &[3]],
+    programs: [&[Free, Free, Alloc, Free], &[Alloc, Alloc, Free]],
     goes_down: None,
 };
 
@@ -533,8 +538,8 @@ fn drain_racing_a_cpu_going_down() {
     );
 }
 
-/// As [`drain_racing_a_cpu_going_down`] with CPU 0 going down while it
-/// holds an object its caller keeps (it moves with the task, not the CPU).
+/// As [`drain_racing_a_cpu_going_down`] with CPU 0 going down while its
+/// caller still holds an object (it moves with the task, not the CPU).
 #[test]
 fn drain_racing_the_other_cpu_going_down() {
     check(
@@ -557,7 +562,7 @@ fn broken_remote_touch_is_caught() {
 }
 
 /// Broken: the dying CPU leaves a queued drain request unrun, so the
-/// drainer waits forever; loom stops the endless execution.
+/// drainer would wait forever; the pending-request checks catch it.
 #[test]
 #[should_panic(expected = "went offline with a request pending")]
 fn broken_dying_cpu_without_ipi_flush_is_caught() {

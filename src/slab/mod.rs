@@ -8,12 +8,12 @@
 //! inside the slab for small objects and in
 //! [`crate::platform::Platform::alloc_meta`] memory for large ones. The
 //! cache keeps its slabs on three lists (full, partial, empty) under one
-//! lock, and in front of them one array of free objects per CPU, each under
-//! its own lock, so that most allocations and frees touch only their CPU's
-//! array.
+//! lock, and in front of them one array of free objects per CPU, touched
+//! only by its CPU with interrupts off (see `cpu_array.rs`), so that most
+//! allocations and frees take no lock and touch only their CPU's array.
 //!
 //! ```text
-//!  KmemCache ──┬── CPU 0 array [obj, obj, obj, ...]   (SlabCpu lock each)
+//!  KmemCache ──┬── CPU 0 array [obj, obj, obj, ...]   (CPU-local, no lock)
 //!              ├── CPU 1 array [obj, ...]
 //!              └── lists (SlabNode lock)
 //!                   ├── full:    slab ⇄ slab
@@ -31,7 +31,8 @@
 //!
 //! # Locks
 //!
-//! Lock order: `SlabCpu` → `SlabNode` → `PageCpu` → `Buddy`. Pages are
+//! Lock order: CPU-local section (interrupts off, no lock) → `SlabNode` →
+//! `PageCpu` → `Buddy`. Pages are
 //! never allocated under a slab lock (the page allocator may have to go to
 //! the platform, which may sleep in the kernel), and constructors never run
 //! under one: growing takes pages and builds the slab unlocked, then locks
