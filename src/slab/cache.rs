@@ -552,8 +552,12 @@ impl<P: Platform> KmemCache<P> {
                 unsafe { self.refill(node, array) };
                 true
             });
-            // SAFETY: as above.
-            let obj = if added { unsafe { array.pop() } } else { None };
+            let obj = if added {
+                // SAFETY: as above.
+                unsafe { array.pop() }
+            } else {
+                None
+            };
             if obj.is_some() {
                 array.missed_allocs.bump();
             }
