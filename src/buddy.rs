@@ -52,7 +52,8 @@ pub const NR_ORDERS: usize = MAX_ORDER as usize + 1;
 /// Frames per chunk.
 pub const CHUNK_FRAMES: usize = 1 << MAX_ORDER;
 /// Chunk capacity used when the caller has no preference: 1024 chunks, that
-/// is 4 GiB with 4 KiB pages. The table then takes 32 KiB.
+/// is 4 GiB with 4 KiB pages. Its slots then take 32 KiB, beside the
+/// directory's 64 KiB root.
 pub const DEFAULT_MAX_CHUNKS: usize = 1024;
 /// Largest chunk capacity a [`BuddyCore`] accepts (frame ids must fit 32 bits).
 pub const MAX_CHUNKS_LIMIT: usize = 1 << 20;
@@ -439,7 +440,8 @@ unsafe impl Send for BuddyCore {}
 impl BuddyCore {
     /// Creates an empty core able to hold `max_chunks` chunks (clamped to
     /// `1..=MAX_CHUNKS_LIMIT`); the chunk table, 32 bytes per chunk of
-    /// capacity, comes from `platform.alloc_meta(.., gfp)`.
+    /// capacity plus the directory's 64 KiB root, comes from
+    /// `platform.alloc_meta(.., gfp)`.
     pub fn new<P: Platform>(platform: &P, max_chunks: usize, gfp: Gfp) -> Result<Self, AllocError> {
         let max_chunks = max_chunks.clamp(1, MAX_CHUNKS_LIMIT);
         let slot_count = (2 * max_chunks).next_power_of_two();

@@ -377,7 +377,7 @@ impl<P: Platform> Kmalloc<P> {
             + self
                 .cache_slice()
                 .iter()
-                .map(|cache| cache.live_objects())
+                .map(|cache| cache.live_objects(pages))
                 .sum::<usize>();
         if active > 0 {
             return Err(DestroyError::Busy { active });

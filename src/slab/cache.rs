@@ -1125,15 +1125,17 @@ impl<P: Platform> KmemCache<P> {
         released
     }
 
-    /// Objects held by callers, counted from the lists and arrays.
-    /// The per-CPU counts are read without stopping their CPUs, so under
-    /// concurrent use this is an estimate.
-    pub(crate) fn live_objects(&self) -> usize {
-        let cached: usize = (0..self.nr_cpus)
-            .map(|cpu| self.cpus.get(cpu).avail())
-            .sum();
-        let slab_active = self.node.with(|node| node.slab_active);
-        slab_active.saturating_sub(cached)
+    /// Objects held by callers: those out of their slabs less those in
+    /// the per-CPU arrays, each CPU counting its own (so exact while nobody
+    /// else uses the cache). Call only where sleeping is allowed.
+    pub(crate) fn live_objects(&self, pages: &PageAllocator<P>) -> usize {
+        let cached = AtomicUsize::new(0);
+        pages.platform().on_each_cpu(&self.cpus, &|_cpu, array| {
+            cached.fetch_add(array.avail(), Ordering::Relaxed);
+        });
+        self.node
+            .with(|node| node.slab_active)
+            .saturating_sub(cached.load(Ordering::Relaxed))
     }
 
     /// Destroys the cache: every slab goes back to the page allocator and
@@ -1147,16 +1149,7 @@ impl<P: Platform> KmemCache<P> {
             return Err(DestroyError::AlreadyDestroyed);
         }
         let platform = pages.platform();
-        // Exact counts while nobody else uses the cache: each CPU reports
-        // its own array.
-        let cached = AtomicUsize::new(0);
-        platform.on_each_cpu(&self.cpus, &|_cpu, array| {
-            cached.fetch_add(array.avail(), Ordering::Relaxed);
-        });
-        let active = self
-            .node
-            .with(|node| node.slab_active)
-            .saturating_sub(cached.load(Ordering::Relaxed));
+        let active = self.live_objects(pages);
         if active > 0 {
             return Err(DestroyError::Busy { active });
         }
@@ -1272,10 +1265,6 @@ impl<P: Platform> KmemCache<P> {
         total
     }
 
-    fn platform_of<'a>(&self, pages: &'a PageAllocator<P>) -> &'a P {
-        pages.platform()
-    }
-
     /// Checks the cache's invariants (O(objects); for tests): list
     /// membership matches each slab's use, the counts add up, every free
     /// index is distinct, objects in per-CPU arrays are out of their slabs,
@@ -1291,39 +1280,37 @@ impl<P: Platform> KmemCache<P> {
         let cached = AtomicUsize::new(0);
         // Index + 1 into ARRAY_ERRORS of the first problem seen.
         let problem = AtomicUsize::new(0);
-        self.platform_of(pages)
-            .on_each_cpu(&self.cpus, &|_cpu, array| {
-                // SAFETY: `on_each_cpu` gives exclusive use of the array.
-                let objects = unsafe { array.oldest(array.avail()) };
-                cached.fetch_add(objects.len(), Ordering::Relaxed);
-                let found = self.node.with(|_node| {
-                    for &obj in objects {
-                        if self.locate(pages, obj).is_err() {
-                            return 1;
-                        }
-                        let Some(slab) = self.slab_of_live(pages, obj) else {
-                            return 2;
-                        };
-                        // SAFETY: the lock is held and the slab is live.
-                        let index = unsafe { self.index_in(slab, obj) };
-                        // SAFETY: as above.
-                        if unsafe { slab.is_free_in_index(layout, index) } {
-                            return 3;
-                        }
-                        if layout.track_state()
+        pages.platform().on_each_cpu(&self.cpus, &|_cpu, array| {
+            // SAFETY: `on_each_cpu` gives exclusive use of the array.
+            let objects = unsafe { array.oldest(array.avail()) };
+            cached.fetch_add(objects.len(), Ordering::Relaxed);
+            let found = self.node.with(|_node| {
+                for &obj in objects {
+                    if self.locate(pages, obj).is_err() {
+                        return 1;
+                    }
+                    let Some(slab) = self.slab_of_live(pages, obj) else {
+                        return 2;
+                    };
+                    // SAFETY: the lock is held and the slab is live.
+                    let index = unsafe { self.index_in(slab, obj) };
+                    // SAFETY: as above.
+                    if unsafe { slab.is_free_in_index(layout, index) } {
+                        return 3;
+                    }
+                    if layout.track_state()
                             // SAFETY: as above.
                             && unsafe { slab.state(layout, index) } != STATE_FREE
-                        {
-                            return 4;
-                        }
+                    {
+                        return 4;
                     }
-                    0
-                });
-                if found != 0 {
-                    let _ =
-                        problem.compare_exchange(0, found, Ordering::Relaxed, Ordering::Relaxed);
                 }
+                0
             });
+            if found != 0 {
+                let _ = problem.compare_exchange(0, found, Ordering::Relaxed, Ordering::Relaxed);
+            }
+        });
         if let Some(index) = problem.load(Ordering::Relaxed).checked_sub(1) {
             return Err(ARRAY_ERRORS[index]);
         }

@@ -158,35 +158,30 @@ impl CpuArray {
         self.limit.load(Ordering::Relaxed) == 0
     }
 
-    /// The fast path of an allocation: the most recently freed object,
-    /// counted as a hit.
+    /// Takes the most recently freed object, counting nothing.
     ///
     /// # Safety
     ///
     /// The caller has exclusive use of the array (type documentation).
     #[inline(always)]
-    pub(crate) unsafe fn pop_hit(&self) -> Option<NonNull<u8>> {
+    pub(crate) unsafe fn pop(&self) -> Option<NonNull<u8>> {
         let avail = self.avail.load(Ordering::Relaxed);
-        if avail == 0 {
-            return None;
-        }
-        let top = avail - 1;
+        let top = avail.checked_sub(1)?;
         self.avail.store(top, Ordering::Relaxed);
-        self.allochit.bump();
         // SAFETY: `top < avail <= ARRAY_CAPACITY`, and slot `top` holds an
         // object (type invariants), never null; exclusive use per the caller.
         Some(unsafe { NonNull::new_unchecked(self.slot(top).read()) })
     }
 
-    /// The fast path of a free: keeps `obj` if there is room, counted as a
-    /// hit; `false` (nothing done) if the array is full or retired.
+    /// Adds an object, counting nothing; `false` (nothing done) if the
+    /// array is full or retired.
     ///
     /// # Safety
     ///
     /// The caller has exclusive use of the array, and `obj` is a free object
     /// of the cache counted as in use by its slab.
     #[inline(always)]
-    pub(crate) unsafe fn push_hit(&self, obj: NonNull<u8>) -> bool {
+    pub(crate) unsafe fn push(&self, obj: NonNull<u8>) -> bool {
         let avail = self.avail.load(Ordering::Relaxed);
         if avail >= self.limit.load(Ordering::Relaxed) {
             return false;
@@ -195,37 +190,35 @@ impl CpuArray {
         unsafe { self.slot(avail).write(obj.as_ptr()) };
         // INVARIANT: the caller passes a free object counted by its slab.
         self.avail.store(avail + 1, Ordering::Relaxed);
-        self.freehit.bump();
         true
     }
 
-    /// Takes the most recently freed object, counting nothing.
+    /// The fast path of an allocation: [`CpuArray::pop`], counted as a hit.
     ///
     /// # Safety
     ///
-    /// As [`CpuArray::pop_hit`].
-    pub(crate) unsafe fn pop(&self) -> Option<NonNull<u8>> {
-        let avail = self.avail.load(Ordering::Relaxed);
-        let top = avail.checked_sub(1)?;
-        self.avail.store(top, Ordering::Relaxed);
-        // SAFETY: as in `pop_hit`.
-        NonNull::new(unsafe { self.slot(top).read() })
+    /// As [`CpuArray::pop`].
+    #[inline(always)]
+    pub(crate) unsafe fn pop_hit(&self) -> Option<NonNull<u8>> {
+        // SAFETY: the caller's guarantee, passed on.
+        let obj = unsafe { self.pop() }?;
+        self.allochit.bump();
+        Some(obj)
     }
 
-    /// Adds an object, counting nothing; `false` if full.
+    /// The fast path of a free: [`CpuArray::push`], counted as a hit.
     ///
     /// # Safety
     ///
-    /// As [`CpuArray::push_hit`].
-    pub(crate) unsafe fn push(&self, obj: NonNull<u8>) -> bool {
-        let avail = self.avail.load(Ordering::Relaxed);
-        if avail >= self.limit.load(Ordering::Relaxed) {
-            return false;
+    /// As [`CpuArray::push`].
+    #[inline(always)]
+    pub(crate) unsafe fn push_hit(&self, obj: NonNull<u8>) -> bool {
+        // SAFETY: the caller's guarantee, passed on.
+        let pushed = unsafe { self.push(obj) };
+        if pushed {
+            self.freehit.bump();
         }
-        // SAFETY: as in `push_hit`.
-        unsafe { self.slot(avail).write(obj.as_ptr()) };
-        self.avail.store(avail + 1, Ordering::Relaxed);
-        true
+        pushed
     }
 
     /// Free slots.
