@@ -97,8 +97,8 @@ struct FrameState {
     kind: FrameKind,
 }
 
-/// Per-chunk metadata: the buddy's frame records plus two atomic words per
-/// frame for the core's user.
+/// Per-chunk metadata: the buddy's frame records plus atomic words and a
+/// tag per frame for the core's user.
 ///
 /// Allocate it with [`ChunkMeta::LAYOUT`] and initialise it with
 /// [`ChunkMeta::init`] before handing it to [`BuddyCore::add_chunk`].
@@ -107,11 +107,12 @@ struct FrameState {
 ///
 /// `frames` is only accessed by the [`BuddyCore`] that owns the chunk table
 /// holding this metadata, through `&mut BuddyCore` (or `&BuddyCore` for
-/// reads), so no two threads access it at once. `words` and `tags` are
-/// atomics that anyone may read.
+/// reads), so no two threads access it at once. `words`, `aux_words` and
+/// `tags` are atomics that anyone may read.
 pub struct ChunkMeta {
     frames: UnsafeCell<[FrameState; CHUNK_FRAMES]>,
     words: [AtomicUsize; CHUNK_FRAMES],
+    aux_words: [AtomicUsize; CHUNK_FRAMES],
     tags: [AtomicU8; CHUNK_FRAMES],
     /// Next metadata in the core's spare pool (only while in the pool).
     next_spare: AtomicPtr<ChunkMeta>,
@@ -153,10 +154,12 @@ impl ChunkMeta {
         unsafe {
             let frames = ptr::addr_of_mut!((*meta).frames).cast::<FrameState>();
             let words = ptr::addr_of_mut!((*meta).words).cast::<AtomicUsize>();
+            let aux_words = ptr::addr_of_mut!((*meta).aux_words).cast::<AtomicUsize>();
             let tags = ptr::addr_of_mut!((*meta).tags).cast::<AtomicU8>();
             for i in 0..CHUNK_FRAMES {
                 frames.add(i).write(tail);
                 words.add(i).write(AtomicUsize::new(0));
+                aux_words.add(i).write(AtomicUsize::new(0));
                 tags.add(i).write(AtomicU8::new(0));
             }
             ptr::addr_of_mut!((*meta).next_spare).write(AtomicPtr::new(ptr::null_mut()));
@@ -172,6 +175,13 @@ impl ChunkMeta {
     #[inline(always)]
     pub fn word(&self, offset: usize) -> &AtomicUsize {
         &self.words[offset & (CHUNK_FRAMES - 1)]
+    }
+
+    /// The second user word of the frame at `offset` in the chunk (masked
+    /// to the chunk), zero when the chunk is added.
+    #[inline(always)]
+    pub fn aux_word(&self, offset: usize) -> &AtomicUsize {
+        &self.aux_words[offset & (CHUNK_FRAMES - 1)]
     }
 
     /// The user tag of the frame at `offset` in the chunk (masked to the
@@ -751,6 +761,7 @@ impl BuddyCore {
                 // make sure anyway.
                 for offset in 0..CHUNK_FRAMES {
                     meta_ref.words[offset].store(0, Ordering::Relaxed);
+                    meta_ref.aux_words[offset].store(0, Ordering::Relaxed);
                     meta_ref.tags[offset].store(0, Ordering::Relaxed);
                 }
                 meta

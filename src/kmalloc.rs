@@ -81,16 +81,18 @@ const SMALL_INDEX: [u8; 24] = [
 /// The index in [`KMALLOC_SIZES`] of the cache serving `size` bytes, or
 /// `None` for 0 and for sizes above [`KMALLOC_MAX_CACHE_SIZE`]
 /// (`kmalloc_index` in the kernel).
+#[inline(always)]
 pub fn kmalloc_index(size: usize) -> Option<usize> {
-    match size {
-        0 => None,
-        1..=192 => Some(usize::from(SMALL_INDEX[(size - 1) / 8])),
-        193..=KMALLOC_MAX_CACHE_SIZE => {
-            // ceil(log2(size)): 8 for 193..=256, ..., 13 for 4097..=8192.
-            let log = (usize::BITS - (size - 1).leading_zeros()) as usize;
-            Some(log - 8 + 7)
-        }
-        _ => None,
+    // 0 wraps to the largest value, so each range test also rules it out.
+    let last_byte = size.wrapping_sub(1);
+    if last_byte < 192 {
+        Some(usize::from(SMALL_INDEX[last_byte / 8]))
+    } else if last_byte < KMALLOC_MAX_CACHE_SIZE {
+        // ceil(log2(size)): 8 for 193..=256, ..., 13 for 4097..=8192.
+        let log = (usize::BITS - last_byte.leading_zeros()) as usize;
+        Some(log - 8 + 7)
+    } else {
+        None
     }
 }
 
@@ -114,12 +116,16 @@ pub fn large_order(size: usize) -> Option<u32> {
 ///
 /// The caches live in bookkeeping memory ([`Platform::alloc_meta`]), not
 /// inside this value: together they are several kilobytes, too much to
-/// build or move on a 16 KiB kernel stack. `caches` is `None` after a
-/// successful [`Kmalloc::destroy`], which frees that memory.
+/// build or move on a 16 KiB kernel stack. `live_caches` is
+/// [`KMALLOC_CACHES`] while `caches` points to them, and 0 after a
+/// successful [`Kmalloc::destroy`], which frees that memory (`caches` then
+/// dangles and is never dereferenced). A count rather than an `Option`, so
+/// that the fast paths test one bound instead of a pointer and a bound.
 pub struct Kmalloc<P: Platform> {
     id: usize,
     first_cache_id: usize,
-    caches: Option<NonNull<KmemCache<P>>>,
+    caches: NonNull<KmemCache<P>>,
+    live_caches: usize,
     large_blocks: AtomicUsize,
     errors: AtomicUsize,
 }
@@ -195,23 +201,24 @@ impl<P: Platform> Kmalloc<P> {
         Ok(Kmalloc {
             id: first_id,
             first_cache_id,
-            caches: Some(array),
+            caches: array,
+            live_caches: KMALLOC_CACHES,
             large_blocks: AtomicUsize::new(0),
             errors: AtomicUsize::new(0),
         })
     }
 
     /// The generic caches, smallest first; empty after `destroy`.
+    #[inline(always)]
     fn cache_slice(&self) -> &[KmemCache<P>] {
-        match self.caches {
-            // SAFETY: while `caches` is `Some`, it points to
-            // `KMALLOC_CACHES` initialised caches owned by `self`.
-            Some(array) => unsafe { core::slice::from_raw_parts(array.as_ptr(), KMALLOC_CACHES) },
-            None => &[],
-        }
+        // SAFETY: `caches` points to `live_caches` initialised caches owned
+        // by `self` (none after `destroy`, when the dangling but aligned
+        // pointer makes an empty slice).
+        unsafe { core::slice::from_raw_parts(self.caches.as_ptr(), self.live_caches) }
     }
 
     /// The generic cache serving `size` bytes, if any.
+    #[inline(always)]
     pub fn cache_for(&self, size: usize) -> Option<&KmemCache<P>> {
         kmalloc_index(size).and_then(|index| self.cache_slice().get(index))
     }
@@ -235,21 +242,36 @@ impl<P: Platform> Kmalloc<P> {
     /// Allocates `size` bytes: from the generic cache of the size class, or
     /// a page block above [`KMALLOC_MAX_CACHE_SIZE`]; [`zero_size_ptr`] for
     /// 0 bytes. `Gfp::ZERO` zeroes the memory.
+    #[inline]
     pub fn kmalloc(
         &self,
         pages: &PageAllocator<P>,
         size: usize,
         gfp: Gfp,
     ) -> Result<NonNull<u8>, AllocError> {
-        if self.caches.is_none() {
+        // A destroyed instance has no caches, so this finds none.
+        if let Some(cache) = self.cache_for(size) {
+            return cache.alloc(pages, gfp);
+        }
+        self.kmalloc_uncached(pages, size, gfp)
+    }
+
+    /// Every request no generic cache serves: a destroyed instance, 0 bytes,
+    /// large blocks.
+    #[cold]
+    #[inline(never)]
+    fn kmalloc_uncached(
+        &self,
+        pages: &PageAllocator<P>,
+        size: usize,
+        gfp: Gfp,
+    ) -> Result<NonNull<u8>, AllocError> {
+        if self.live_caches == 0 {
             // Destroyed: nothing more is handed out, large blocks included.
             return Err(AllocError);
         }
         if size == 0 {
             return Ok(zero_size_ptr());
-        }
-        if let Some(cache) = self.cache_for(size) {
-            return cache.alloc(pages, gfp);
         }
         let order = large_order(size).ok_or(AllocError)?;
         let block = pages.alloc_pages(order, gfp)?;
@@ -257,19 +279,19 @@ impl<P: Platform> Kmalloc<P> {
             owner_id: self.id,
             order,
         };
-        pages.set_block_owner(block, order, tag.encode());
+        pages.set_block_owner(block, order, tag.encode(), 0);
         self.large_blocks.fetch_add(1, Ordering::Relaxed);
         Ok(block)
     }
 
-    /// The generic cache whose slab holds `ptr`, from the owner word.
-    #[inline(always)]
+    /// The generic cache whose slab has the owner word `word`.
     fn cache_of(&self, word: usize) -> Option<&KmemCache<P>> {
-        // SAFETY: off-slab descriptors stay allocated while their cache
-        // exists; the callers' contracts exclude caches being destroyed.
-        let cache_id = unsafe { OwnerTag::decode(word).cache_id() }?;
-        let index = cache_id.checked_sub(self.first_cache_id)?;
-        self.cache_slice().get(index)
+        let OwnerTag::Slab { cache_id, .. } = OwnerTag::decode(word) else {
+            return None;
+        };
+        // Ids below ours wrap to huge indexes, out of the slice.
+        self.cache_slice()
+            .get(cache_id.wrapping_sub(self.first_cache_id))
     }
 
     fn report_error(&self, pages: &PageAllocator<P>, ptr: *const u8, what: &str) {
@@ -292,21 +314,53 @@ impl<P: Platform> Kmalloc<P> {
     ///
     /// As for [`KmemCache::free`]: nothing may use the memory after a
     /// successful free; outside debug mode `ptr` must not be already free.
+    #[inline]
     pub unsafe fn kfree(
         &self,
         pages: &PageAllocator<P>,
         ptr: NonNull<u8>,
     ) -> Result<(), SlabFreeError> {
+        // One owner lookup finds the cache and validates the object. The
+        // zero-size sentinel is in no chunk: its owner word is 0.
+        let word = pages.owner_word(ptr.as_ptr());
+        // A guess, read as if `word` were an on-slab tag, so that the common
+        // case costs a shift and a bound: the cache's fast path checks the
+        // whole word (kind bits and id), so a wrong guess only sends the
+        // free to the slow path, which decodes the word properly.
+        let guess = self
+            .cache_slice()
+            .get(OwnerTag::id_bits(word).wrapping_sub(self.first_cache_id));
+        // SAFETY: the caller's guarantees are those of `free`; `word` is
+        // the owner word of `ptr`.
+        if guess.is_some_and(|cache| unsafe { cache.try_free_fast(ptr, word) }) {
+            return Ok(());
+        }
+        // SAFETY: the caller's guarantees, passed on.
+        unsafe { self.kfree_slow(pages, ptr, word) }
+    }
+
+    /// Every kfree but an object into an array with room: full arrays, debug mode, the zero-size sentinel,
+    /// large blocks, invalid pointers.
+    ///
+    /// # Safety
+    ///
+    /// As [`Kmalloc::kfree`]; `word` is `pages.owner_word(ptr)`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn kfree_slow(
+        &self,
+        pages: &PageAllocator<P>,
+        ptr: NonNull<u8>,
+        word: usize,
+    ) -> Result<(), SlabFreeError> {
+        if let Some(cache) = self.cache_of(word) {
+            // SAFETY: the caller's guarantees are those of `free`; `word` is
+            // the owner word of `ptr`.
+            return unsafe { cache.free_with_owner(pages, ptr, word) };
+        }
         let raw = ptr.as_ptr();
         if is_zero_size_ptr(raw) {
             return Ok(());
-        }
-        // One owner lookup finds the cache and validates the object.
-        let word = pages.owner_word(raw);
-        if let Some(cache) = self.cache_of(word) {
-            // SAFETY: the caller's guarantees are those of `free`; `word` is
-            // the owner word of `raw`.
-            return unsafe { cache.free_with_owner(pages, ptr, word) };
         }
         match OwnerTag::decode(word) {
             OwnerTag::Large { owner_id, order } if owner_id == self.id => {
@@ -370,9 +424,10 @@ impl<P: Platform> Kmalloc<P> {
     /// (counting objects and large blocks still allocated), changing
     /// nothing, while any memory from this instance is still allocated.
     pub fn destroy(&mut self, pages: &PageAllocator<P>) -> Result<(), DestroyError> {
-        let Some(array) = self.caches else {
+        if self.live_caches == 0 {
             return Err(DestroyError::AlreadyDestroyed);
-        };
+        }
+        let array = self.caches;
         let active = self.large_blocks()
             + self
                 .cache_slice()
@@ -388,10 +443,11 @@ impl<P: Platform> Kmalloc<P> {
                 Err(error) => return Err(error),
             }
         }
-        self.caches = None;
+        // INVARIANT: from here on nothing reaches the caches through `self`.
+        self.live_caches = 0;
         for index in 0..KMALLOC_CACHES {
             // SAFETY: every slot holds a destroyed cache, dropped once here;
-            // `caches` is `None` now, so nothing reaches them any more.
+            // `live_caches` is 0 now, so nothing reaches them any more.
             unsafe { core::ptr::drop_in_place(array.as_ptr().add(index)) };
         }
         // SAFETY: `array` came from `alloc_meta` with this layout and is no

@@ -481,6 +481,7 @@ impl<P: Platform> PageAllocator<P> {
             meta.tag(tail).store(TAG_TAIL, Ordering::Relaxed);
         }
         meta.word(offset).store(0, Ordering::Relaxed);
+        meta.aux_word(offset).store(0, Ordering::Relaxed);
         meta.tag(offset)
             .store(TAG_HEAD | order as u8, Ordering::Release);
     }
@@ -560,6 +561,7 @@ impl<P: Platform> PageAllocator<P> {
             }
         }
         meta.word(offset).store(0, Ordering::Relaxed);
+        meta.aux_word(offset).store(0, Ordering::Relaxed);
         for tail in offset + 1..offset + (1 << order) {
             meta.tag(tail).store(TAG_NOT_HANDED_OUT, Ordering::Relaxed);
             meta.word(tail).store(0, Ordering::Relaxed);
@@ -643,10 +645,12 @@ impl<P: Platform> PageAllocator<P> {
     }
 
     /// Sets the owner word of every page of the handed-out block of
-    /// `2^order` pages at `addr` (like the slab pointer in `struct page`).
-    /// The words are cleared when the block is freed. A call that does not
-    /// name a handed-out block is reported and ignored.
-    pub fn set_block_owner(&self, addr: NonNull<u8>, order: u32, owner: usize) {
+    /// `2^order` pages at `addr` (like the slab pointer in `struct page`),
+    /// and the block's auxiliary word (kept once, for the head page; the
+    /// slab layer keeps an off-slab descriptor there, as `struct slab`
+    /// would). The words are cleared when the block is freed. A call that
+    /// does not name a handed-out block is reported and ignored.
+    pub fn set_block_owner(&self, addr: NonNull<u8>, order: u32, owner: usize, aux: usize) {
         let addr_value = addr.as_ptr() as usize;
         let frame = frame_of(addr_value);
         let meta = match self.table().lookup(frame) {
@@ -668,8 +672,22 @@ impl<P: Platform> PageAllocator<P> {
             }
         };
         let offset = offset_in_chunk(frame);
+        meta.aux_word(offset).store(aux, Ordering::Release);
         for page in offset..offset + (1 << order) {
             meta.word(page).store(owner, Ordering::Release);
+        }
+    }
+
+    /// The auxiliary word of the handed-out block starting at `block` (see
+    /// [`PageAllocator::set_block_owner`]), 0 if none was set or `block` is
+    /// not in a chunk of ours.
+    pub fn block_aux(&self, block: *const u8) -> usize {
+        let frame = frame_of(block as usize);
+        match self.table().lookup(frame) {
+            Some(meta) => meta
+                .aux_word(offset_in_chunk(frame))
+                .load(Ordering::Acquire),
+            None => 0,
         }
     }
 

@@ -430,7 +430,9 @@ fn block_owner_covers_every_byte_of_the_block_only() {
         let owner = 0x1000 + order as usize;
         let base = block.as_ptr();
         assert_eq!(pages.block_owner(base), Some(0), "no owner set yet");
-        pages.set_block_owner(block, order, owner);
+        assert_eq!(pages.block_aux(base), 0, "no auxiliary word set yet");
+        pages.set_block_owner(block, order, owner, owner * 2);
+        assert_eq!(pages.block_aux(base), owner * 2);
         // First, last and page-boundary bytes of the block.
         for page in 0..1usize << order {
             for offset in [0, 1, PAGE_SIZE / 2, PAGE_SIZE - 1] {
@@ -456,14 +458,16 @@ fn block_owner_covers_every_byte_of_the_block_only() {
     assert_eq!(pages.block_owner(std::ptr::null()), None);
     // Wrong calls are reported and ignored.
     let (block, order, owner) = blocks[3];
-    pages.set_block_owner(block, order + 1, 7);
+    pages.set_block_owner(block, order + 1, 7, 7);
     pages.set_block_owner(
         NonNull::new(block.as_ptr().wrapping_add(PAGE_SIZE)).unwrap(),
         0,
         7,
+        7,
     );
     assert_eq!(host.take_reports().len(), 2);
     assert_eq!(pages.block_owner(block.as_ptr()), Some(owner));
+    assert_eq!(pages.block_aux(block.as_ptr()), owner * 2);
     // Freed blocks have no owner, and the words do not come back on reuse.
     for (block, order, _) in blocks {
         // SAFETY: the block is not used afterwards.
@@ -477,10 +481,9 @@ fn block_owner_covers_every_byte_of_the_block_only() {
     }
     let again = pages.alloc_pages(MAX_ORDER, Gfp::KERNEL).unwrap();
     for page in 0..CHUNK_FRAMES {
-        assert_eq!(
-            pages.block_owner(again.as_ptr().wrapping_add(page * PAGE_SIZE)),
-            Some(0)
-        );
+        let addr = again.as_ptr().wrapping_add(page * PAGE_SIZE);
+        assert_eq!(pages.block_owner(addr), Some(0));
+        assert_eq!(pages.block_aux(addr), 0);
     }
     // SAFETY: the block is not used afterwards.
     unsafe { pages.free_pages(again, MAX_ORDER) }.unwrap();
@@ -615,7 +618,7 @@ proptest! {
                             page[0] = stamp;
                             page[PAGE_SIZE - 1] = stamp;
                         }
-                        pages.set_block_owner(block, order, start ^ 0x5);
+                        pages.set_block_owner(block, order, start ^ 0x5, 0);
                         prop_assert!(live.insert(start, (block, order, stamp)).is_none());
                     }
                 }
@@ -750,7 +753,7 @@ fn stress_many_threads() {
                             // SAFETY: the block was just allocated for us.
                             unsafe { *(block.as_ptr().add(page * PAGE_SIZE) as *mut u64) = stamp };
                         }
-                        pages.set_block_owner(block, order, stamp as usize);
+                        pages.set_block_owner(block, order, stamp as usize, 0);
                         mine.push((start, order, stamp));
                     } else if !mine.is_empty() {
                         let block = mine.swap_remove((r >> 4) as usize % mine.len());

@@ -194,8 +194,10 @@ enum ArrayAlloc {
 
 /// Fast-path flag: allocations take the slow path (debug state tracking).
 const SLOW_ALLOC: u32 = 1 << 0;
-/// Fast-path flag: frees take the slow path (debug state tracking).
-const SLOW_FREE: u32 = 1 << 1;
+
+/// A tag no owner word matches in `OwnerTag::colour_if_tagged`: the test
+/// masks the colour bits out of the word, and they are set here.
+const NEVER_MATCHES: usize = usize::MAX;
 
 /// `ceil(2^32 / stride)`: the multiplier that turns an offset in a slab into
 /// an object index without a division, as SLUB's `obj_to_index` does with
@@ -226,18 +228,22 @@ fn reciprocal(stride: usize) -> u64 {
 ///
 /// `id` is unique among all caches and kmalloc instances and is the id in
 /// the owner tags of this cache's slabs. `recip` is `reciprocal(stride)`,
-/// `span` is `objects * stride`; `on_slab_tag` is the owner word of this
-/// cache's slabs without their colour, or `usize::MAX` if they are off-slab;
+/// `span` is `objects * stride`; `slab_tag` is the owner word of this
+/// cache's slabs without their colour;
 /// `slab_mask`, `colour_off`, `first_obj` and
 /// `stride` are the layout's slab address mask, colour unit, object offset
-/// in a slot and stride, copied for the free fast path. `slow_paths` has `SLOW_ALLOC` and
-/// `SLOW_FREE` set exactly when the layout tracks object states.
+/// in a slot and stride, copied for the free fast path. `slow_paths` has
+/// `SLOW_ALLOC` set exactly when the layout tracks object states; then
+/// `fast_free_tag` is `NEVER_MATCHES`, otherwise `slab_tag` (so that a
+/// free in debug mode fails the fast path's check without testing a flag
+/// of its own).
 pub struct KmemCache<P: Platform> {
     slow_paths: u32,
     id: usize,
     recip: u64,
     span: usize,
-    on_slab_tag: usize,
+    slab_tag: usize,
+    fast_free_tag: usize,
     slab_mask: usize,
     colour_off: usize,
     first_obj: usize,
@@ -319,23 +325,20 @@ impl<P: Platform> KmemCache<P> {
             .map_err(|AllocError| CreateError::NoMemory)?;
         let mut name_bytes = [0u8; MAX_NAME_LEN];
         name_bytes[..name.len()].copy_from_slice(name.as_bytes());
-        let slow_paths = if layout.track_state() {
-            SLOW_ALLOC | SLOW_FREE
-        } else {
-            0
-        };
+        let slow_paths = if layout.track_state() { SLOW_ALLOC } else { 0 };
+        let slab_tag = OwnerTag::slab_tag(id);
         // INVARIANT: `id` was reserved for this cache alone; `recip`,
-        // `span` and `slow_paths` follow the layout.
+        // `span`, `slow_paths` and the fast-free pair follow the layout.
         Ok(KmemCache {
             slow_paths,
             id,
             recip: reciprocal(layout.stride()),
             span: layout.objects() * layout.stride(),
-            // An off-slab cache's slabs never carry an on-slab tag.
-            on_slab_tag: if layout.on_slab() {
-                OwnerTag::on_slab_tag(id)
+            slab_tag,
+            fast_free_tag: if layout.track_state() {
+                NEVER_MATCHES
             } else {
-                usize::MAX
+                slab_tag
             },
             slab_mask: !(layout.slab_bytes() - 1),
             colour_off: layout.colour_offset(1),
@@ -653,15 +656,13 @@ impl<P: Platform> KmemCache<P> {
                 }
             }
         }
-        let tag = if layout.on_slab() {
-            OwnerTag::OnSlab {
-                cache_id: self.id,
-                colour,
-            }
-        } else {
-            OwnerTag::OffSlab { desc: slab }
+        let tag = OwnerTag::Slab {
+            cache_id: self.id,
+            colour,
         };
-        pages.set_block_owner(block, layout.order(), tag.encode());
+        // An off-slab descriptor goes into the block's auxiliary word.
+        let aux = if layout.on_slab() { 0 } else { slab.addr() };
+        pages.set_block_owner(block, layout.order(), tag.encode(), aux);
         let counters = self.this_array(platform);
         counters.grown.fetch_add(1, Ordering::Relaxed);
         if self.ctor.is_some() {
@@ -730,15 +731,13 @@ impl<P: Platform> KmemCache<P> {
     /// The slab holding `obj`, an object known to be out of its slab (in an
     /// array or handed out), so its slab is live.
     fn slab_of_live(&self, pages: &PageAllocator<P>, obj: *const u8) -> Option<SlabPtr> {
-        if self.layout.on_slab() {
-            let base = obj as usize & !(self.layout.slab_bytes() - 1);
-            NonNull::new((base + self.layout.desc_offset()) as *mut u8).map(SlabPtr::new)
+        let base = obj as usize & !(self.layout.slab_bytes() - 1);
+        let desc = if self.layout.on_slab() {
+            base + self.layout.desc_offset()
         } else {
-            match OwnerTag::decode(pages.block_owner(obj)?) {
-                OwnerTag::OffSlab { desc } => Some(desc),
-                _ => None,
-            }
-        }
+            pages.block_aux(base as *const u8)
+        };
+        NonNull::new(desc as *mut u8).map(SlabPtr::new)
     }
 
     /// Index of the object at `obj` in `slab`.
@@ -761,31 +760,26 @@ impl<P: Platform> KmemCache<P> {
     }
 
     /// Checks without any lock that `obj` is the start of an object slot of
-    /// a slab of this cache; returns the object's index in its slab.
-    ///
-    /// On-slab caches need only the owner word (cache id and colour); for
-    /// off-slab ones the descriptor's atomic fields are read, which is safe
-    /// because off-slab descriptors are type-stable (see [`OwnerTag`]).
+    /// a slab of this cache; returns the object's index in its slab. Only
+    /// the owner word (cache id and colour) is needed, whether the slab's
+    /// descriptor is on the slab or off it.
     #[inline(always)]
     fn locate(&self, pages: &PageAllocator<P>, obj: *const u8) -> Result<usize, SlabFreeError> {
-        self.locate_by_word(obj, pages.owner_word(obj))
+        self.locate_as(obj, pages.owner_word(obj), self.slab_tag)
     }
 
     /// [`KmemCache::locate`] with the owner word of `obj`'s page already
-    /// read (`PageAllocator::owner_word`).
+    /// read (`PageAllocator::owner_word`), accepting words that carry `tag`:
+    /// the cache's own, or the fast path's, which matches nothing in debug
+    /// mode.
     #[inline(always)]
-    fn locate_by_word(&self, obj: *const u8, word: usize) -> Result<usize, SlabFreeError> {
+    fn locate_as(&self, obj: *const u8, word: usize, tag: usize) -> Result<usize, SlabFreeError> {
         // Wrapping arithmetic: these are addresses and small products that
         // cannot overflow (a slab is at most 2 MiB), and overflow checks
         // would cost the fast path a branch each.
-        let s_mem = match OwnerTag::colour_if_tagged(word, self.on_slab_tag) {
-            Some(colour) => {
-                (obj as usize & self.slab_mask).wrapping_add(colour.wrapping_mul(self.colour_off))
-            }
-            None => self
-                .off_slab_s_mem(word)
-                .ok_or(SlabFreeError::NotFromCache)?,
-        };
+        let colour = OwnerTag::colour_if_tagged(word, tag).ok_or(SlabFreeError::NotFromCache)?;
+        let s_mem =
+            (obj as usize & self.slab_mask).wrapping_add(colour.wrapping_mul(self.colour_off));
         // Below the first object the subtraction wraps to a huge offset.
         let offset = (obj as usize)
             .wrapping_sub(s_mem)
@@ -798,25 +792,6 @@ impl<P: Platform> KmemCache<P> {
             return Err(SlabFreeError::NotAnObject);
         }
         Ok(index)
-    }
-
-    /// The first slot of the off-slab slab whose owner word is `word`, if it
-    /// is one of ours.
-    /// Out of line, so that the on-slab fast path stays small.
-    #[inline(never)]
-    fn off_slab_s_mem(&self, word: usize) -> Option<usize> {
-        match OwnerTag::decode(word) {
-            OwnerTag::OffSlab { desc } if !self.layout.on_slab() => {
-                // SAFETY: off-slab descriptors stay allocated while their
-                // cache exists (see `OwnerTag`), and the fields are atomic.
-                if unsafe { desc.cache_id() } != self.id {
-                    return None;
-                }
-                // SAFETY: as above.
-                Some(unsafe { desc.s_mem() })
-            }
-            _ => None,
-        }
     }
 
     /// Whether `ptr` is the start of an object (allocated or free) of a live
@@ -892,17 +867,32 @@ impl<P: Platform> KmemCache<P> {
         obj: NonNull<u8>,
         word: usize,
     ) -> Result<(), SlabFreeError> {
-        if self.slow_paths & SLOW_FREE == 0
-            && self.locate_by_word(obj.as_ptr(), word).is_ok()
+        // SAFETY: the caller's contract, passed on.
+        if unsafe { self.try_free_fast(obj, word) } {
+            return Ok(());
+        }
+        // SAFETY: as above.
+        unsafe { self.free_slow(pages, obj) }
+    }
+
+    /// The free fast path: if `obj` is an object of this cache (by `word`,
+    /// its page's owner word), not in debug mode, and this CPU's array has
+    /// room, puts it there and returns `true`. Otherwise changes nothing and
+    /// returns `false`: the caller takes the slow path, which reports what
+    /// is wrong.
+    ///
+    /// # Safety
+    ///
+    /// As [`KmemCache::free`]; `word` is `pages.owner_word(obj)`.
+    #[inline(always)]
+    pub(crate) unsafe fn try_free_fast(&self, obj: NonNull<u8>, word: usize) -> bool {
+        // In debug mode the fast pair matches nothing: every free goes slow.
+        self.locate_as(obj.as_ptr(), word, self.fast_free_tag)
+            .is_ok()
             // SAFETY: exclusive use of this CPU's array by `with_local`; the
             // object was just validated as one of ours, handed out (the
             // caller's contract rules out double frees here).
             && self.cpus.with_local(|array| unsafe { array.push_hit(obj) })
-        {
-            return Ok(());
-        }
-        // SAFETY: the caller's contract, passed on.
-        unsafe { self.free_slow(pages, obj) }
     }
 
     /// Every free but a valid one without debug checks into an array with

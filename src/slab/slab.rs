@@ -476,28 +476,23 @@ impl SlabList {
 /// layer, which must leave the low two bits of its owner words zero (or
 /// leave the word unset, 0). The two low bits give the kind:
 ///
-/// - `01`: a slab with on-slab bookkeeping; bits 2..12 hold the slab's
-///   colour, the bits above the cache id. Nothing is dereferenced to check
-///   an object against it.
-/// - `10`: a slab with off-slab bookkeeping; the word is the descriptor's
-///   address with bit 1 set. Off-slab descriptors are type-stable (recycled
-///   only within their cache and freed when the cache is destroyed), so
-///   reading the descriptor's atomic fields is safe while the cache exists.
+/// - `01`: a slab; bits 2..12 hold the slab's colour, the bits above the
+///   cache id. Nothing is dereferenced to check an object against it, so
+///   the free fast path is the same for on-slab and off-slab bookkeeping.
+///   An off-slab slab's descriptor is the block's auxiliary word
+///   ([`PageAllocator::block_aux`](crate::page_alloc::PageAllocator::block_aux)),
+///   read only where the slab is known to be live.
 /// - `11`: a page-order kmalloc block; bits 2..12 hold its order, the bits
 ///   above the id of the kmalloc instance.
+/// - `10` is not used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum OwnerTag {
-    /// A slab with on-slab bookkeeping.
-    OnSlab {
+    /// A slab.
+    Slab {
         /// The cache's id.
         cache_id: usize,
         /// The slab's colour.
         colour: usize,
-    },
-    /// A slab with off-slab bookkeeping.
-    OffSlab {
-        /// The slab's descriptor.
-        desc: SlabPtr,
     },
     /// A block handed out by kmalloc for a large request.
     Large {
@@ -511,8 +506,7 @@ pub(crate) enum OwnerTag {
 }
 
 const KIND_MASK: usize = 0b11;
-const KIND_ON_SLAB: usize = 0b01;
-const KIND_OFF_SLAB: usize = 0b10;
+const KIND_SLAB: usize = 0b01;
 const KIND_LARGE: usize = 0b11;
 const PAYLOAD_SHIFT: u32 = 2;
 const PAYLOAD_MASK: usize = (1 << 10) - 1;
@@ -520,6 +514,9 @@ const ID_SHIFT: u32 = 12;
 
 /// Largest id a cache or kmalloc instance can have in an owner word.
 pub(crate) const MAX_OWNER_ID: usize = usize::MAX >> ID_SHIFT;
+
+// Every colour a layout may use fits in an owner word.
+const _: () = assert!(super::layout::MAX_COLOURS <= PAYLOAD_MASK + 1);
 
 static NEXT_OWNER_ID: AtomicUsize = AtomicUsize::new(1);
 
@@ -534,33 +531,12 @@ pub(crate) fn reserve_owner_ids(count: usize) -> Option<usize> {
 }
 
 impl OwnerTag {
-    /// The id of the cache owning a slab with this tag, or `None` if the
-    /// tag is not a slab's. Reads an off-slab descriptor's atomic id.
-    ///
-    /// # Safety
-    ///
-    /// For an off-slab tag, the descriptor's cache must not be destroyed
-    /// concurrently (its descriptors stay allocated until then).
-    pub(crate) unsafe fn cache_id(self) -> Option<usize> {
-        match self {
-            OwnerTag::OnSlab { cache_id, .. } => Some(cache_id),
-            // SAFETY: off-slab descriptors are type-stable while their cache
-            // lives, which the caller guarantees.
-            OwnerTag::OffSlab { desc } => Some(unsafe { desc.cache_id() }),
-            _ => None,
-        }
-    }
-
     /// The owner word for this tag.
     pub(crate) fn encode(self) -> usize {
         match self {
-            OwnerTag::OnSlab { cache_id, colour } => {
+            OwnerTag::Slab { cache_id, colour } => {
                 debug_assert!(cache_id <= MAX_OWNER_ID && colour <= PAYLOAD_MASK);
-                (cache_id << ID_SHIFT) | (colour << PAYLOAD_SHIFT) | KIND_ON_SLAB
-            }
-            OwnerTag::OffSlab { desc } => {
-                debug_assert!(desc.addr() & KIND_MASK == 0);
-                desc.addr() | KIND_OFF_SLAB
+                (cache_id << ID_SHIFT) | (colour << PAYLOAD_SHIFT) | KIND_SLAB
             }
             OwnerTag::Large { owner_id, order } => {
                 debug_assert!(owner_id <= MAX_OWNER_ID);
@@ -570,12 +546,12 @@ impl OwnerTag {
         }
     }
 
-    /// The owner word of an on-slab slab of cache `cache_id`, colour 0.
-    pub(crate) fn on_slab_tag(cache_id: usize) -> usize {
-        (cache_id << ID_SHIFT) | KIND_ON_SLAB
+    /// The owner word of a slab of cache `cache_id`, colour 0.
+    pub(crate) fn slab_tag(cache_id: usize) -> usize {
+        (cache_id << ID_SHIFT) | KIND_SLAB
     }
 
-    /// The colour in `word` if it is `tag` (from [`OwnerTag::on_slab_tag`])
+    /// The colour in `word` if it is `tag` (from [`OwnerTag::slab_tag`])
     /// with some colour: the free fast path's test, without a full decode.
     #[inline(always)]
     pub(crate) fn colour_if_tagged(word: usize, tag: usize) -> Option<usize> {
@@ -583,19 +559,22 @@ impl OwnerTag {
         (word & mask == tag).then_some((word >> PAYLOAD_SHIFT) & PAYLOAD_MASK)
     }
 
+    /// The bits of `word` that hold a cache or kmalloc id in slab and
+    /// large-block tags (meaningless for other words): a guess that the
+    /// fast paths confirm with [`OwnerTag::colour_if_tagged`].
+    #[inline(always)]
+    pub(crate) fn id_bits(word: usize) -> usize {
+        word >> ID_SHIFT
+    }
+
     /// Decodes an owner word.
+    #[inline]
     pub(crate) fn decode(word: usize) -> OwnerTag {
         let payload = (word >> PAYLOAD_SHIFT) & PAYLOAD_MASK;
         match word & KIND_MASK {
-            KIND_ON_SLAB => OwnerTag::OnSlab {
+            KIND_SLAB => OwnerTag::Slab {
                 cache_id: word >> ID_SHIFT,
                 colour: payload,
-            },
-            KIND_OFF_SLAB => match NonNull::new((word & !KIND_MASK) as *mut SlabDesc) {
-                Some(desc) => OwnerTag::OffSlab {
-                    desc: SlabPtr(desc),
-                },
-                None => OwnerTag::Other,
             },
             KIND_LARGE => OwnerTag::Large {
                 owner_id: word >> ID_SHIFT,
@@ -612,17 +591,15 @@ mod tests {
 
     #[test]
     fn owner_tags_round_trip() {
-        let desc = SlabPtr(NonNull::new(0x1234_5678_9ab8usize as *mut SlabDesc).unwrap());
         for tag in [
-            OwnerTag::OnSlab {
+            OwnerTag::Slab {
                 cache_id: 77,
                 colour: 511,
             },
-            OwnerTag::OnSlab {
+            OwnerTag::Slab {
                 cache_id: MAX_OWNER_ID,
                 colour: 0,
             },
-            OwnerTag::OffSlab { desc },
             OwnerTag::Large {
                 owner_id: 5,
                 order: 10,
@@ -632,6 +609,8 @@ mod tests {
         }
         assert_eq!(OwnerTag::decode(0), OwnerTag::Other);
         assert_eq!(OwnerTag::decode(0x1000), OwnerTag::Other);
+        // A descriptor-like address (kind `10`) is nobody's tag.
+        assert_eq!(OwnerTag::decode(0x1234_5678_9ab8 | 0b10), OwnerTag::Other);
     }
 
     #[test]
