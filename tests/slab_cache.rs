@@ -328,7 +328,7 @@ fn shrink_drains_arrays_and_releases_empty_slabs() {
 }
 
 #[test]
-fn empty_slabs_beyond_the_free_limit_go_back() {
+fn empty_slabs_are_kept_for_the_recent_peak_until_a_reap() {
     let pages = pages(1);
     // 2048-byte objects: two per page, limit 24, batch 12.
     let cache = cache(&pages, "limit", 2048, 0, SlabFlags::NONE);
@@ -337,15 +337,38 @@ fn empty_slabs_beyond_the_free_limit_go_back() {
     let grown = cache.stats().grown;
     assert_eq!(grown, 100);
     free_all(&cache, &pages, objects);
+    // All 200 objects were out at once, so the frees keep every slab.
+    let info = cache.slabinfo();
+    assert_eq!((info.num_slabs, cache.stats().reaped), (100, 0));
+    cache.check_invariants(&pages).unwrap();
+    // A second round of the same size builds nothing.
+    let objects = alloc_n(&cache, &pages, 200);
+    assert_eq!(cache.stats().grown, grown, "the kept slabs were reused");
+    free_all(&cache, &pages, objects);
+    // A reap while the cache is idle gives back all empty slabs beyond the
+    // free limit.
+    let released = cache.reap(&pages);
     let info = cache.slabinfo();
     let stats = cache.stats();
-    assert!(stats.reaped > 0);
+    assert!(released > 0);
+    assert_eq!(stats.reaped, released);
     assert_eq!(stats.reaped, grown - info.num_slabs);
-    // An empty slab is only kept while the free objects stay within the
-    // limit.
     let empty_slabs = info.num_slabs - info.active_slabs;
     assert!(empty_slabs * info.objperslab <= cache.free_limit());
     assert_eq!(info.active_objs, stats.cached);
+    cache.check_invariants(&pages).unwrap();
+    // Nothing more to give back. A new round of use sets a new peak: a reap
+    // meanwhile takes nothing that is out, and the round's frees are kept
+    // again until the next reap.
+    assert_eq!(cache.reap(&pages), 0);
+    let objects = alloc_n(&cache, &pages, 200);
+    let reaped = cache.stats().reaped;
+    assert_eq!(cache.reap(&pages), 0, "objects out are not reaped");
+    free_all(&cache, &pages, objects);
+    assert_eq!(cache.stats().reaped, reaped, "within the new peak");
+    cache.reap(&pages);
+    let info = cache.slabinfo();
+    assert!((info.num_slabs - info.active_slabs) * info.objperslab <= cache.free_limit());
     cache.check_invariants(&pages).unwrap();
     cache.destroy(&pages).unwrap();
 }

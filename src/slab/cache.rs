@@ -111,9 +111,9 @@ impl fmt::Display for DestroyError {
 /// Every live slab of the cache is on exactly one of `full`, `partial`,
 /// `empty`, matching its `inuse` (all, some, none of its objects);
 /// `free_objects` is the sum of the free objects of all slabs and
-/// `slab_active` of their `inuse`; `high_water >= slab_active`. `spare`
-/// holds released off-slab descriptors of this cache. Once `destroyed`, all
-/// lists are empty.
+/// `slab_active` of their `inuse`; `high_water >= slab_active` and
+/// `recent_peak >= slab_active`. `spare` holds released off-slab
+/// descriptors of this cache. Once `destroyed`, all lists are empty.
 struct NodeLists {
     full: SlabList,
     partial: SlabList,
@@ -122,6 +122,10 @@ struct NodeLists {
     free_objects: usize,
     slab_active: usize,
     high_water: usize,
+    /// Most objects out of the slabs at once since the last reap: how many
+    /// free objects the cache keeps when frees empty its slabs (see
+    /// [`KmemCache::reap`]).
+    recent_peak: usize,
     destroyed: bool,
 }
 
@@ -139,6 +143,7 @@ impl NodeLists {
             free_objects: 0,
             slab_active: 0,
             high_water: 0,
+            recent_peak: 0,
             destroyed: false,
         }
     }
@@ -150,6 +155,17 @@ impl NodeLists {
             ListKind::Empty => Some(&mut self.empty),
             ListKind::Detached => None,
         }
+    }
+
+    /// How many free objects the lists keep when frees empty slabs: the
+    /// free limit, or as many as were out of the slabs at the recent peak
+    /// and are back now, if more. A cache that just had `n` objects out
+    /// will likely want them again: keeping their slabs until the next
+    /// reap (SLAB's `cache_reap`, every two seconds in the kernel module)
+    /// saves rebuilding them, while memory is never kept beyond what the
+    /// cache recently used.
+    fn keep_free(&self, free_limit: usize) -> usize {
+        free_limit.max(self.recent_peak - self.slab_active)
     }
 
     /// Moves `slab` to the list matching its `inuse`.
@@ -605,6 +621,7 @@ impl<P: Platform> KmemCache<P> {
         node.free_objects -= got;
         node.slab_active += got;
         node.high_water = node.high_water.max(node.slab_active);
+        node.recent_peak = node.recent_peak.max(node.slab_active);
     }
 
     /// Creates a slab: pages, descriptor, red zones and poison, constructors,
@@ -956,9 +973,10 @@ impl<P: Platform> KmemCache<P> {
         Ok(())
     }
 
-    /// Gives objects from a per-CPU array back to their slabs, releasing
-    /// slabs that become empty while the free objects exceed the free limit
-    /// (SLAB's `free_block`). Returns the number of slabs released.
+    /// Gives objects from a per-CPU array back to their slabs (SLAB's
+    /// `free_block`), releasing slabs that become empty while the free
+    /// objects exceed what the cache keeps ([`NodeLists::keep_free`]).
+    /// Returns the number of slabs released.
     fn free_block(
         &self,
         pages: &PageAllocator<P>,
@@ -985,7 +1003,7 @@ impl<P: Platform> KmemCache<P> {
                 node.free_objects += 1;
                 node.slab_active -= 1;
                 node.relist(slab, layout.objects());
-                if slab.inuse() == 0 && node.free_objects > self.free_limit {
+                if slab.inuse() == 0 && node.free_objects > node.keep_free(self.free_limit) {
                     node.empty.remove(slab);
                     node.free_objects -= layout.objects();
                     self.release_detached(pages, node, slab);
@@ -1060,7 +1078,13 @@ impl<P: Platform> KmemCache<P> {
             let count = unsafe { self.drain_array(pages, array) };
             released.fetch_add(count, Ordering::Relaxed);
         });
-        released.load(Ordering::Relaxed) + self.node.with(|node| self.release_empty(pages, node))
+        let emptied = self.node.with(|node| {
+            // Shrinking also ends the reap period: what was freed is not
+            // kept for a return.
+            node.recent_peak = node.slab_active;
+            self.release_empty(pages, node)
+        });
+        released.load(Ordering::Relaxed) + emptied
     }
 
     /// Gives every object of `array` back to its slab; returns the slabs
@@ -1100,6 +1124,36 @@ impl<P: Platform> KmemCache<P> {
         // SAFETY: nothing else uses the array, per the caller.
         unsafe { self.drain_array(pages, array) };
         count
+    }
+
+    /// Ends a reap period (SLAB's `cache_reap`, run periodically): forgets
+    /// the recent peak, so that only the objects out of the slabs now count
+    /// as recent use, and gives back empty slabs until the free objects are
+    /// within [`NodeLists::keep_free`] again, that is within the free limit
+    /// unless objects are out of the slabs. Returns the slabs released.
+    ///
+    /// A cache used steadily keeps its slabs between reaps; one no longer
+    /// used gives back, at its first reap, everything beyond the free limit.
+    /// Per-CPU arrays are left alone (bounded by `limit`; `shrink` drains
+    /// them).
+    pub fn reap(&self, pages: &PageAllocator<P>) -> usize {
+        self.node.with(|node| {
+            node.recent_peak = node.slab_active;
+            let keep = node.keep_free(self.free_limit);
+            let mut released = 0;
+            while node.free_objects > keep {
+                // SAFETY: the lock is held; slabs on the empty list are live
+                // with no object in use.
+                let Some(slab) = (unsafe { node.empty.pop_front() }) else {
+                    break;
+                };
+                node.free_objects -= self.layout.objects();
+                // SAFETY: detached now and not counted in free_objects.
+                unsafe { self.release_detached(pages, node, slab) };
+                released += 1;
+            }
+            released
+        })
     }
 
     fn release_empty(&self, pages: &PageAllocator<P>, node: &mut NodeLists) -> usize {
@@ -1388,6 +1442,9 @@ impl<P: Platform> KmemCache<P> {
             }
             if node.high_water < node.slab_active {
                 return Err("high-water mark below the active objects");
+            }
+            if node.recent_peak < node.slab_active {
+                return Err("recent peak below the active objects");
             }
             if cached > node.slab_active {
                 return Err("more objects cached than out of the slabs");
