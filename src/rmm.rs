@@ -33,6 +33,7 @@ pub mod kernel_layer;
 use kernel_layer::hotplug::CpuDeadCallback;
 use kernel_layer::platform::KernelPlatform;
 use kernel_layer::procfs::{ProcEntry, ProcShow, ProcWrite, SeqWriter};
+use kernel_layer::reaper::Reaper;
 use kernel_layer::shrinker::{Shrinker, SHRINK_STOP};
 use kernel_layer::state_mutex::{StateMutex, StaticLockClass};
 use state::Rmm;
@@ -100,6 +101,16 @@ crate::module_param!(
     "Red zones, poisoning and free checks for every cache (default: 0)"
 );
 
+crate::module_param!(
+    REAP_MS,
+    "reap_ms",
+    u32,
+    param_ops_uint,
+    "uint",
+    2000,
+    "Milliseconds between reaps, which give back empty slabs kept for a recent peak of use; 0 never (default: 2000)"
+);
+
 /// The module's state, shared with the procfs and shrinker callbacks.
 /// Control commands and views may sleep (`cond_resched`, `GFP_KERNEL`),
 /// hence a mutex; the shrinker only ever tries it.
@@ -158,6 +169,12 @@ unsafe extern "C" fn cpu_dead(cpu: kernel::ffi::c_uint) -> kernel::ffi::c_int {
         )
     });
     0
+}
+
+/// The reaper's pass: ends the reap period of every cache.
+fn reap_caches() {
+    // Unloading stops the reaper before the state goes away.
+    let _ = with_state(|rmm| rmm.reap_all());
 }
 
 /// The shrinker's `count_objects`: pages rmm could give back now.
@@ -237,6 +254,7 @@ struct Params {
     fail: u32,
     irqtest: u32,
     stress: u32,
+    reap_ms: u32,
     bench: *mut kernel::ffi::c_char,
 }
 
@@ -254,6 +272,7 @@ impl Params {
                 fail: read(addr_of!(FAIL)),
                 irqtest: read(addr_of!(IRQTEST)),
                 stress: read(addr_of!(STRESS)),
+                reap_ms: read(addr_of!(REAP_MS)),
                 bench: read(addr_of!(BENCH)),
             }
         }
@@ -268,6 +287,8 @@ struct RmmModule {
     shrinker: Option<Shrinker>,
     /// Removed first on unload.
     hotplug: Option<CpuDeadCallback>,
+    /// Stopped first on unload.
+    reaper: Option<Reaper>,
 }
 
 impl kernel::Module for RmmModule {
@@ -286,6 +307,7 @@ impl kernel::Module for RmmModule {
             files: KVec::new(),
             shrinker: None,
             hotplug: None,
+            reaper: None,
         };
         STATE.store(
             // The mutex stays pinned in its box until `drop`.
@@ -324,6 +346,9 @@ impl kernel::Module for RmmModule {
             shrinker_count,
             shrinker_scan,
         )?);
+        if params.reap_ms > 0 {
+            module.reaper = Some(Reaper::start(params.reap_ms, reap_caches)?);
+        }
         let caches = with_state(|rmm| rmm.caches().count())?;
         pr_info!(
             "loaded: {} caches, debug={}, procfs rmm_slabinfo rmm_buddyinfo rmm_stats rmm_ctl\n",
@@ -353,8 +378,9 @@ impl RmmModule {
 
 impl Drop for RmmModule {
     fn drop(&mut self) {
-        // No callback may run once the hotplug state, the shrinker and the
-        // files are gone...
+        // No callback may run once the reaper, the hotplug state, the
+        // shrinker and the files are gone...
+        self.reaper = None;
         self.hotplug = None;
         self.shrinker = None;
         self.files = KVec::new();

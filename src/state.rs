@@ -734,10 +734,20 @@ pub struct Rmm<P: Platform> {
     user_count: usize,
     blocks: [AddrStack; NR_BLOCK_ORDERS],
     corruptions: usize,
+    reaps: ReapStats,
     debug_all: bool,
     torn_down: bool,
     // Last: dropped after everything that came from it.
     pages: PageAllocator<P>,
+}
+
+/// What the reap passes ([`Rmm::reap_all`]) did since load.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReapStats {
+    /// Passes run.
+    pub passes: usize,
+    /// Empty slabs they gave back.
+    pub released: usize,
 }
 
 /// Outcome of freeing held objects of one cache.
@@ -767,6 +777,7 @@ impl<P: Platform> Rmm<P> {
             user_count: 0,
             blocks: core::array::from_fn(|_| AddrStack::new()),
             corruptions: 0,
+            reaps: ReapStats::default(),
             debug_all,
             torn_down: false,
             pages,
@@ -1216,6 +1227,28 @@ impl<P: Platform> Rmm<P> {
             entry.cache.shrink(&self.pages);
         }
         self.pages.shrink()
+    }
+
+    /// One reap pass over every cache ([`KmemCache::reap`]), as the
+    /// kernel module's reaper thread runs it periodically: empty slabs kept
+    /// for a recent peak that is over go back to the page allocator.
+    /// Returns the slabs released.
+    pub fn reap_all(&mut self) -> usize {
+        if self.torn_down {
+            return 0;
+        }
+        let released = self
+            .caches()
+            .map(|entry| entry.cache.reap(&self.pages))
+            .sum();
+        self.reaps.passes += 1;
+        self.reaps.released += released;
+        released
+    }
+
+    /// The reap passes so far and the slabs they released.
+    pub fn reap_stats(&self) -> ReapStats {
+        self.reaps
     }
 
     /// An estimate of what [`Rmm::shrink_all`] could free, in pages (for a

@@ -81,11 +81,13 @@
 //! order held for the control file (`page-alloc`).
 //!
 //! Last, one line `rmm user_caches= max_user_caches= corruptions=
-//! large_blocks= kmalloc_errors= reclaimable= fail_every= fail_requests=
-//! fail_injected=`: caches created through the control file and their
-//! limit, corrupted objects found in all caches (destroyed ones included),
-//! large kmalloc blocks outstanding, invalid `kfree`s outside every generic
-//! cache, [`Rmm::reclaimable_pages`], and fault injection (`fail N`): the
+//! large_blocks= kmalloc_errors= reclaimable= reaps= reaped_slabs=
+//! fail_every= fail_requests= fail_injected=`: caches created through the
+//! control file and their limit, corrupted objects found in all caches
+//! (destroyed ones included), large kmalloc blocks outstanding, invalid
+//! `kfree`s outside every generic cache, [`Rmm::reclaimable_pages`], the
+//! reaper's passes and the slabs they gave back ([`Rmm::reap_all`]), and
+//! fault injection (`fail N`): the
 //! current N (0: off), the page requests seen while injection was on, and
 //! the requests it failed. Both counts run from load, over every N set;
 //! while one N stays set, the failures it adds are the requests it adds
@@ -197,12 +199,14 @@ pub fn write_stats<P: Platform>(out: &mut impl Write, rmm: &Rmm<P>) -> fmt::Resu
     let faults = rmm.fault_stats();
     writeln!(
         out,
-        "rmm user_caches={} max_user_caches={MAX_USER_CACHES} corruptions={} large_blocks={} kmalloc_errors={} reclaimable={} fail_every={} fail_requests={} fail_injected={}",
+        "rmm user_caches={} max_user_caches={MAX_USER_CACHES} corruptions={} large_blocks={} kmalloc_errors={} reclaimable={} reaps={} reaped_slabs={} fail_every={} fail_requests={} fail_injected={}",
         rmm.user_caches(),
         rmm.corruptions(),
         kmalloc.large_blocks(),
         kmalloc.errors(),
         rmm.reclaimable_pages(),
+        rmm.reap_stats().passes,
+        rmm.reap_stats().released,
         faults.every,
         faults.requests,
         faults.injected

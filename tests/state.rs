@@ -11,8 +11,8 @@ use rmm_core::host::HostPlatform;
 use rmm_core::kmalloc::KMALLOC_NAMES;
 use rmm_core::page_alloc::CHUNK_ORDER;
 use rmm_core::state::{
-    demo_ctor_logs, errno, pattern_byte, CtlError, CtlErrorKind, Rmm, Student, TeardownSummary,
-    Verb, CORRUPTION_REPORTS, DEMO_CACHE, MAX_USER_CACHES, RESCHED_EVERY,
+    demo_ctor_logs, errno, pattern_byte, CtlError, CtlErrorKind, ReapStats, Rmm, Student,
+    TeardownSummary, Verb, CORRUPTION_REPORTS, DEMO_CACHE, MAX_USER_CACHES, RESCHED_EVERY,
 };
 use rmm_core::views::{write_buddyinfo, write_slabinfo, write_stats};
 use std::collections::{BTreeMap, HashSet};
@@ -439,6 +439,37 @@ fn many_held_objects_cross_stack_blocks() {
     assert_eq!(
         platform.resched_calls() - before,
         (1000 - 1) / RESCHED_EVERY
+    );
+    teardown_and_drop(&platform, rmm);
+}
+
+#[test]
+fn reap_passes_give_back_what_an_idle_cache_kept() {
+    let (platform, mut rmm) = new_rmm(1);
+    // 2048-byte objects, two per page: 400 of them are 200 slabs.
+    run(&mut rmm, "create foo 2048\nalloc foo 400\nfree foo all");
+    let stats = cache_stats(&rmm, "foo");
+    assert_eq!(
+        (stats["grown"], stats["reaped"], stats["slabs"]),
+        (200, 0, 200)
+    );
+    let released = rmm.reap_all();
+    assert!(released > 0);
+    let stats = cache_stats(&rmm, "foo");
+    assert_eq!(stats["reaped"], released);
+    assert_eq!(stats["grown"] - stats["reaped"], stats["slabs"]);
+    assert_eq!(rmm.reap_all(), 0, "nothing beyond the free limit is left");
+    assert_eq!(
+        rmm.reap_stats(),
+        ReapStats {
+            passes: 2,
+            released
+        }
+    );
+    assert!(
+        render(&rmm).contains(&format!(" reaps=2 reaped_slabs={released} ")),
+        "{}",
+        render(&rmm)
     );
     teardown_and_drop(&platform, rmm);
 }

@@ -395,6 +395,8 @@ const RMM_KEYS: &[&str] = &[
     "large_blocks",
     "kmalloc_errors",
     "reclaimable",
+    "reaps",
+    "reaped_slabs",
     "fail_every",
     "fail_requests",
     "fail_injected",

@@ -14,6 +14,7 @@ pub mod params;
 pub mod percpu;
 pub mod platform;
 pub mod procfs;
+pub mod reaper;
 pub mod shrinker;
 pub mod state_mutex;
 pub mod stress;

@@ -3,8 +3,14 @@
 # Helpers for rmm's guest tests: loading, the control file, and reading
 # values out of rmm_stats and rmm_slabinfo. Source after ktap.sh.
 
+# rmm_load [PARAM=VALUE...]: loads rmm.ko. The periodic reaper is off unless
+# reap_ms= is given: tests read several files in turn and compare their
+# counts, which a reap in between would change (tests/guest/reap.sh tests it).
 rmm_load() {
-	insmod "$RMM_KO" "$@"
+	case " $* " in
+	*" reap_ms="*) insmod "$RMM_KO" "$@" ;;
+	*) insmod "$RMM_KO" reap_ms=0 "$@" ;;
+	esac
 }
 
 rmm_unload() {
