@@ -174,6 +174,7 @@ impl NodeLists {
     ///
     /// `slab` is a live slab of this cache on one of the three lists; the
     /// lock is held (we have `&mut self`).
+    #[inline]
     unsafe fn relist(&mut self, slab: SlabPtr, objects: usize) {
         // SAFETY: lock held, slab live.
         let (inuse, current) = unsafe { (slab.inuse(), slab.list()) };
@@ -747,6 +748,7 @@ impl<P: Platform> KmemCache<P> {
 
     /// The slab holding `obj`, an object known to be out of its slab (in an
     /// array or handed out), so its slab is live.
+    #[inline]
     fn slab_of_live(&self, pages: &PageAllocator<P>, obj: *const u8) -> Option<SlabPtr> {
         let base = obj as usize & !(self.layout.slab_bytes() - 1);
         let desc = if self.layout.on_slab() {
@@ -762,6 +764,7 @@ impl<P: Platform> KmemCache<P> {
     /// # Safety
     ///
     /// `slab` is live and `obj` one of its objects.
+    #[inline]
     unsafe fn index_in(&self, slab: SlabPtr, obj: *const u8) -> usize {
         // SAFETY: per the caller's guarantee.
         let s_mem = unsafe { slab.s_mem() };
@@ -985,6 +988,10 @@ impl<P: Platform> KmemCache<P> {
     ) -> usize {
         let layout = &self.layout;
         let mut released = 0;
+        // Objects put back whose move is not yet in `free_objects` and
+        // `slab_active`: the counts are brought up to date where they are
+        // read (a slab became empty) and at the end, not once per object.
+        let mut back = 0;
         for &obj in objs {
             let Some(slab) = self.slab_of_live(pages, obj) else {
                 self.report_error(
@@ -1000,17 +1007,27 @@ impl<P: Platform> KmemCache<P> {
                 debug_assert!(slab.magic_ok() && slab.inuse() > 0);
                 let index = self.index_in(slab, obj);
                 slab.put(layout, index);
-                node.free_objects += 1;
-                node.slab_active -= 1;
-                node.relist(slab, layout.objects());
-                if slab.inuse() == 0 && node.free_objects > node.keep_free(self.free_limit) {
-                    node.empty.remove(slab);
-                    node.free_objects -= layout.objects();
-                    self.release_detached(pages, node, slab);
-                    released += 1;
+                back += 1;
+                let inuse = slab.inuse();
+                // Only a slab that was full or is now empty changes lists.
+                if inuse == 0 {
+                    node.free_objects += back;
+                    node.slab_active -= back;
+                    back = 0;
+                    node.relist(slab, layout.objects());
+                    if node.free_objects > node.keep_free(self.free_limit) {
+                        node.empty.remove(slab);
+                        node.free_objects -= layout.objects();
+                        self.release_detached(pages, node, slab);
+                        released += 1;
+                    }
+                } else if inuse == layout.objects() - 1 {
+                    node.relist(slab, layout.objects());
                 }
             }
         }
+        node.free_objects += back;
+        node.slab_active -= back;
         released
     }
 

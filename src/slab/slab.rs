@@ -167,6 +167,7 @@ impl SlabPtr {
     /// # Safety
     ///
     /// As for [`SlabPtr::cache_id`].
+    #[inline]
     pub(crate) unsafe fn s_mem(self) -> usize {
         // SAFETY: as in `cache_id`.
         unsafe { (*self.as_ptr()).s_mem.load(Ordering::Relaxed) }
@@ -187,6 +188,7 @@ impl SlabPtr {
     /// # Safety
     ///
     /// Node lock held, or the slab owned exclusively.
+    #[inline]
     pub(crate) unsafe fn inuse(self) -> usize {
         // SAFETY: as in `magic_ok`.
         unsafe { (*self.as_ptr()).inuse as usize }
@@ -207,6 +209,7 @@ impl SlabPtr {
     /// # Safety
     ///
     /// Node lock held, or the slab owned exclusively.
+    #[inline]
     pub(crate) unsafe fn list(self) -> ListKind {
         // SAFETY: as in `magic_ok`.
         unsafe { (*self.as_ptr()).list }
@@ -222,6 +225,7 @@ impl SlabPtr {
         unsafe { (*self.as_ptr()).magic = 0 };
     }
 
+    #[inline]
     fn index_ptr(self) -> *mut u8 {
         self.as_ptr().cast::<u8>().wrapping_add(DESC_HEADER_SIZE)
     }
@@ -236,6 +240,7 @@ impl SlabPtr {
     /// # Safety
     ///
     /// Node lock held or slab owned; `position < objects`.
+    #[inline]
     unsafe fn index_entry(self, layout: &SlabLayout, position: usize) -> usize {
         let index = self.index_ptr();
         // SAFETY: the index has `objects` entries of `index_bytes` right
@@ -254,6 +259,7 @@ impl SlabPtr {
     ///
     /// Node lock held or slab owned; `position < objects`, and `object`
     /// fits the entry width (guaranteed by the layout).
+    #[inline]
     unsafe fn set_index_entry(self, layout: &SlabLayout, position: usize, object: usize) {
         let index = self.index_ptr();
         // SAFETY: as in `index_entry`.
@@ -272,6 +278,7 @@ impl SlabPtr {
     /// # Safety
     ///
     /// Node lock held, or the slab owned exclusively.
+    #[inline]
     pub(crate) unsafe fn take(self, layout: &SlabLayout) -> Option<usize> {
         let desc = self.as_ptr();
         // SAFETY: per the caller's guarantee we have exclusive access to the
@@ -293,6 +300,7 @@ impl SlabPtr {
     ///
     /// Node lock held; `object < objects` is not free in the slab (it came
     /// from [`SlabPtr::take`] and was not given back since); `inuse > 0`.
+    #[inline]
     pub(crate) unsafe fn put(self, layout: &SlabLayout, object: usize) {
         let desc = self.as_ptr();
         // SAFETY: as in `take`; `inuse > 0` so the position is in range.
@@ -392,6 +400,7 @@ impl SlabList {
     }
 
     /// The first slab, if any.
+    #[inline]
     pub(crate) fn first(&self) -> Option<SlabPtr> {
         NonNull::new(self.head).map(SlabPtr)
     }
@@ -411,6 +420,7 @@ impl SlabList {
     /// # Safety
     ///
     /// Node lock held (or list owned); `slab` is detached and live.
+    #[inline]
     pub(crate) unsafe fn push_front(&mut self, slab: SlabPtr) {
         let desc = slab.as_ptr();
         // SAFETY: `slab` and the current head are live descriptors we have
@@ -434,6 +444,7 @@ impl SlabList {
     /// # Safety
     ///
     /// Node lock held (or list owned); `slab` is on this list.
+    #[inline]
     pub(crate) unsafe fn remove(&mut self, slab: SlabPtr) {
         let desc = slab.as_ptr();
         // SAFETY: `slab` and its neighbours are live descriptors on this
@@ -462,6 +473,7 @@ impl SlabList {
     /// # Safety
     ///
     /// Node lock held (or list owned).
+    #[inline]
     pub(crate) unsafe fn pop_front(&mut self) -> Option<SlabPtr> {
         let first = self.first()?;
         // SAFETY: `first` is on this list.
