@@ -8,6 +8,7 @@
 //! shrink NAME               destroy NAME
 //! page-alloc ORDER COUNT    page-free ORDER COUNT|all
 //! fail N
+//! invalid-free NAME interior|foreign|wrong-cache|double
 //! ```
 //!
 //! Parsing is pure and allocation-free so that the host tests can throw
@@ -33,6 +34,40 @@ pub enum Count {
     Some(usize),
     /// Every one held.
     All,
+}
+
+/// What kind of invalid free `invalid-free` performs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvalidFree {
+    /// A pointer into the middle of an object of the cache (`interior`).
+    Interior,
+    /// The start of a block of rmm's page allocator, no slab at all
+    /// (`foreign`).
+    Foreign,
+    /// An object of another cache (`wrong-cache`).
+    WrongCache,
+    /// An object of the cache that is already free (`double`).
+    Double,
+}
+
+impl InvalidFree {
+    /// Every kind, in the order the grammar lists them.
+    pub const ALL: [InvalidFree; 4] = [
+        InvalidFree::Interior,
+        InvalidFree::Foreign,
+        InvalidFree::WrongCache,
+        InvalidFree::Double,
+    ];
+
+    /// The kind's word in the control file.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            InvalidFree::Interior => "interior",
+            InvalidFree::Foreign => "foreign",
+            InvalidFree::WrongCache => "wrong-cache",
+            InvalidFree::Double => "double",
+        }
+    }
 }
 
 /// Options of `create`.
@@ -103,6 +138,14 @@ pub enum Command<'a> {
         /// The rate N (0 to [`MAX_FAIL_EVERY`]).
         every: usize,
     },
+    /// `invalid-free NAME KIND`: a deliberate invalid free into a cache,
+    /// which must be detected.
+    InvalidFree {
+        /// The cache name.
+        name: &'a str,
+        /// Which invalid free.
+        kind: InvalidFree,
+    },
 }
 
 /// Why a line is malformed. Every variant is reported as `-EINVAL`.
@@ -132,6 +175,8 @@ pub enum ParseError {
     BadAlign,
     /// A fault rate above [`MAX_FAIL_EVERY`].
     BadFailRate,
+    /// An `invalid-free` kind that is not one of [`InvalidFree::ALL`].
+    BadFreeKind,
 }
 
 impl fmt::Display for ParseError {
@@ -149,6 +194,7 @@ impl fmt::Display for ParseError {
             ParseError::BadSize => "size must be 1 to the largest object size",
             ParseError::BadAlign => "alignment must be a power of two up to the page size",
             ParseError::BadFailRate => "fail rate must be 0 to 1000000",
+            ParseError::BadFreeKind => "kind must be interior, foreign, wrong-cache or double",
         })
     }
 }
@@ -208,6 +254,13 @@ fn parse_fail_every(word: &str) -> Result<usize, ParseError> {
         n if n <= MAX_FAIL_EVERY => Ok(n),
         _ => Err(ParseError::BadFailRate),
     }
+}
+
+fn parse_free_kind(word: &str) -> Result<InvalidFree, ParseError> {
+    InvalidFree::ALL
+        .into_iter()
+        .find(|kind| kind.as_str() == word)
+        .ok_or(ParseError::BadFreeKind)
 }
 
 fn parse_name(word: &str) -> Result<&str, ParseError> {
@@ -299,6 +352,10 @@ pub fn parse_line(
         },
         "fail" => Command::Fail {
             every: parse_fail_every(arg()?)?,
+        },
+        "invalid-free" => Command::InvalidFree {
+            name: parse_name(arg()?)?,
+            kind: parse_free_kind(arg()?)?,
         },
         _ => return Err(ParseError::UnknownCommand),
     };

@@ -9,24 +9,26 @@
 //! either direction. Reading the shared total is cheap but approximate;
 //! [`PerCpuCounter::sum`] visits every CPU and is exact.
 //!
-//! Unlike the kernel, the caller is not pinned to its CPU: it may migrate
-//! between asking [`Platform::this_cpu`] and touching that CPU's slot, and
-//! several threads may use the same slot at once (on the host, two threads can
-//! be "on" the same CPU). Every slot update is therefore an atomic
-//! read-modify-write, and folding into the total is a compare-exchange, so no
-//! update is ever lost.
-//!
 //! # How the slots work
 //!
 //! Each slot holds two numbers: `count`, everything ever added on that CPU,
 //! and `folded`, the part of `count` already moved into the shared total. The
 //! CPU's delta (what the kernel keeps in its per-CPU variable) is
-//! `count - folded`. Adding is one `fetch_add` on `count`; folding moves
-//! `folded` up to `count` with a compare-exchange and then adds the difference
-//! to the total. Because `count` itself never moves, [`PerCpuCounter::sum`]
-//! (the sum of every `count`) never sees an amount "in transit" between a slot
-//! and the total, and so it is as exact under concurrency as the kernel's
-//! locked sum: it includes every add that completed before it started.
+//! `count - folded`.
+//!
+//! Only the slot's own CPU writes it, inside [`PerCpu::with_local`] (in the
+//! kernel: interrupts off, the slot reached `%gs`-relative), so an add is a
+//! plain load, add and store of `count` with no locked instruction, as the
+//! kernel's `this_cpu_add` is; the same section then compares the delta with
+//! `batch` and, at the batch, folds: it moves `folded` up to `count` and adds
+//! the difference to the total (one atomic add, the only shared write).
+//! Other CPUs only read the slots, as relaxed atomics.
+//!
+//! Because `count` itself never moves, [`PerCpuCounter::sum`] (the sum of
+//! every `count`) never sees an amount "in transit" between a slot and the
+//! total, and so it is as exact under concurrency as the kernel's locked
+//! sum, without its lock: it includes every add that completed before it
+//! started.
 //!
 //! All arithmetic wraps on overflow, as the kernel's `s64` does when built
 //! with `-fno-strict-overflow`.
@@ -61,6 +63,12 @@ pub fn default_batch(nr_cpus: usize) -> i64 {
 }
 
 /// One CPU's share of a [`PerCpuCounter`].
+///
+/// Written only by its own CPU, with exclusive use of it
+/// ([`PerCpu::with_local`]); read by anyone. The fields are atomics only so
+/// that those reads are defined: every write is a relaxed load followed by a
+/// relaxed store (plain `mov`s on x86-64), like the slab arrays'
+/// `LocalCount`.
 struct CpuSlot {
     /// Every amount ever added on this CPU (plus the initial value, on CPU 0).
     count: AtomicI64,
@@ -75,24 +83,6 @@ impl CpuSlot {
             folded: AtomicI64::new(value),
         }
     }
-
-    /// Reads `count` with a read-modify-write rather than a load.
-    ///
-    /// A fold compare-exchanges `folded` and then reads `count`, while an add
-    /// writes `count` and then reads `folded`. With a plain load on one side,
-    /// both could read the older value (store buffering), and a stale fold
-    /// could leave a delta at or beyond `batch` after every thread is done.
-    /// Two read-modify-writes on `count` are ordered, and the later one
-    /// synchronises with the earlier, so one of the two always sees the other.
-    fn count_now(&self) -> i64 {
-        self.count.fetch_add(0, Ordering::AcqRel)
-    }
-}
-
-/// `|delta| < batch`, for any `delta` including `i64::MIN`.
-fn below_batch(delta: i64, batch: i64) -> bool {
-    // `batch` is at least 1 by the type invariant, so it converts losslessly.
-    delta.unsigned_abs() < batch.unsigned_abs()
 }
 
 /// A counter spread over CPUs, like the kernel's `struct percpu_counter`.
@@ -102,23 +92,31 @@ fn below_batch(delta: i64, batch: i64) -> bool {
 /// the shared total, off by less than `batch` per CPU; [`sum`](Self::sum)
 /// returns the exact value.
 ///
-/// Adding is lock-free: one atomic add and one load on the fast path, and a
-/// compare-exchange loop when folding. Nothing here takes a lock.
+/// An add is CPU-local: inside [`PerCpu::with_local`], a load, add and store
+/// of the CPU's own slot and a comparison with the batch; at the batch, one
+/// atomic add to the shared total. Nothing takes a lock. Like the kernel's
+/// counter, it may be used from interrupt handlers (the CPU-local section
+/// keeps them out) but not from NMIs.
 ///
 /// # Invariants
 ///
-/// - `batch >= 1` and `nr_cpus` is the number of slots in `slots`.
+/// - `batch >= 1`, `fold_bias == batch - 1`, `fold_span == 2 * (batch - 1)`
+///   (as `u64`), and `nr_cpus` is the number of slots in `slots`.
+/// - A slot is written only with exclusive use of it (its CPU's
+///   [`PerCpu::with_local`]), so its load-then-store updates are never lost.
 /// - The `count`s of all slots add up (wrapping) to the initial value plus
 ///   every amount added so far.
-/// - A slot's `folded` only changes by a compare-exchange from `x` to `y`,
-///   followed by adding `y - x` to `total`; so once no fold is in progress,
-///   `total` equals the sum of all `folded` values.
-/// - Once no add or set is in progress, every slot's delta
+/// - A slot's `folded` only changes from `x` to `y` together with adding
+///   `y - x` to `total`, in the same CPU-local section; so once no fold is in
+///   progress, `total` equals the sum of all `folded` values.
+/// - Once a CPU-local section on a slot has finished, the slot's delta
 ///   `count - folded` lies strictly between `-batch` and `batch`.
 pub struct PerCpuCounter<P: Platform> {
     slots: P::PerCpu<CpuSlot>,
     total: AtomicI64,
     batch: i64,
+    fold_bias: u64,
+    fold_span: u64,
     nr_cpus: usize,
 }
 
@@ -134,16 +132,23 @@ impl<P: Platform> PerCpuCounter<P> {
         if nr_cpus == 0 {
             return Err(AllocError);
         }
+        let batch = batch.max(1);
+        // `batch >= 1`, so `batch - 1` is not negative and twice it fits in
+        // a `u64`.
+        let fold_bias = batch.unsigned_abs() - 1;
         // INVARIANT: CPU 0's slot starts with `initial` as both its count and
         // its folded part, every other slot with zero, and the total with
         // `initial`: the counts add up to `initial`, the total equals the sum
-        // of the folded parts, and every delta is zero.
+        // of the folded parts, and every delta is zero. The batch fields are
+        // computed as documented.
         let slots =
             platform.new_percpu(|cpu| Ok(CpuSlot::new(if cpu == 0 { initial } else { 0 })))?;
         Ok(PerCpuCounter {
             slots,
             total: AtomicI64::new(initial),
-            batch: batch.max(1),
+            batch,
+            fold_bias,
+            fold_span: fold_bias * 2,
             nr_cpus,
         })
     }
@@ -157,73 +162,58 @@ impl<P: Platform> PerCpuCounter<P> {
     /// Adds `amount` (which may be negative) on the calling CPU
     /// (`percpu_counter_add`).
     ///
-    /// `platform` should be the one the counter was created with; a CPU number
-    /// beyond the counter's CPUs is wrapped round rather than trusted.
-    pub fn add(&self, platform: &P, amount: i64) {
-        let mut cpu = platform.this_cpu();
-        if cpu >= self.nr_cpus {
-            // Not `%`: its division-by-zero panic path trips the 6.12
-            // objtool ("falls through to next function").
-            cpu = cpu.checked_rem(self.nr_cpus).unwrap_or(0);
-        }
-        self.add_on_cpu(cpu, amount);
+    /// In the kernel this is `percpu_counter_add_batch` with interrupts
+    /// instead of a local `cmpxchg` keeping the CPU's slot to itself: the
+    /// slot's `count` is loaded, added to and stored back, the delta compared
+    /// with the batch, and only at the batch is anything shared written.
+    #[inline]
+    pub fn add(&self, amount: i64) {
+        self.slots.with_local(|slot| {
+            // Exclusive use of the slot (`with_local`): nothing writes it
+            // between this load and the store, so the add is not lost.
+            let count = slot.count.load(Ordering::Relaxed).wrapping_add(amount);
+            slot.count.store(count, Ordering::Relaxed);
+            let delta = count.wrapping_sub(slot.folded.load(Ordering::Relaxed));
+            if self.must_fold(delta) {
+                self.fold(slot, count, delta);
+            }
+        });
     }
 
     /// Adds one on the calling CPU (`percpu_counter_inc`).
-    pub fn inc(&self, platform: &P) {
-        self.add(platform, 1);
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
     }
 
     /// Subtracts one on the calling CPU (`percpu_counter_dec`).
-    pub fn dec(&self, platform: &P) {
-        self.add(platform, -1);
+    #[inline]
+    pub fn dec(&self) {
+        self.add(-1);
     }
 
-    fn add_on_cpu(&self, cpu: usize, amount: i64) {
-        let slot = self.slots.get(cpu);
-        // Keeps the `count` invariant: the amount lands in exactly one slot,
-        // whichever thread is on that CPU at the same time.
-        let count = slot
-            .count
-            .fetch_add(amount, Ordering::AcqRel)
-            .wrapping_add(amount);
-        let folded = slot.folded.load(Ordering::Acquire);
-        if !below_batch(count.wrapping_sub(folded), self.batch) {
-            self.fold(slot);
-        }
+    /// Whether a delta has reached the batch: `|delta| >= batch`, for any
+    /// `delta` including `i64::MIN`.
+    #[inline(always)]
+    fn must_fold(&self, delta: i64) -> bool {
+        // `|delta| <= batch - 1` exactly when `delta + (batch - 1)` lies in
+        // `0..=2 * (batch - 1)`, counted modulo 2^64: one add and one
+        // compare instead of an absolute value.
+        (delta as u64).wrapping_add(self.fold_bias) > self.fold_span
     }
 
-    /// Moves `slot`'s delta into the total until it is seen below `batch`.
+    /// Moves `slot`'s delta, `count - folded`, into the total.
     ///
-    /// Another thread on the same CPU may fold concurrently; the
-    /// compare-exchange lets exactly one of them move each amount.
+    /// Called inside the CPU-local section of the add that made `count`, so
+    /// the slot is still the caller's alone.
     #[cold]
-    fn fold(&self, slot: &CpuSlot) {
-        loop {
-            // `folded` before `count`: a value of `folded` was itself read
-            // from `count` earlier, so when all amounts are positive the
-            // `count` read here is never below it and the total never moves
-            // backwards.
-            let folded = slot.folded.load(Ordering::Acquire);
-            let count = slot.count_now();
-            let delta = count.wrapping_sub(folded);
-            if below_batch(delta, self.batch) {
-                return;
-            }
-            if slot
-                .folded
-                .compare_exchange(folded, count, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                // INVARIANT: `folded` went from `folded` to `count`; adding
-                // the difference keeps the total equal to the sum of the
-                // folded parts.
-                self.total.fetch_add(delta, Ordering::Relaxed);
-            }
-            // Look again whether we won or lost: an add on this CPU may have
-            // raced with the fold, and someone has to leave the delta below
-            // `batch` for the error bound of `read` to hold.
-        }
+    #[inline(never)]
+    fn fold(&self, slot: &CpuSlot, count: i64, delta: i64) {
+        // INVARIANT: `folded` goes from `count - delta` to `count` and the
+        // total up by `delta`, in the same CPU-local section; the delta is
+        // now zero.
+        slot.folded.store(count, Ordering::Relaxed);
+        self.total.fetch_add(delta, Ordering::Relaxed);
     }
 
     /// The shared total: cheap, approximate (`percpu_counter_read`).
@@ -246,13 +236,15 @@ impl<P: Platform> PerCpuCounter<P> {
 
     /// The exact value: every CPU's count added up (`percpu_counter_sum`).
     ///
-    /// Costs one load per CPU. Called while other threads add, it includes
-    /// every add that completed before it started, counts no amount twice,
-    /// and may or may not include adds that run concurrently, the same
-    /// guarantee as the kernel's sum under its lock.
+    /// Costs one load per possible CPU, online or not. Called while other
+    /// threads add, it includes every add that completed before it started
+    /// (the slot's store happened before the load, which therefore reads it
+    /// or a later value: coherence, no fence needed), counts no amount
+    /// twice, and may or may not include adds that run concurrently, the
+    /// same guarantee as the kernel's sum under its lock.
     pub fn sum(&self) -> i64 {
         (0..self.nr_cpus).fold(0i64, |sum, cpu| {
-            sum.wrapping_add(self.slots.get(cpu).count.load(Ordering::Acquire))
+            sum.wrapping_add(self.slots.get(cpu).count.load(Ordering::Relaxed))
         })
     }
 
@@ -264,12 +256,14 @@ impl<P: Platform> PerCpuCounter<P> {
 
     /// Makes the counter hold `value` (`percpu_counter_set`).
     ///
-    /// Applied as an add of `value - sum()` on CPU 0's slot, so adds running
-    /// concurrently are never lost and never corrupt the counter: those the
-    /// sum did not see are counted on top of `value`. (The kernel's set
-    /// instead overwrites every CPU's delta and may lose concurrent adds.)
+    /// Applied as an add of `value - sum()` on the calling CPU, so adds
+    /// running concurrently are never lost and never corrupt the counter:
+    /// those the sum did not see are counted on top of `value`. No other
+    /// CPU's slot is written, so no IPI is needed. (The kernel's set instead
+    /// overwrites every CPU's delta under its lock, and may lose concurrent
+    /// adds.)
     pub fn set(&self, value: i64) {
-        self.add_on_cpu(0, value.wrapping_sub(self.sum()));
+        self.add(value.wrapping_sub(self.sum()));
     }
 
     /// Compares the counter with `rhs`, reading every CPU only when the
@@ -302,10 +296,9 @@ impl<P: Platform> PerCpuCounter<P> {
     /// [`sum`](Self::sum) once no update is in progress:
     /// `nr_cpus * (batch - 1)` (saturating).
     pub fn max_read_error(&self) -> u64 {
-        let per_cpu = self.batch.unsigned_abs() - 1;
         u64::try_from(self.nr_cpus)
             .unwrap_or(u64::MAX)
-            .saturating_mul(per_cpu)
+            .saturating_mul(self.fold_bias)
     }
 
     /// The delta `cpu` has not folded into the total yet, or `None` if the
@@ -318,8 +311,8 @@ impl<P: Platform> PerCpuCounter<P> {
             return None;
         }
         let slot = self.slots.get(cpu);
-        let folded = slot.folded.load(Ordering::Acquire);
-        let count = slot.count.load(Ordering::Acquire);
+        let folded = slot.folded.load(Ordering::Relaxed);
+        let count = slot.count.load(Ordering::Relaxed);
         Some(count.wrapping_sub(folded))
     }
 }
@@ -387,6 +380,33 @@ impl<P: Platform> PerCpuStat<P> {
 /// These live in the library rather than in `tests/` because the counter
 /// itself must be built on loom's atomics, and the library can only see loom
 /// (a dev-dependency) when it is compiled for its own unit tests.
+///
+/// # What is modelled
+///
+/// Each loom thread is a task running on one modelled CPU (a loom
+/// thread-local says which). [`PerCpu::with_local`] takes a loom mutex of the
+/// CPU's slot for the length of the section: that is what interrupts off
+/// gives in the kernel, exclusive use of the slot by one section at a time,
+/// whether the other sections are tasks on the same CPU or interrupt
+/// handlers. Sections on different CPUs interleave freely, and every read
+/// from another CPU (`sum`, `read`, `cpu_delta`) is a relaxed load that loom
+/// may answer with any value coherence allows. So the model checks the
+/// claims the documentation makes: no add is lost, `sum` includes every add
+/// that completed before it and counts nothing twice, the deltas end below
+/// the batch, and `read` stays within its bound and never goes backwards
+/// with positive amounts.
+///
+/// A broken platform whose `with_local` gives no exclusive use (an add that
+/// is not CPU-local) shows that the model can fail: two tasks on one CPU
+/// then lose an add.
+///
+/// # What is not covered
+///
+/// That the kernel's `with_local` really keeps the slot to its CPU (the
+/// interrupts-off section; see `cpu_local_model` for the slab's side of the
+/// same protocol). CPU hotplug needs no model: an offline CPU runs no
+/// section, its slot keeps its delta, and `sum` and the read bound count
+/// every possible CPU, online or not.
 #[cfg(all(test, loom))]
 mod loom_tests {
     extern crate std;
@@ -414,6 +434,9 @@ mod loom_tests {
     /// `std` thread-local would be shared by all of them).
     struct LoomPlatform {
         nr_cpus: usize,
+        /// Whether `with_local` gives exclusive use of the slot; `false`
+        /// only for the broken variant.
+        exclusive: bool,
     }
 
     fn run_on_cpu(cpu: usize) {
@@ -431,16 +454,19 @@ mod loom_tests {
     /// Per-CPU slots; a loom mutex per slot stands in for "interrupts
     /// off on this CPU", so loom explores every interleaving the kernel
     /// allows between CPU-local sections of different CPUs.
-    struct LoomPerCpu<T>(Box<[(loom::sync::Mutex<()>, T)]>);
+    struct LoomPerCpu<T> {
+        slots: Box<[(loom::sync::Mutex<()>, T)]>,
+        exclusive: bool,
+    }
 
     impl<T: Send + Sync> PerCpu<T> for LoomPerCpu<T> {
         fn get(&self, cpu: usize) -> &T {
-            &self.0[cpu].1
+            &self.slots[cpu].1
         }
 
         fn with_local<R>(&self, f: impl FnOnce(&T) -> R) -> R {
-            let (exclusive, value) = &self.0[THIS_CPU.with(|c| c.get())];
-            let _guard = exclusive.lock().unwrap();
+            let (exclusive, value) = &self.slots[THIS_CPU.with(|c| c.get())];
+            let _guard = self.exclusive.then(|| exclusive.lock().unwrap());
             f(value)
         }
     }
@@ -461,7 +487,10 @@ mod loom_tests {
                 .map(init)
                 .map(|value| value.map(|value| (loom::sync::Mutex::new(()), value)))
                 .collect();
-            Ok(LoomPerCpu(slots?.into_boxed_slice()))
+            Ok(LoomPerCpu {
+                slots: slots?.into_boxed_slice(),
+                exclusive: self.exclusive,
+            })
         }
 
         fn on_each_cpu<T: Send + Sync>(
@@ -469,7 +498,7 @@ mod loom_tests {
             data: &LoomPerCpu<T>,
             f: &(dyn Fn(usize, &T) + Sync),
         ) {
-            for (cpu, (exclusive, value)) in data.0.iter().enumerate() {
+            for (cpu, (exclusive, value)) in data.slots.iter().enumerate() {
                 let _guard = exclusive.lock().unwrap();
                 f(cpu, value);
             }
@@ -500,10 +529,31 @@ mod loom_tests {
 
     const BATCH: i64 = 2;
 
-    fn setup() -> (Arc<LoomPlatform>, Arc<PerCpuCounter<LoomPlatform>>) {
-        let platform = Arc::new(LoomPlatform { nr_cpus: 2 });
-        let counter = Arc::new(PerCpuCounter::new(&*platform, 0, BATCH).unwrap());
-        (platform, counter)
+    fn counter_on(platform: LoomPlatform) -> Arc<PerCpuCounter<LoomPlatform>> {
+        Arc::new(PerCpuCounter::new(&platform, 0, BATCH).unwrap())
+    }
+
+    /// A counter on two CPUs with a batch of 2.
+    fn setup() -> Arc<PerCpuCounter<LoomPlatform>> {
+        counter_on(LoomPlatform {
+            nr_cpus: 2,
+            exclusive: true,
+        })
+    }
+
+    /// Spawns a task on `cpu` that adds `amounts` one after the other.
+    fn adder(
+        counter: &Arc<PerCpuCounter<LoomPlatform>>,
+        cpu: usize,
+        amounts: &'static [i64],
+    ) -> thread::JoinHandle<()> {
+        let counter = counter.clone();
+        thread::spawn(move || {
+            run_on_cpu(cpu);
+            for &amount in amounts {
+                counter.add(amount);
+            }
+        })
     }
 
     /// What every test checks once all threads are joined.
@@ -529,66 +579,58 @@ mod loom_tests {
         builder.check(f);
     }
 
-    /// Thread A adds 1 then 4, thread B adds 16, on `cpu_a` and `cpu_b`, while
+    /// Task A adds 1 then 4, task B adds 16, on `cpu_a` and `cpu_b`, while
     /// the main thread sums. The amounts are chosen so that every set of
     /// completed adds has its own total: a sum that lost or doubled an amount
     /// in the middle of a fold would show up as a value outside the set.
-    fn two_adders_and_a_sum(cpu_a: usize, cpu_b: usize) {
-        model(move || {
-            let (platform, counter) = setup();
-            let adder_a = {
-                let (platform, counter) = (platform.clone(), counter.clone());
-                thread::spawn(move || {
-                    run_on_cpu(cpu_a);
-                    counter.add(&platform, 1);
-                    counter.add(&platform, 4);
-                })
-            };
-            let adder_b = {
-                let (platform, counter) = (platform.clone(), counter.clone());
-                thread::spawn(move || {
-                    run_on_cpu(cpu_b);
-                    counter.add(&platform, 16);
-                })
-            };
-            let concurrent = counter.sum();
-            assert!(
-                [0, 1, 5, 16, 17, 21].contains(&concurrent),
-                "concurrent sum {concurrent}"
-            );
-            adder_a.join().unwrap();
-            adder_b.join().unwrap();
-            check_quiescent(&counter, 21);
-        });
+    fn two_adders_and_a_sum(counter: Arc<PerCpuCounter<LoomPlatform>>, cpu_a: usize, cpu_b: usize) {
+        let adder_a = adder(&counter, cpu_a, &[1, 4]);
+        let adder_b = adder(&counter, cpu_b, &[16]);
+        let concurrent = counter.sum();
+        assert!(
+            [0, 1, 5, 16, 17, 21].contains(&concurrent),
+            "concurrent sum {concurrent}"
+        );
+        adder_a.join().unwrap();
+        adder_b.join().unwrap();
+        check_quiescent(&counter, 21);
     }
 
+    /// Two tasks on one CPU: one may be an interrupt handler that adds in
+    /// the middle of the other's work, but never inside its CPU-local
+    /// section.
     #[test]
     fn adders_on_the_same_cpu() {
-        two_adders_and_a_sum(0, 0);
+        model(|| two_adders_and_a_sum(setup(), 0, 0));
     }
 
     #[test]
     fn adders_on_different_cpus() {
-        two_adders_and_a_sum(0, 1);
+        model(|| two_adders_and_a_sum(setup(), 0, 1));
     }
 
-    /// One thread folds a large add while another undoes most of it on the
-    /// same CPU: whichever thread looks last must see the other's work, or
-    /// a delta at or beyond the batch would be left behind.
+    /// Broken: a `with_local` without exclusive use, so two tasks on one
+    /// CPU can both load the same `count` and one add is lost.
+    #[test]
+    #[should_panic(expected = "assertion `left == right` failed")]
+    fn broken_non_exclusive_local_section_is_caught() {
+        model(|| {
+            let counter = counter_on(LoomPlatform {
+                nr_cpus: 2,
+                exclusive: false,
+            });
+            two_adders_and_a_sum(counter, 0, 0);
+        });
+    }
+
+    /// One task folds a large add while another undoes most of it on the
+    /// same CPU: whichever runs last must see the other's work, or a delta
+    /// at or beyond the batch would be left behind.
     #[test]
     fn opposite_adds_on_the_same_cpu() {
         model(|| {
-            let (platform, counter) = setup();
-            let adders: Vec<_> = [4, -3]
-                .into_iter()
-                .map(|amount| {
-                    let (platform, counter) = (platform.clone(), counter.clone());
-                    thread::spawn(move || {
-                        run_on_cpu(0);
-                        counter.add(&platform, amount);
-                    })
-                })
-                .collect();
+            let counter = setup();
+            let adders = [adder(&counter, 0, &[4]), adder(&counter, 0, &[-3])];
             let concurrent = counter.sum();
             assert!([0, 4, -3, 1].contains(&concurrent), "sum {concurrent}");
             for adder in adders {
@@ -599,27 +641,21 @@ mod loom_tests {
     }
 
     /// An add that finished before the sum started must be in the sum, even
-    /// while another thread folds the same CPU's slot.
+    /// while another task folds the same CPU's slot.
     #[test]
     fn completed_add_is_always_summed() {
         model(|| {
-            let (platform, counter) = setup();
+            let counter = setup();
             let done = Arc::new(AtomicBool::new(false));
             let first = {
-                let (platform, counter, done) = (platform.clone(), counter.clone(), done.clone());
+                let (counter, done) = (counter.clone(), done.clone());
                 thread::spawn(move || {
                     run_on_cpu(0);
-                    counter.add(&platform, 1);
+                    counter.add(1);
                     done.store(true, Ordering::Release);
                 })
             };
-            let folder = {
-                let (platform, counter) = (platform.clone(), counter.clone());
-                thread::spawn(move || {
-                    run_on_cpu(0);
-                    counter.add(&platform, 4);
-                })
-            };
+            let folder = adder(&counter, 0, &[4]);
             if done.load(Ordering::Acquire) {
                 let sum = counter.sum();
                 assert!(sum == 1 || sum == 5, "sum {sum} misses a completed add");
@@ -630,19 +666,12 @@ mod loom_tests {
         });
     }
 
-    /// `set` racing an add on another CPU keeps the add (on top of the set
-    /// value or inside it) and leaves the counter consistent.
-    #[test]
-    fn set_racing_an_add() {
-        model(|| {
-            let (platform, counter) = setup();
-            let adder = {
-                let (platform, counter) = (platform.clone(), counter.clone());
-                thread::spawn(move || {
-                    run_on_cpu(1);
-                    counter.add(&platform, 3);
-                })
-            };
+    /// `set` (on CPU 0) racing an add on `adder_cpu` keeps the add, on top
+    /// of the set value or inside it, and leaves the counter consistent.
+    fn set_racing_an_add(adder_cpu: usize) {
+        model(move || {
+            let counter = setup();
+            let adder = adder(&counter, adder_cpu, &[3]);
             counter.set(10);
             adder.join().unwrap();
             let sum = counter.sum();
@@ -651,27 +680,32 @@ mod loom_tests {
         });
     }
 
-    /// With only positive amounts the shared total never goes backwards, even
-    /// when two threads fold the same slot.
     #[test]
-    fn total_is_monotonic_for_positive_adds() {
+    fn set_racing_an_add_on_another_cpu() {
+        set_racing_an_add(1);
+    }
+
+    #[test]
+    fn set_racing_an_add_on_its_own_cpu() {
+        set_racing_an_add(0);
+    }
+
+    /// With only positive amounts the shared total and the sum never go
+    /// backwards, even when two tasks fold the same slot.
+    #[test]
+    fn reads_are_monotonic_for_positive_adds() {
         model(|| {
-            let (platform, counter) = setup();
-            let adders: Vec<_> = [3, 2]
-                .into_iter()
-                .map(|amount| {
-                    let (platform, counter) = (platform.clone(), counter.clone());
-                    thread::spawn(move || {
-                        run_on_cpu(0);
-                        counter.add(&platform, amount);
-                    })
-                })
-                .collect();
-            let earlier = counter.read();
-            let later = counter.read();
+            let counter = setup();
+            let adders = [adder(&counter, 0, &[3]), adder(&counter, 0, &[2])];
+            let (earlier, earlier_sum) = (counter.read(), counter.sum());
+            let (later, later_sum) = (counter.read(), counter.sum());
             assert!(
                 earlier <= later && later <= 5,
                 "read {earlier} then {later}"
+            );
+            assert!(
+                earlier_sum <= later_sum && later_sum <= 5,
+                "sum {earlier_sum} then {later_sum}"
             );
             for adder in adders {
                 adder.join().unwrap();

@@ -58,6 +58,30 @@
 //!   `-ENOMEM` as above; a slab whose pages were refused is not built, so no
 //!   constructor runs for it. The rate and the failures injected show in
 //!   `rmm_stats` (`fail_every`, `fail_requests`, `fail_injected`).
+//! - `invalid-free NAME KIND` deliberately frees an invalid pointer into
+//!   cache NAME, to show that rmm detects it (the `invalid_free` function):
+//!   `interior` frees an address inside an object of NAME (half its size
+//!   past its start, at least one byte), `foreign` the start of an order-0
+//!   block of rmm's page allocator, `wrong-cache` an object of a generic
+//!   `kmalloc-*` cache other than NAME, `double` an object of NAME that was
+//!   just freed. The command allocates what it needs itself, frees it
+//!   properly once the cache has refused the invalid free, and touches no
+//!   held object: nothing leaks and nothing held changes. What it leaves is
+//!   the cache's report line (`rmm slab NAME: free of ADDRESS: REASON`,
+//!   from the cache's own free check), one more in the cache's `errors` in
+//!   `rmm_stats`, one info line naming the kind and the reason, and what
+//!   any allocation and free leave in the cache (a slab built, objects in
+//!   the per-CPU array). Interior, foreign and wrong-cache frees are
+//!   detected in every mode. A double free is detected only in a debug
+//!   cache (`create ... debug` or `debug=1`): elsewhere it would corrupt
+//!   the cache, as in the kernel without `slub_debug`, so `double` on a
+//!   cache without debugging fails with `-EINVAL` and does nothing.
+//!   `-ENOMEM` if what the command needs cannot be allocated (nothing is
+//!   freed then). `-EIO` if the free was *not* detected as expected
+//!   (accepted, refused for another reason, or not counted): a regression
+//!   of the free checks. A cache that accepted the pointer cannot be
+//!   trusted any more; what the command allocated for the test is then
+//!   left allocated (leaked) rather than freed under it.
 //!
 //! Unknown caches are `-ENOENT`, malformed lines `-EINVAL`, and after
 //! [`Rmm::teardown`] every command fails with `-ENODEV`.
@@ -66,12 +90,14 @@
 //! [`RESCHED_EVERY`] objects and allocate with [`Gfp::KERNEL`]: commands run
 //! in process context with only a sleeping mutex held.
 
-use crate::control::{self, Command, Count, CreateOptions, ParseError, MAX_NAME};
+use crate::control::{self, Command, Count, CreateOptions, InvalidFree, ParseError, MAX_NAME};
 use crate::gfp::Gfp;
 use crate::kmalloc::{Kmalloc, KMALLOC_CACHES};
 use crate::page_alloc::{FaultStats, PageAllocator, MAX_ORDER};
 use crate::platform::{AllocError, Platform, PAGE_SIZE};
-use crate::slab::{CreateError, Ctor, DestroyError, KmemCache, SlabFlags, MAX_OBJECT_SIZE};
+use crate::slab::{
+    CreateError, Ctor, DestroyError, KmemCache, SlabFlags, SlabFreeError, MAX_OBJECT_SIZE,
+};
 use core::alloc::Layout;
 use core::fmt;
 use core::marker::PhantomData;
@@ -99,6 +125,8 @@ pub mod errno {
     pub const EPERM: i32 = 1;
     /// No such file or directory: unknown cache.
     pub const ENOENT: i32 = 2;
+    /// I/O error: an `invalid-free` went undetected.
+    pub const EIO: i32 = 5;
     /// Out of memory.
     pub const ENOMEM: i32 = 12;
     /// Device or resource busy.
@@ -161,6 +189,8 @@ pub enum Verb {
     PageFree,
     /// `fail`
     Fail,
+    /// `invalid-free`
+    InvalidFree,
 }
 
 impl Verb {
@@ -175,10 +205,11 @@ impl Verb {
             Verb::PageAlloc => "page-alloc",
             Verb::PageFree => "page-free",
             Verb::Fail => "fail",
+            Verb::InvalidFree => "invalid-free",
         }
     }
 
-    const ALL: [Verb; 8] = [
+    const ALL: [Verb; 9] = [
         Verb::Create,
         Verb::Alloc,
         Verb::Free,
@@ -187,6 +218,7 @@ impl Verb {
         Verb::PageAlloc,
         Verb::PageFree,
         Verb::Fail,
+        Verb::InvalidFree,
     ];
 
     /// The command a line starts with, if its first word is one.
@@ -217,6 +249,7 @@ impl Verb {
             Command::PageAlloc { .. } => Verb::PageAlloc,
             Command::PageFree { .. } => Verb::PageFree,
             Command::Fail { .. } => Verb::Fail,
+            Command::InvalidFree { .. } => Verb::InvalidFree,
         }
     }
 }
@@ -260,7 +293,8 @@ impl Subject {
             | Command::Alloc { name, .. }
             | Command::Free { name, .. }
             | Command::Shrink { name }
-            | Command::Destroy { name } => Subject::Cache(NameBuf::new(name)),
+            | Command::Destroy { name }
+            | Command::InvalidFree { name, .. } => Subject::Cache(NameBuf::new(name)),
             Command::PageAlloc { order, .. } | Command::PageFree { order, .. } => {
                 Subject::Order(order)
             }
@@ -310,6 +344,39 @@ pub enum CtlErrorKind {
     },
     /// [`Rmm::teardown`] has run (`-ENODEV`).
     ShutDown,
+    /// `invalid-free NAME double` on a cache without debugging, where a
+    /// double free is not detected; nothing was done (`-EINVAL`).
+    NeedsDebug,
+    /// `invalid-free` was not detected as it should have been (`-EIO`).
+    Undetected(Missed),
+}
+
+/// How an `invalid-free` escaped detection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Missed {
+    /// The cache accepted the free.
+    Accepted,
+    /// The cache refused it, but for another reason than the kind's.
+    WrongReason {
+        /// The reason the cache gave.
+        got: SlabFreeError,
+        /// The reason expected for the kind.
+        expected: SlabFreeError,
+    },
+    /// The cache refused it but did not count it in its `errors`.
+    NotCounted,
+}
+
+impl fmt::Display for Missed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Missed::Accepted => f.write_str("not detected: the cache accepted the free"),
+            Missed::WrongReason { got, expected } => {
+                write!(f, "refused as \"{got}\", expected \"{expected}\"")
+            }
+            Missed::NotCounted => f.write_str("refused but not counted in errors"),
+        }
+    }
 }
 
 /// A failed control command: which line, which command, on what, and why.
@@ -373,6 +440,7 @@ impl CtlError {
         match self.kind {
             CtlErrorKind::Parse(_)
             | CtlErrorKind::NotEnoughHeld { .. }
+            | CtlErrorKind::NeedsDebug
             | CtlErrorKind::Create(CreateError::InvalidName)
             | CtlErrorKind::Create(CreateError::Layout(_)) => errno::EINVAL,
             CtlErrorKind::UnknownCache => errno::ENOENT,
@@ -384,6 +452,7 @@ impl CtlError {
             CtlErrorKind::Busy { .. } => errno::EBUSY,
             CtlErrorKind::GenericCache => errno::EPERM,
             CtlErrorKind::ShutDown => errno::ENODEV,
+            CtlErrorKind::Undetected(_) => errno::EIO,
         }
     }
 
@@ -392,6 +461,7 @@ impl CtlError {
         match self.errno() {
             errno::EPERM => "EPERM",
             errno::ENOENT => "ENOENT",
+            errno::EIO => "EIO",
             errno::ENOMEM => "ENOMEM",
             errno::EBUSY => "EBUSY",
             errno::EEXIST => "EEXIST",
@@ -434,6 +504,10 @@ impl fmt::Display for CtlError {
                 write!(f, "{requested} {unit} to free but only {held} held")
             }
             CtlErrorKind::ShutDown => f.write_str("rmm is unloading"),
+            CtlErrorKind::NeedsDebug => f.write_str(
+                "double frees are detected only in debug caches (create ... debug, or debug=1)",
+            ),
+            CtlErrorKind::Undetected(missed) => write!(f, "{missed}"),
         }
     }
 }
@@ -1044,6 +1118,22 @@ impl<P: Platform> Rmm<P> {
                 self.free_blocks(order, wanted);
                 Ok(())
             }
+            Command::InvalidFree { name, kind } => {
+                let entry = self.cache(name).ok_or(fail(CtlErrorKind::UnknownCache))?;
+                // A generic cache other than NAME: where `wrong-cache` takes
+                // its object from.
+                let other = self
+                    .kmalloc
+                    .caches()
+                    .find(|cache| cache.name() != name && !cache.is_destroyed())
+                    .ok_or(fail(CtlErrorKind::UnknownCache))?;
+                let detected = invalid_free(&self.pages, entry.cache, other, kind).map_err(fail)?;
+                self.platform().info(format_args!(
+                    "rmm_ctl: invalid-free {name} {}: detected: {detected}",
+                    kind.as_str()
+                ));
+                Ok(())
+            }
             Command::Fail { every } => {
                 self.set_fail_every(every);
                 match every {
@@ -1526,6 +1616,117 @@ fn free_held<P: Platform>(
     }
     held.corruptions += freed.corrupted;
     freed
+}
+
+/// What [`invalid_free`] allocated for its test.
+enum Borrowed<'a, P: Platform> {
+    /// An object of that cache.
+    Object(&'a KmemCache<P>, NonNull<u8>),
+    /// An order-0 block of the page allocator.
+    Block(NonNull<u8>),
+    /// Nothing left to give back (the double free's object is free).
+    Nothing,
+}
+
+/// Performs the invalid free `kind` on `cache` (the control file's
+/// `invalid-free`, see the module documentation) and checks that the cache
+/// refused it for the kind's reason and counted it. `other` is a live cache
+/// other than `cache`, for `wrong-cache`. Returns the reason the cache gave.
+///
+/// Everything used is allocated here and given back properly once the
+/// free was refused, so a detected invalid free leaves only the cache's
+/// report line and `errors` count behind. If the free goes undetected, what
+/// was allocated is leaked instead: the cache may hold on to it.
+fn invalid_free<P: Platform>(
+    pages: &PageAllocator<P>,
+    cache: &KmemCache<P>,
+    other: &KmemCache<P>,
+    kind: InvalidFree,
+) -> Result<SlabFreeError, CtlErrorKind> {
+    if kind == InvalidFree::Double && !cache.layout().track_state() {
+        return Err(CtlErrorKind::NeedsDebug);
+    }
+    let no_memory = |_| CtlErrorKind::NoMemory;
+    // What to free, the reason the cache must give, and what to give back
+    // afterwards.
+    let (bad, expected, borrowed) = match kind {
+        InvalidFree::Interior => {
+            let obj = cache.alloc(pages, Gfp::KERNEL).map_err(no_memory)?;
+            // Strictly inside the object: at least 1, less than its size
+            // (which is at most the slot stride) from its start.
+            let inside = (cache.object_size() / 2).max(1);
+            let Some(bad) = NonNull::new(obj.as_ptr().wrapping_add(inside)) else {
+                // Not reachable: no object ends at the top of the address
+                // space. Give it back and fail rather than panic.
+                // SAFETY: `obj` was allocated from `cache` above and is used
+                // by nothing else.
+                let _ = unsafe { cache.free(pages, obj) };
+                return Err(CtlErrorKind::NoMemory);
+            };
+            (
+                bad,
+                SlabFreeError::NotAnObject,
+                Borrowed::Object(cache, obj),
+            )
+        }
+        InvalidFree::Foreign => {
+            let block = pages.alloc_pages(0, Gfp::KERNEL).map_err(no_memory)?;
+            (block, SlabFreeError::NotFromCache, Borrowed::Block(block))
+        }
+        InvalidFree::WrongCache => {
+            let obj = other.alloc(pages, Gfp::KERNEL).map_err(no_memory)?;
+            (
+                obj,
+                SlabFreeError::NotFromCache,
+                Borrowed::Object(other, obj),
+            )
+        }
+        InvalidFree::Double => {
+            let obj = cache.alloc(pages, Gfp::KERNEL).map_err(no_memory)?;
+            // SAFETY: `obj` was allocated from `cache` above and is used by
+            // nothing else; from now on only the double free below passes
+            // it again.
+            let _ = unsafe { cache.free(pages, obj) };
+            (obj, SlabFreeError::DoubleFree, Borrowed::Nothing)
+        }
+    };
+    let errors_before = cache.stats().errors;
+    // SAFETY: `bad` is no allocated object of `cache`, which is live and
+    // which nothing destroys meanwhile (the caller holds the state):
+    // `interior` points inside an object, `foreign` to a page block,
+    // `wrong-cache` to another cache's object; the `free` contract lets
+    // such pointers be passed, to be refused. `double` passes an object
+    // that is already free, which the contract allows in debug mode only
+    // (checked above); and it is still free: every user of rmm's caches
+    // goes through the state the caller holds, so nothing allocated it
+    // again in between. Should the cache accept it all the same (the
+    // regression this command exists to show), nothing here uses `bad` or
+    // what it points into again: what was borrowed is not given back.
+    let result = unsafe { cache.free(pages, bad) };
+    let got = match result {
+        Ok(()) => return Err(CtlErrorKind::Undetected(Missed::Accepted)),
+        Err(got) => got,
+    };
+    match borrowed {
+        // SAFETY: `obj` was allocated from `owner` above and is used by
+        // nothing else; the cache refused the invalid free, so it does not
+        // hold `obj` either.
+        Borrowed::Object(owner, obj) => drop(unsafe { owner.free(pages, obj) }),
+        // SAFETY: `block` was allocated at order 0 above and is used by
+        // nothing else (the cache refused it).
+        Borrowed::Block(block) => drop(unsafe { pages.free_pages(block, 0) }),
+        Borrowed::Nothing => {}
+    }
+    if got != expected {
+        return Err(CtlErrorKind::Undetected(Missed::WrongReason {
+            got,
+            expected,
+        }));
+    }
+    if cache.stats().errors == errors_before {
+        return Err(CtlErrorKind::Undetected(Missed::NotCounted));
+    }
+    Ok(got)
 }
 
 /// Name of the demo's cache.

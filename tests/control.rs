@@ -4,8 +4,8 @@
 
 use proptest::prelude::*;
 use rmm_core::control::{
-    lines, parse_line, valid_name, Command, Count, CreateOptions, ParseError, MAX_COUNT,
-    MAX_FAIL_EVERY,
+    lines, parse_line, valid_name, Command, Count, CreateOptions, InvalidFree, ParseError,
+    MAX_COUNT, MAX_FAIL_EVERY,
 };
 
 const MAX_SIZE: usize = 1 << 20;
@@ -199,6 +199,66 @@ fn fail_rates() {
 }
 
 #[test]
+fn invalid_free_kinds() {
+    for (word, kind) in [
+        ("interior", InvalidFree::Interior),
+        ("foreign", InvalidFree::Foreign),
+        ("wrong-cache", InvalidFree::WrongCache),
+        ("double", InvalidFree::Double),
+    ] {
+        assert_eq!(kind.as_str(), word);
+        for line in [
+            format!("invalid-free foo {word}"),
+            format!("\t invalid-free  foo\t{word} "),
+        ] {
+            assert_eq!(
+                parse(&line),
+                Ok(Some(Command::InvalidFree { name: "foo", kind })),
+                "line {line:?}"
+            );
+        }
+    }
+    assert_eq!(
+        parse("invalid-free kmalloc-64 interior"),
+        Ok(Some(Command::InvalidFree {
+            name: "kmalloc-64",
+            kind: InvalidFree::Interior
+        }))
+    );
+    assert_eq!(InvalidFree::ALL.len(), 4);
+    use ParseError::*;
+    let cases: &[(&str, ParseError)] = &[
+        ("invalid-free", MissingArgument),
+        ("invalid-free foo", MissingArgument),
+        ("invalid-free foo interior 1", UnexpectedArgument),
+        ("invalid-free foo interior double", UnexpectedArgument),
+        ("invalid-free foo Interior", BadFreeKind),
+        ("invalid-free foo wrong_cache", BadFreeKind),
+        ("invalid-free foo wrongcache", BadFreeKind),
+        ("invalid-free foo double-free", BadFreeKind),
+        ("invalid-free foo 1", BadFreeKind),
+        ("invalid-free foo all", BadFreeKind),
+        ("invalid-free bad/name interior", BadName),
+        ("invalid-free interior", MissingArgument),
+        ("invalid_free foo interior", UnknownCommand),
+        ("invalidfree foo interior", UnknownCommand),
+        ("INVALID-FREE foo interior", UnknownCommand),
+        ("misfree foo interior", UnknownCommand),
+    ];
+    for (line, want) in cases {
+        assert_eq!(parse(line), Err(*want), "line {line:?}");
+    }
+    assert_eq!(
+        parse_line(b"invalid-free foo double\0", MAX_SIZE, PAGE),
+        Err(NotText)
+    );
+    assert_eq!(
+        BadFreeKind.to_string(),
+        "kind must be interior, foreign, wrong-cache or double"
+    );
+}
+
+#[test]
 fn names() {
     assert!(valid_name("a"));
     assert!(valid_name(&"n".repeat(31)));
@@ -242,6 +302,10 @@ proptest! {
                         prop_assert!((1..=MAX_COUNT).contains(&count));
                     }
                     Command::Fail { every } => prop_assert!(every <= MAX_FAIL_EVERY),
+                    Command::InvalidFree { name, kind } => {
+                        prop_assert!(valid_name(name));
+                        prop_assert!(InvalidFree::ALL.contains(&kind));
+                    }
                     _ => {}
                 }
             }
@@ -255,6 +319,7 @@ proptest! {
         count in 1usize..=MAX_COUNT,
         order in 0u32..=10,
         every in 0usize..=MAX_FAIL_EVERY,
+        kind in proptest::sample::select(InvalidFree::ALL.to_vec()),
     ) {
         let line = format!("alloc {name} {count}");
         prop_assert_eq!(parse(&line), Ok(Some(Command::Alloc { name: &name, count })));
@@ -262,5 +327,7 @@ proptest! {
         prop_assert_eq!(parse(&line), Ok(Some(Command::PageAlloc { order, count })));
         let line = format!("fail {every}");
         prop_assert_eq!(parse(&line), Ok(Some(Command::Fail { every })));
+        let line = format!("invalid-free {name} {}", kind.as_str());
+        prop_assert_eq!(parse(&line), Ok(Some(Command::InvalidFree { name: &name, kind })));
     }
 }

@@ -89,7 +89,7 @@ fn batch_below_one_folds_every_change() {
         let mut expected = -4;
         for (cpu, amount) in [(0, 3), (1, -9), (2, 1), (1, 0), (0, 12)] {
             HostPlatform::set_this_cpu(cpu);
-            counter.add(&platform, amount);
+            counter.add(amount);
             expected += amount;
             assert_eq!(counter.read(), expected, "batch 1 keeps the total exact");
             assert_quiescent(&counter, expected);
@@ -103,12 +103,12 @@ fn folds_exactly_when_the_delta_reaches_batch_upwards() {
     let counter = PerCpuCounter::new(&platform, 100, 8).unwrap();
     HostPlatform::set_this_cpu(2);
     for step in 1..8 {
-        counter.inc(&platform);
+        counter.inc();
         assert_eq!(counter.read(), 100, "no fold below the batch");
         assert_eq!(counter.cpu_delta(2), Some(step));
         assert_eq!(counter.sum(), 100 + step);
     }
-    counter.inc(&platform);
+    counter.inc();
     assert_eq!(counter.read(), 108, "the whole delta moves at the batch");
     assert_eq!(counter.cpu_delta(2), Some(0));
     assert_quiescent(&counter, 108);
@@ -122,17 +122,17 @@ fn folds_exactly_when_the_delta_reaches_batch_downwards() {
     let platform = HostPlatform::new(4);
     let counter = PerCpuCounter::new(&platform, 0, 8).unwrap();
     HostPlatform::set_this_cpu(1);
-    counter.add(&platform, 5);
+    counter.add(5);
     // 5 - 12 = -7 is still above -batch: nothing folded yet.
     for step in 1..=12 {
-        counter.dec(&platform);
+        counter.dec();
         assert_eq!(counter.read(), 0);
         assert_eq!(counter.cpu_delta(1), Some(5 - step));
     }
-    counter.dec(&platform);
+    counter.dec();
     assert_eq!(counter.read(), -8, "folds at exactly -batch");
     assert_eq!(counter.cpu_delta(1), Some(0));
-    counter.dec(&platform);
+    counter.dec();
     assert_eq!(counter.read(), -8);
     assert_eq!(counter.cpu_delta(1), Some(-1));
     assert_quiescent(&counter, -9);
@@ -143,12 +143,12 @@ fn a_single_large_add_folds_at_once() {
     let platform = HostPlatform::new(2);
     let counter = PerCpuCounter::new(&platform, 0, 10).unwrap();
     HostPlatform::set_this_cpu(0);
-    counter.add(&platform, 9);
-    counter.add(&platform, -1_000);
+    counter.add(9);
+    counter.add(-1_000);
     assert_eq!(counter.read(), -991);
     assert_eq!(counter.cpu_delta(0), Some(0));
     HostPlatform::set_this_cpu(1);
-    counter.add(&platform, 10);
+    counter.add(10);
     assert_eq!(counter.read(), -981);
     assert_quiescent(&counter, -981);
 }
@@ -163,7 +163,7 @@ fn single_thread_read_stays_within_the_bound_at_every_step() {
     for _ in 0..20_000 {
         HostPlatform::set_this_cpu(rng.below(5) as usize);
         let amount = rng.amount(20);
-        counter.add(&platform, amount);
+        counter.add(amount);
         expected += amount;
         assert_quiescent(&counter, expected);
     }
@@ -175,7 +175,7 @@ fn inc_dec_and_positive_reads() {
     let counter = PerCpuCounter::new(&platform, 0, 4).unwrap();
     HostPlatform::set_this_cpu(0);
     for _ in 0..6 {
-        counter.dec(&platform);
+        counter.dec();
     }
     // Four decrements folded, two are still in CPU 0's delta.
     assert_eq!(counter.read(), -4);
@@ -183,7 +183,7 @@ fn inc_dec_and_positive_reads() {
     assert_eq!(counter.sum(), -6);
     assert_eq!(counter.sum_positive(), 0);
     for _ in 0..9 {
-        counter.inc(&platform);
+        counter.inc();
     }
     assert_eq!(counter.sum(), 3);
     assert_eq!(counter.sum_positive(), 3);
@@ -199,7 +199,7 @@ fn set_replaces_the_value() {
     for round in 0..50 {
         for _ in 0..30 {
             HostPlatform::set_this_cpu(rng.below(3) as usize);
-            counter.add(&platform, rng.amount(9));
+            counter.add(rng.amount(9));
         }
         let value = rng.amount(1_000) * round;
         counter.set(value);
@@ -218,7 +218,7 @@ fn compare_matches_the_exact_value() {
     // Leave a delta of 99 on every CPU: the shared total still reads 0.
     for cpu in 0..4 {
         HostPlatform::set_this_cpu(cpu);
-        counter.add(&platform, 99);
+        counter.add(99);
     }
     assert_eq!(counter.read(), 0);
     assert_eq!(counter.sum(), 396);
@@ -246,10 +246,10 @@ fn cpu_numbers_outside_the_counter() {
     let counter = PerCpuCounter::new(&platform, 0, 5).unwrap();
     assert_eq!(counter.cpu_delta(3), None);
     assert_eq!(counter.cpu_delta(usize::MAX), None);
-    // A platform with more CPUs than the counter: its CPU number wraps round.
-    let bigger = HostPlatform::new(8);
+    // A thread numbered beyond the counter's CPUs (the host's CPU numbers
+    // are per thread): the host's `with_local` wraps it round.
     HostPlatform::set_this_cpu(7);
-    counter.add(&bigger, 2);
+    counter.add(2);
     assert_eq!(counter.cpu_delta(1), Some(2));
     assert_quiescent(&counter, 2);
 }
@@ -259,12 +259,12 @@ fn arithmetic_wraps_like_the_kernel() {
     let platform = HostPlatform::new(2);
     let counter = PerCpuCounter::new(&platform, i64::MAX, 4).unwrap();
     HostPlatform::set_this_cpu(1);
-    counter.inc(&platform);
+    counter.inc();
     assert_eq!(counter.sum(), i64::MIN);
-    counter.add(&platform, 3);
+    counter.add(3);
     assert_eq!(counter.read(), i64::MIN.wrapping_add(3));
     assert_quiescent(&counter, i64::MIN.wrapping_add(3));
-    counter.add(&platform, i64::MIN);
+    counter.add(i64::MIN);
     assert_quiescent(&counter, 3);
 }
 
@@ -284,7 +284,7 @@ fn hammer(
     let added: i64 = thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|thread| {
-                let (platform, counter, place) = (&platform, &counter, &place);
+                let (counter, place) = (&counter, &place);
                 scope.spawn(move || {
                     let mut rng = Rng::new(1_000 + thread as u64);
                     let mut added = 0i64;
@@ -293,7 +293,7 @@ fn hammer(
                             HostPlatform::set_this_cpu(cpu);
                         }
                         let amount = rng.amount(max_amount);
-                        counter.add(platform, amount);
+                        counter.add(amount);
                         added += amount;
                     }
                     added
@@ -347,14 +347,14 @@ fn concurrent_sums(batch: i64) {
     let final_sum = thread::scope(|scope| {
         let adders: Vec<_> = (0..ADDERS)
             .map(|thread| {
-                let (platform, counter, progress) = (&platform, &counter, &progress);
+                let (counter, progress) = (&counter, &progress);
                 scope.spawn(move || {
                     HostPlatform::set_this_cpu(thread % 2);
                     let mut rng = Rng::new(77 + thread as u64);
                     let mut added = 0;
                     for _ in 0..40_000 {
                         let amount = 1 + rng.below(5) as i64;
-                        counter.add(platform, amount);
+                        counter.add(amount);
                         added += amount;
                         progress[thread].store(added, Ordering::Release);
                     }
@@ -399,12 +399,12 @@ fn set_racing_adds_leaves_the_counter_consistent() {
     let counter = PerCpuCounter::new(&platform, 0, 3).unwrap();
     thread::scope(|scope| {
         for thread in 0..3 {
-            let (platform, counter) = (&platform, &counter);
+            let counter = &counter;
             scope.spawn(move || {
                 HostPlatform::set_this_cpu(thread % 2);
                 let mut rng = Rng::new(500 + thread as u64);
                 for _ in 0..30_000 {
-                    counter.add(platform, rng.amount(3));
+                    counter.add(rng.amount(3));
                 }
             });
         }
@@ -466,7 +466,7 @@ enum Op {
     Add { cpu: usize, amount: i64 },
     Read,
     Sum,
-    Set(i64),
+    Set { cpu: usize, value: i64 },
     Compare(i64),
 }
 
@@ -479,14 +479,14 @@ fn op() -> impl Strategy<Value = Op> {
         10 => (0usize..8, amount()).prop_map(|(cpu, amount)| Op::Add { cpu, amount }),
         2 => Just(Op::Read),
         2 => Just(Op::Sum),
-        1 => amount().prop_map(Op::Set),
+        1 => (0usize..8, amount()).prop_map(|(cpu, value)| Op::Set { cpu, value }),
         2 => amount().prop_map(Op::Compare),
     ]
 }
 
 /// The kernel's `percpu_counter` semantics, one thread, no concurrency:
 /// a CPU's delta moves into the total as soon as its magnitude reaches
-/// `batch`; `set` is an add of the difference on CPU 0.
+/// `batch`; `set` is an add of the difference on the calling CPU.
 struct Model {
     total: i64,
     deltas: Vec<i64>,
@@ -526,7 +526,7 @@ proptest! {
             match op {
                 Op::Add { cpu, amount } => {
                     HostPlatform::set_this_cpu(cpu);
-                    counter.add(&platform, amount);
+                    counter.add(amount);
                     model.add(cpu % nr_cpus, amount);
                 }
                 Op::Read => {
@@ -535,10 +535,11 @@ proptest! {
                 Op::Sum => {
                     prop_assert_eq!(counter.sum_positive(), model.value().max(0));
                 }
-                Op::Set(value) => {
+                Op::Set { cpu, value } => {
+                    HostPlatform::set_this_cpu(cpu);
                     counter.set(value);
                     let difference = value.wrapping_sub(model.value());
-                    model.add(0, difference);
+                    model.add(cpu % nr_cpus, difference);
                     prop_assert_eq!(model.value(), value);
                 }
                 Op::Compare(rhs) => {

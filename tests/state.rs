@@ -10,8 +10,9 @@ use proptest::prelude::*;
 use rmm_core::host::HostPlatform;
 use rmm_core::kmalloc::KMALLOC_NAMES;
 use rmm_core::page_alloc::CHUNK_ORDER;
+use rmm_core::slab::SlabFreeError;
 use rmm_core::state::{
-    demo_ctor_logs, errno, pattern_byte, CtlError, CtlErrorKind, ReapStats, Rmm, Student,
+    demo_ctor_logs, errno, pattern_byte, CtlError, CtlErrorKind, Missed, ReapStats, Rmm, Student,
     TeardownSummary, Verb, CORRUPTION_REPORTS, DEMO_CACHE, MAX_USER_CACHES, RESCHED_EVERY,
 };
 use rmm_core::views::{write_buddyinfo, write_slabinfo, write_stats};
@@ -263,6 +264,33 @@ fn every_error_code_changes_nothing() {
             "\u{1b}[0m",
             errno::EINVAL,
             "rmm_ctl: line 1: line is not printable text (-EINVAL)",
+        ),
+        (
+            "invalid-free nope interior",
+            errno::ENOENT,
+            "rmm_ctl: invalid-free nope: no such cache (-ENOENT)",
+        ),
+        (
+            "invalid-free foo double",
+            errno::EINVAL,
+            "rmm_ctl: invalid-free foo: double frees are detected only in debug caches \
+             (create ... debug, or debug=1) (-EINVAL)",
+        ),
+        (
+            "invalid-free kmalloc-64 double",
+            errno::EINVAL,
+            "rmm_ctl: invalid-free kmalloc-64: double frees are detected only in debug caches \
+             (create ... debug, or debug=1) (-EINVAL)",
+        ),
+        (
+            "invalid-free foo sideways",
+            errno::EINVAL,
+            "rmm_ctl: invalid-free: kind must be interior, foreign, wrong-cache or double (-EINVAL)",
+        ),
+        (
+            "invalid-free foo",
+            errno::EINVAL,
+            "rmm_ctl: invalid-free: missing argument (-EINVAL)",
         ),
     ];
     for &(input, errno, line) in cases {
@@ -643,6 +671,200 @@ fn corrupted_constructed_objects_are_reported_and_repaired() {
     assert!(summary.to_string().ends_with(", 1 corrupted objects found"));
 }
 
+/// The reason a cache gives for refusing each `invalid-free` kind.
+fn expected_reason(kind: &str) -> SlabFreeError {
+    match kind {
+        "interior" => SlabFreeError::NotAnObject,
+        "foreign" | "wrong-cache" => SlabFreeError::NotFromCache,
+        "double" => SlabFreeError::DoubleFree,
+        _ => unreachable!("{kind}"),
+    }
+}
+
+/// Runs `invalid-free NAME KIND`, which must succeed, and checks what it
+/// leaves behind: one report line from the cache with the kind's reason,
+/// one info line, the cache's `errors` up by one, and nothing else of the
+/// cache changed that a user can see (held objects, their contents, the
+/// slab invariants).
+fn check_invalid_free(rmm: &mut Rmm<Shared>, platform: &Shared, name: &str, kind: &str) {
+    let reason = expected_reason(kind).to_string();
+    let before = cache_stats(rmm, name);
+    let held_before: Vec<usize> = rmm.held_objects(name).unwrap().collect();
+    platform.host().take_reports();
+    platform.host().take_infos();
+    run(rmm, &format!("invalid-free {name} {kind}"));
+    let reports = platform.host().take_reports();
+    assert_eq!(reports.len(), 1, "{name} {kind}: {reports:?}");
+    let prefix = format!("rmm slab {name}: free of 0x");
+    assert!(
+        reports[0].starts_with(&prefix) && reports[0].ends_with(&format!(": {reason}")),
+        "{name} {kind}: {}",
+        reports[0]
+    );
+    assert_eq!(
+        platform.host().take_infos(),
+        vec![format!(
+            "rmm_ctl: invalid-free {name} {kind}: detected: {reason}"
+        )]
+    );
+    let after = cache_stats(rmm, name);
+    assert_eq!(after["errors"], before["errors"] + 1, "{name} {kind}");
+    for key in ["held", "active", "corruptions"] {
+        assert_eq!(after[key], before[key], "{name} {kind}: {key}");
+    }
+    let held_after: Vec<usize> = rmm.held_objects(name).unwrap().collect();
+    assert_eq!(held_after, held_before, "{name} {kind}: held objects");
+    for entry in rmm.caches() {
+        entry.cache.check_invariants(rmm.pages()).unwrap();
+        assert_eq!(
+            entry.cache.stats().active,
+            entry.held,
+            "{}",
+            entry.cache.name()
+        );
+    }
+    rmm.pages().check_invariants().unwrap();
+}
+
+#[test]
+fn invalid_frees_are_detected_reported_and_counted() {
+    let (platform, mut rmm) = new_rmm(3);
+    // On-slab and off-slab, constructed, debugged, tiny, and generic caches,
+    // each holding a few objects that must come through untouched.
+    run(
+        &mut rmm,
+        "create small 40
+create big 3000
+create pat 100 ctor
+create dbg 64 debug
+\
+         create tiny 1
+\
+         alloc small 5
+alloc big 2
+alloc pat 7
+alloc dbg 3
+alloc tiny 9
+alloc kmalloc-64 4",
+    );
+    assert!(rmm.cache("small").unwrap().cache.layout().on_slab());
+    assert!(!rmm.cache("big").unwrap().cache.layout().on_slab());
+    let caches = [
+        "small",
+        "big",
+        "pat",
+        "dbg",
+        "tiny",
+        "kmalloc-64",
+        "kmalloc-8",
+    ];
+    for name in caches {
+        for kind in ["interior", "foreign", "wrong-cache"] {
+            check_invalid_free(&mut rmm, &platform, name, kind);
+        }
+    }
+    check_invalid_free(&mut rmm, &platform, "dbg", "double");
+    check_invalid_free(&mut rmm, &platform, "dbg", "double");
+    assert_eq!(cache_stats(&rmm, "dbg")["errors"], 5);
+    assert_eq!(cache_stats(&rmm, "small")["errors"], 3);
+    // The caches work on: more objects come and go, constructed ones with
+    // their pattern intact, and the held ones free without complaint.
+    run(
+        &mut rmm,
+        "alloc small 100
+alloc pat 50
+alloc dbg 20
+free small all
+free pat all
+\
+         free dbg all
+free big all
+free tiny all
+free kmalloc-64 all",
+    );
+    assert_eq!(rmm.corruptions(), 0);
+    assert!(platform.host().take_reports().is_empty());
+    for name in ["small", "big", "pat", "dbg", "tiny"] {
+        run(&mut rmm, &format!("destroy {name}"));
+    }
+    let summary = teardown_and_drop(&platform, rmm);
+    assert_eq!(summary.objects_freed, 0);
+    assert_eq!(summary.corruptions, 0);
+}
+
+#[test]
+fn every_invalid_free_is_detected_when_everything_is_debugged() {
+    let platform = Shared::new(2);
+    let mut rmm = Rmm::new(platform.clone(), true).unwrap();
+    run(
+        &mut rmm,
+        "create mine 200
+alloc mine 4
+alloc kmalloc-128 2",
+    );
+    for name in ["mine", "kmalloc-128"] {
+        for kind in ["interior", "foreign", "wrong-cache", "double"] {
+            check_invalid_free(&mut rmm, &platform, name, kind);
+        }
+    }
+    run(
+        &mut rmm,
+        "free mine all
+free kmalloc-128 all
+destroy mine",
+    );
+    assert!(platform.host().take_reports().is_empty());
+    teardown_and_drop(&platform, rmm);
+}
+
+#[test]
+fn invalid_free_without_memory_changes_nothing() {
+    let (platform, mut rmm) = new_rmm(2);
+    run(&mut rmm, "create empty 64 debug");
+    // Every page request fails: the cache cannot build the slab the
+    // test's object would come from.
+    run(&mut rmm, "fail 1");
+    for kind in ["interior", "double"] {
+        platform.host().take_reports();
+        let error = run_err(&mut rmm, &format!("invalid-free empty {kind}"));
+        assert_eq!(error.errno(), errno::ENOMEM, "{kind}: {error}");
+        assert_eq!(error.kind(), CtlErrorKind::NoMemory);
+        assert_eq!(
+            platform.host().take_reports(),
+            vec!["rmm_ctl: invalid-free empty: out of memory (-ENOMEM)".to_string()]
+        );
+        assert_eq!(cache_stats(&rmm, "empty")["errors"], 0);
+        assert_eq!(cache_stats(&rmm, "empty")["active"], 0);
+    }
+    run(
+        &mut rmm,
+        "fail 0
+invalid-free empty interior
+destroy empty",
+    );
+    teardown_and_drop(&platform, rmm);
+}
+
+#[test]
+fn missed_invalid_frees_say_how() {
+    assert_eq!(
+        Missed::Accepted.to_string(),
+        "not detected: the cache accepted the free"
+    );
+    assert_eq!(
+        Missed::WrongReason {
+            got: SlabFreeError::NotFromCache,
+            expected: SlabFreeError::NotAnObject
+        }
+        .to_string(),
+        "refused as \"not an object of this cache\", expected \"not the start of an object\""
+    );
+    assert_eq!(
+        Missed::NotCounted.to_string(),
+        "refused but not counted in errors"
+    );
+}
+
 #[test]
 fn demo_logs_and_leaves_its_cache() {
     let (platform, mut rmm) = new_rmm(2);
@@ -806,7 +1028,11 @@ enum Op {
     Destroy(usize),
     PageAlloc(u32, usize),
     PageFree(u32, Option<usize>),
+    InvalidFree(usize, usize),
 }
+
+/// The kinds of `invalid-free`.
+const FREE_KINDS: [&str; 4] = ["interior", "foreign", "wrong-cache", "double"];
 
 /// Names the model uses: three of its own and one generic cache.
 const MODEL_NAMES: [&str; 4] = ["a", "b", "c", "kmalloc-64"];
@@ -820,9 +1046,10 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         3 => (name.clone(), 1usize..300).prop_map(|(n, count)| Op::Alloc(n, count)),
         3 => (name.clone(), count.clone()).prop_map(|(n, count)| Op::Free(n, count)),
         1 => name.clone().prop_map(Op::Shrink),
-        1 => name.prop_map(Op::Destroy),
+        1 => name.clone().prop_map(Op::Destroy),
         1 => (0u32..5, 1usize..8).prop_map(|(order, count)| Op::PageAlloc(order, count)),
         1 => (0u32..5, count).prop_map(|(order, count)| Op::PageFree(order, count)),
+        1 => (name, 0..FREE_KINDS.len()).prop_map(|(n, kind)| Op::InvalidFree(n, kind)),
     ]
 }
 
@@ -863,6 +1090,8 @@ proptest! {
         // name -> objects held, for the caches that exist.
         let mut caches: BTreeMap<&str, usize> = BTreeMap::new();
         caches.insert("kmalloc-64", 0);
+        // The caches created with `debug`, where double frees are detected.
+        let mut debugged: HashSet<&str> = HashSet::new();
         let mut blocks = [0usize; 5];
         for op in &ops {
             let before = render(&rmm);
@@ -878,6 +1107,9 @@ proptest! {
                         Err(errno::EEXIST)
                     } else {
                         caches.insert(name, 0);
+                        if debug {
+                            debugged.insert(name);
+                        }
                         Ok(())
                     };
                     (line, expected)
@@ -924,6 +1156,7 @@ proptest! {
                         Some(&held) if held > 0 => Err(errno::EBUSY),
                         Some(_) => {
                             caches.remove(name);
+                            debugged.remove(name);
                             Ok(())
                         }
                     };
@@ -947,6 +1180,17 @@ proptest! {
                         }
                     };
                     (format!("page-free {order} {}", count_word(count)), expected)
+                }
+                Op::InvalidFree(n, kind) => {
+                    let (name, kind) = (MODEL_NAMES[n], FREE_KINDS[kind]);
+                    let expected = if !caches.contains_key(name) {
+                        Err(errno::ENOENT)
+                    } else if kind == "double" && !debugged.contains(name) {
+                        Err(errno::EINVAL)
+                    } else {
+                        Ok(())
+                    };
+                    (format!("invalid-free {name} {kind}"), expected)
                 }
             };
             let result = rmm.execute(line.as_bytes()).map_err(|error| error.errno());

@@ -575,7 +575,6 @@ trait Counter {
 
 struct RmmCounter {
     counter: PerCpuCounter<KernelPlatform>,
-    platform: KernelPlatform,
 }
 
 impl Counter for RmmCounter {
@@ -583,7 +582,7 @@ impl Counter for RmmCounter {
 
     #[inline(never)]
     fn add(&self, amount: i64) {
-        self.counter.add(&self.platform, amount);
+        self.counter.add(amount);
     }
 
     #[inline(never)]
@@ -689,9 +688,9 @@ fn log_counter<C: Counter>(counter: &C, selection: &Selection) -> Result {
 }
 
 fn counters(selection: &Selection) -> Result {
-    let platform = KernelPlatform::new();
-    let counter = PerCpuCounter::with_default_batch(&platform, 0).map_err(|_| ENOMEM)?;
-    log_counter(&RmmCounter { counter, platform }, selection)?;
+    let counter =
+        PerCpuCounter::with_default_batch(&KernelPlatform::new(), 0).map_err(|_| ENOMEM)?;
+    log_counter(&RmmCounter { counter }, selection)?;
     log_counter(&KernelCounter::new()?, selection)?;
     log_counter(&AtomicCounter(AtomicI64::new(0)), selection)
 }
