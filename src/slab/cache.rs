@@ -602,22 +602,30 @@ impl<P: Platform> KmemCache<P> {
                 break;
             };
             // SAFETY: a slab on our lists is live; the lock is held.
-            let s_mem = unsafe { slab.s_mem() };
-            while got < want {
-                // SAFETY: as above.
-                let Some(index) = (unsafe { slab.take(layout) }) else {
-                    break;
-                };
-                let addr = s_mem + index * layout.stride() + layout.obj_offset();
-                // Slab memory is never at address 0.
-                if let Some(obj) = NonNull::new(addr as *mut u8) {
-                    // SAFETY: exclusive use per the caller; `got < room`.
-                    unsafe { array.push(obj) };
-                }
-                got += 1;
-            }
+            let first = unsafe { slab.s_mem() }.wrapping_add(layout.obj_offset());
+            let stride = layout.stride();
+            // SAFETY: exclusive use of the array per the caller; the slab is
+            // live and locked, and every object taken off its index is a
+            // distinct free object, counted in use from now on.
+            let taken = unsafe {
+                array.append_with(|slots| {
+                    let mut slots = slots.iter_mut().take(want - got);
+                    slab.take_many(layout, slots.len(), |index| {
+                        if let Some(slot) = slots.next() {
+                            // In a slab at most 2 MiB long: no overflow.
+                            *slot = first.wrapping_add(index.wrapping_mul(stride)) as *mut u8;
+                        }
+                    })
+                })
+            };
+            got += taken;
             // SAFETY: as above.
             unsafe { node.relist(slab, layout.objects()) };
+            if taken == 0 {
+                // The array is full (the slab had free objects, or it would
+                // not be on these lists).
+                break;
+            }
         }
         node.free_objects -= got;
         node.slab_active += got;
@@ -750,9 +758,10 @@ impl<P: Platform> KmemCache<P> {
     /// array or handed out), so its slab is live.
     #[inline]
     fn slab_of_live(&self, pages: &PageAllocator<P>, obj: *const u8) -> Option<SlabPtr> {
-        let base = obj as usize & !(self.layout.slab_bytes() - 1);
+        let base = obj as usize & self.slab_mask;
         let desc = if self.layout.on_slab() {
-            base + self.layout.desc_offset()
+            // Inside the slab: no overflow.
+            base.wrapping_add(self.layout.desc_offset())
         } else {
             pages.block_aux(base as *const u8)
         };
@@ -768,7 +777,12 @@ impl<P: Platform> KmemCache<P> {
     unsafe fn index_in(&self, slab: SlabPtr, obj: *const u8) -> usize {
         // SAFETY: per the caller's guarantee.
         let s_mem = unsafe { slab.s_mem() };
-        self.index_of_offset(obj as usize - s_mem - self.layout.obj_offset())
+        // `obj` is one of the slab's objects, at or after `s_mem`.
+        self.index_of_offset(
+            (obj as usize)
+                .wrapping_sub(s_mem)
+                .wrapping_sub(self.first_obj),
+        )
     }
 
     /// `offset / stride` for an offset inside the slab's objects, by the
@@ -991,7 +1005,7 @@ impl<P: Platform> KmemCache<P> {
         // Objects put back whose move is not yet in `free_objects` and
         // `slab_active`: the counts are brought up to date where they are
         // read (a slab became empty) and at the end, not once per object.
-        let mut back = 0;
+        let mut back = 0usize;
         for &obj in objs {
             let Some(slab) = self.slab_of_live(pages, obj) else {
                 self.report_error(
@@ -1007,7 +1021,8 @@ impl<P: Platform> KmemCache<P> {
                 debug_assert!(slab.magic_ok() && slab.inuse() > 0);
                 let index = self.index_in(slab, obj);
                 slab.put(layout, index);
-                back += 1;
+                // At most `objs.len()`: no overflow.
+                back = back.wrapping_add(1);
                 let inuse = slab.inuse();
                 // Only a slab that was full or is now empty changes lists.
                 if inuse == 0 {
@@ -1021,7 +1036,7 @@ impl<P: Platform> KmemCache<P> {
                         self.release_detached(pages, node, slab);
                         released += 1;
                     }
-                } else if inuse == layout.objects() - 1 {
+                } else if inuse == layout.objects().wrapping_sub(1) {
                     node.relist(slab, layout.objects());
                 }
             }

@@ -232,6 +232,29 @@ impl CpuArray {
             .saturating_sub(self.avail.load(Ordering::Relaxed))
     }
 
+    /// Appends objects written by `fill` into the free slots it is given
+    /// (as many as there is room for), which returns how many it wrote:
+    /// refilling many objects with one update of `avail`.
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive use of the array; `fill` writes distinct
+    /// free objects of the cache, each counted as in use by its slab, into
+    /// the first slots of the slice, as many as it returns.
+    #[inline]
+    pub(crate) unsafe fn append_with(&self, fill: impl FnOnce(&mut [*mut u8]) -> usize) -> usize {
+        let avail = self.avail();
+        let room = self.limit.load(Ordering::Relaxed).saturating_sub(avail);
+        // SAFETY: slots `avail..avail + room` lie below `limit <=
+        // ARRAY_CAPACITY`, and nothing else touches them (exclusive use).
+        let free = unsafe { core::slice::from_raw_parts_mut(self.slot(avail), room) };
+        let written = fill(free).min(room);
+        // INVARIANT: the caller's `fill` wrote `written` distinct free
+        // objects into the slots above `avail`.
+        self.avail.store(avail + written, Ordering::Relaxed);
+        written
+    }
+
     /// The `count` least recently freed objects (the bottom of the stack).
     ///
     /// # Safety

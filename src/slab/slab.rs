@@ -272,25 +272,42 @@ impl SlabPtr {
         }
     }
 
-    /// Takes a free object off the slab's index: its index, or `None` if the
-    /// slab is full.
+    /// Takes up to `max` free objects off the slab's index, calling
+    /// `object(index)` for each in order; returns how many were taken.
+    /// One update of `inuse` and one test of the index width for the whole
+    /// run.
     ///
     /// # Safety
     ///
     /// Node lock held, or the slab owned exclusively.
     #[inline]
-    pub(crate) unsafe fn take(self, layout: &SlabLayout) -> Option<usize> {
+    pub(crate) unsafe fn take_many(
+        self,
+        layout: &SlabLayout,
+        max: usize,
+        mut object: impl FnMut(usize),
+    ) -> usize {
         let desc = self.as_ptr();
         // SAFETY: per the caller's guarantee we have exclusive access to the
-        // non-atomic fields and the index.
+        // non-atomic fields and the index; positions `inuse..inuse + n` are
+        // below `objects`, inside the index.
         unsafe {
             let inuse = (*desc).inuse as usize;
-            if inuse >= layout.objects() {
-                return None;
+            let n = max.min(layout.objects().saturating_sub(inuse));
+            let index = self.index_ptr();
+            if layout.index_bytes() == 1 {
+                for position in inuse..inuse + n {
+                    object(usize::from(index.add(position).read()));
+                }
+            } else {
+                let index = index.cast::<u16>();
+                for position in inuse..inuse + n {
+                    object(usize::from(index.add(position).read()));
+                }
             }
-            let object = self.index_entry(layout, inuse);
-            (*desc).inuse += 1;
-            Some(object)
+            // `inuse + n <= objects`, which fits the field.
+            (*desc).inuse += n as u32;
+            n
         }
     }
 
@@ -299,7 +316,7 @@ impl SlabPtr {
     /// # Safety
     ///
     /// Node lock held; `object < objects` is not free in the slab (it came
-    /// from [`SlabPtr::take`] and was not given back since); `inuse > 0`.
+    /// from [`SlabPtr::take_many`] and was not given back since); `inuse > 0`.
     #[inline]
     pub(crate) unsafe fn put(self, layout: &SlabLayout, object: usize) {
         let desc = self.as_ptr();
