@@ -7,7 +7,7 @@
 
 use rmm_core::host::HostPlatform;
 use rmm_core::kmalloc::KMALLOC_NAMES;
-use rmm_core::page_alloc::MAX_ORDER;
+use rmm_core::page_alloc::{MAX_ORDER, PCP_MAX_ORDER};
 use rmm_core::state::{Rmm, DEMO_CACHE};
 use rmm_core::views::{write_buddyinfo, write_slabinfo, write_stats};
 use std::collections::BTreeMap;
@@ -387,7 +387,14 @@ const BUDDY_KEYS: &[&str] = &[
     "pages_allocated",
     "invalid_frees",
 ];
-const ORDER_KEYS: &[&str] = &["order", "allocs", "failures", "free_blocks", "held"];
+const ORDER_KEYS: &[&str] = &[
+    "order",
+    "allocs",
+    "failures",
+    "free_blocks",
+    "pcp_blocks",
+    "held",
+];
 const RMM_KEYS: &[&str] = &[
     "user_caches",
     "max_user_caches",
@@ -447,6 +454,8 @@ fn stats_lines_carry_the_documented_keys() {
     let mut caches_seen = Vec::new();
     let mut cpu_sums: BTreeMap<String, usize> = BTreeMap::new();
     let mut orders_seen = 0;
+    let mut pcp_pages = 0;
+    let mut pages_pcp = None;
     let mut buddy_seen = false;
     let mut rmm_seen = false;
     for line in text.lines() {
@@ -490,12 +499,18 @@ fn stats_lines_carry_the_documented_keys() {
             assert_eq!(number(&map, "order"), orders_seen);
             let held = if orders_seen == 2 { 3 } else { 0 };
             assert_eq!(number(&map, "held"), held);
+            let pcp_blocks = number(&map, "pcp_blocks");
+            if orders_seen > PCP_MAX_ORDER as usize {
+                assert_eq!(pcp_blocks, 0, "{line}");
+            }
+            pcp_pages += pcp_blocks << orders_seen;
             orders_seen += 1;
         } else if line.starts_with("buddy ") {
             let map = pairs(&words[1..], BUDDY_KEYS);
             let pages = rmm.pages().stats();
             assert_eq!(number(&map, "pages_total"), pages.pages_total);
             assert_eq!(number(&map, "chunks") << MAX_ORDER, pages.pages_total);
+            pages_pcp = Some(number(&map, "pages_pcp"));
             buddy_seen = true;
         } else if line.starts_with("rmm ") {
             let map = pairs(&words[1..], RMM_KEYS);
@@ -510,6 +525,11 @@ fn stats_lines_carry_the_documented_keys() {
         }
     }
     assert_eq!(caches_seen, slab_rows_in_order(&rmm));
+    assert_eq!(Some(pcp_pages), pages_pcp, "pcp_blocks add up to pages_pcp");
+    assert!(
+        pcp_pages > 0,
+        "the page-alloc refilled CPU 0's order-2 list"
+    );
     for name in &caches_seen {
         let stats = rmm.cache(name).unwrap().cache.stats();
         assert_eq!(cpu_sums[name], stats.allocs, "{name}");
