@@ -342,6 +342,31 @@ fn buddyinfo_is_the_kernels_format_and_agrees_with_the_allocator() {
     assert_eq!(parse_buddyinfo(&buddyinfo(&rmm)), vec![0; 11]);
 }
 
+/// The example of design-buddy.md: after the demo's one slab page and one
+/// order-3 block, one block of that order sits on the CPU's list, not free.
+#[test]
+fn buddyinfo_leaves_out_blocks_on_per_cpu_lists() {
+    HostPlatform::set_this_cpu(0);
+    let mut rmm = new_rmm(1);
+    rmm.run_demo().expect("demo");
+    assert_eq!(
+        buddyinfo(&rmm),
+        format!("Node 0, zone      rmm {}     0 \n", "     1 ".repeat(10))
+    );
+    run(&mut rmm, "page-alloc 3 1");
+    assert_eq!(
+        buddyinfo(&rmm),
+        "Node 0, zone      rmm      1      1      1      1      0      1      1      1      1      1      0 \n"
+    );
+    let text = stats(&rmm);
+    assert!(
+        text.contains("buddy order=3 allocs=1 failures=0 free_blocks=1 pcp_blocks=1 held=1\n"),
+        "{text}"
+    );
+    assert_buddyinfo_matches_stats(&rmm);
+    rmm.teardown();
+}
+
 const CACHE_KEYS: &[&str] = &[
     "cache",
     "objsize",
