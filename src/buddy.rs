@@ -190,6 +190,18 @@ impl ChunkMeta {
     pub fn tag(&self, offset: usize) -> &AtomicU8 {
         &self.tags[offset & (CHUNK_FRAMES - 1)]
     }
+
+    /// The first of the chunk's frame records.
+    ///
+    /// # Safety
+    ///
+    /// `meta` points to live, initialised metadata. The records may only be
+    /// used as the type invariants allow (by the owning core).
+    unsafe fn records(meta: *const ChunkMeta) -> *mut FrameState {
+        // SAFETY: the caller guarantees `meta` is live; no reference to the
+        // cell's contents is made.
+        unsafe { UnsafeCell::raw_get(ptr::addr_of!((*meta).frames)).cast::<FrameState>() }
+    }
 }
 
 /// One entry of the [`ChunkTable`].
@@ -407,6 +419,17 @@ pub struct EvictedChunk {
     pub allocated_frames: usize,
 }
 
+/// A block handed out by [`BuddyCore::alloc_block`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllocatedBlock {
+    /// First frame of the block.
+    pub frame: usize,
+    /// Metadata of the block's chunk (what [`ChunkTable::lookup`] of
+    /// `frame` returns), live until the core is destroyed: the block's tag
+    /// and owner word are reached without a lookup.
+    pub meta: NonNull<ChunkMeta>,
+}
+
 /// Buddy allocator state over frame numbers.
 ///
 /// Not synchronised: the owner wraps it in a lock. The chunk table
@@ -432,8 +455,13 @@ pub struct EvictedChunk {
 /// - Free blocks of order `k` are exactly the members of `free_heads[k]`'s
 ///   list, and `free_blocks[k]` counts them.
 /// - No free block below `MAX_ORDER` has a free buddy of the same order.
+/// - `slots` and `slot_mask` are the table's `slots` and `slot_count - 1`.
 pub struct BuddyCore {
     table: NonNull<ChunkTable>,
+    /// The table's slots and `slot_count - 1`, copied here so that reaching
+    /// a frame record takes one load less.
+    slots: NonNull<Slot>,
+    slot_mask: usize,
     table_layout: Layout,
     max_chunks: usize,
     chunks: usize,
@@ -486,9 +514,14 @@ impl BuddyCore {
                 root: NonNull::new_unchecked(root),
             });
         }
-        // INVARIANT: the table is live and no chunks are present.
+        // SAFETY: initialised just above.
+        let slots = unsafe { table.as_ref() }.slots;
+        // INVARIANT: the table is live and no chunks are present; `slots`
+        // and `slot_mask` are the table's.
         Ok(BuddyCore {
             table,
+            slots,
+            slot_mask: slot_count - 1,
             table_layout,
             max_chunks,
             chunks: 0,
@@ -589,21 +622,23 @@ impl BuddyCore {
             .sum()
     }
 
+    /// The metadata in `slot` (null if it holds none).
+    #[inline(always)]
     fn meta_ptr(&self, slot: usize) -> *const ChunkMeta {
-        self.table().slot(slot).meta.load(Ordering::Relaxed)
+        // SAFETY: `slots` holds `slot_mask + 1` initialised slots (type
+        // invariants) and the index is masked below that.
+        let slot = unsafe { &*self.slots.as_ptr().add(slot & self.slot_mask) };
+        slot.meta.load(Ordering::Relaxed)
     }
 
+    #[inline(always)]
     fn frame_ptr(&self, id: u32) -> *mut FrameState {
         let id = id as usize;
         let meta = self.meta_ptr(id >> MAX_ORDER);
         debug_assert!(!meta.is_null());
         // SAFETY: frame ids only name frames of chunks in the table, whose
         // metadata is live; the offset is below `CHUNK_FRAMES`.
-        unsafe {
-            UnsafeCell::raw_get(ptr::addr_of!((*meta).frames))
-                .cast::<FrameState>()
-                .add(id & (CHUNK_FRAMES - 1))
-        }
+        unsafe { ChunkMeta::records(meta).add(id & (CHUNK_FRAMES - 1)) }
     }
 
     fn state(&self, id: u32) -> FrameState {
@@ -621,12 +656,8 @@ impl BuddyCore {
     fn base_frame_of_slot(&self, slot: usize) -> usize {
         let key = self.table().slot(slot).key.load(Ordering::Relaxed);
         debug_assert!(key != KEY_EMPTY && key != KEY_TOMBSTONE);
-        (key - 1) << MAX_ORDER
-    }
-
-    fn frame_of_id(&self, id: u32) -> usize {
-        let id = id as usize;
-        self.base_frame_of_slot(id >> MAX_ORDER) + (id & (CHUNK_FRAMES - 1))
+        // A live key is chunk number + 1 (table invariants).
+        key.wrapping_sub(1) << MAX_ORDER
     }
 
     /// Removes the chunk at `base_frame` from the directory and makes its
@@ -674,22 +705,53 @@ impl BuddyCore {
     }
 
     fn push_free(&mut self, order: usize, id: u32) {
+        let rec = self.frame_ptr(id);
+        // SAFETY: `rec` is the record of `id`.
+        unsafe { self.push_free_rec(order, id, rec) }
+    }
+
+    /// Pushes the block `id` on the free list of `order`, writing its record.
+    ///
+    /// # Safety
+    ///
+    /// `rec` is the record of frame `id` (`frame_ptr(id)`), in a live chunk.
+    #[inline(always)]
+    unsafe fn push_free_rec(&mut self, order: usize, id: u32, rec: *mut FrameState) {
         let head = self.free_heads[order];
-        *self.state_mut(id) = FrameState {
-            next: head,
-            prev: NIL,
-            order: order as u8,
-            kind: FrameKind::Free,
+        // SAFETY: per the caller, `rec` is a record of ours; `&mut self`
+        // makes this the only access.
+        unsafe {
+            rec.write(FrameState {
+                next: head,
+                prev: NIL,
+                order: order as u8,
+                kind: FrameKind::Free,
+            })
         };
         if head != NIL {
             self.state_mut(head).prev = id;
         }
         self.free_heads[order] = id;
-        self.free_blocks[order] += 1;
+        // At most one count per frame: cannot overflow.
+        self.free_blocks[order] = self.free_blocks[order].wrapping_add(1);
     }
 
     fn unlink_free(&mut self, order: usize, id: u32) {
-        let FrameState { next, prev, .. } = self.state(id);
+        let rec = self.frame_ptr(id);
+        // SAFETY: `rec` is the record of `id`.
+        unsafe { self.unlink_free_rec(order, rec) }
+    }
+
+    /// Takes the free block whose record is `rec` off the list of `order`.
+    ///
+    /// # Safety
+    ///
+    /// `rec` is the record of a member of that list, in a live chunk.
+    #[inline(always)]
+    unsafe fn unlink_free_rec(&mut self, order: usize, rec: *mut FrameState) {
+        // SAFETY: per the caller, `rec` is a record of ours; `&mut self`
+        // makes this the only access.
+        let FrameState { next, prev, .. } = unsafe { rec.read() };
         if prev == NIL {
             self.free_heads[order] = next;
         } else {
@@ -698,10 +760,13 @@ impl BuddyCore {
         if next != NIL {
             self.state_mut(next).prev = prev;
         }
-        let state = self.state_mut(id);
-        state.next = NIL;
-        state.prev = NIL;
-        self.free_blocks[order] -= 1;
+        // SAFETY: as above.
+        unsafe {
+            (*rec).next = NIL;
+            (*rec).prev = NIL;
+        }
+        // The block was counted when pushed.
+        self.free_blocks[order] = self.free_blocks[order].wrapping_sub(1);
     }
 
     /// Adds a chunk of [`CHUNK_FRAMES`] free frames starting at `base_frame`.
@@ -794,23 +859,49 @@ impl BuddyCore {
     /// Allocates a block of `2^order` frames; returns its first frame, or
     /// `None` if no free block is large enough (or `order > MAX_ORDER`).
     pub fn alloc(&mut self, order: u32) -> Option<usize> {
-        let order = order as usize;
-        if order > MAX_ORDER as usize {
+        self.alloc_block(order).map(|block| block.frame)
+    }
+
+    /// [`BuddyCore::alloc`], also returning the metadata of the block's
+    /// chunk. Touches the records of the block taken from a list and of the
+    /// halves it frees on the way down, never the frames inside them.
+    pub fn alloc_block(&mut self, order: u32) -> Option<AllocatedBlock> {
+        if order > MAX_ORDER {
             return None;
         }
+        let order = order as usize;
         let found = (order..NR_ORDERS).find(|&o| self.free_heads[o] != NIL)?;
         let id = self.free_heads[found];
-        self.unlink_free(found, id);
+        let slot = id as usize >> MAX_ORDER;
+        let offset = id as usize & (CHUNK_FRAMES - 1);
+        let meta = self.meta_ptr(slot);
+        // SAFETY: list members are blocks of live chunks, whose metadata is
+        // live (type invariants).
+        let records = unsafe { ChunkMeta::records(meta) };
+        // SAFETY: `offset < CHUNK_FRAMES`: the record of `id`, a member of
+        // the list of `found`.
+        unsafe { self.unlink_free_rec(found, records.add(offset)) };
         // Split: keep the lower half, free the upper half, down to `order`.
         for lower in (order..found).rev() {
-            self.push_free(lower, id + (1u32 << lower));
+            // `offset` is aligned to `2^found`, so `offset | half` is the
+            // upper half's first frame, inside the chunk.
+            let half = 1usize << lower;
+            // SAFETY: the record of frame `offset | half` of the same chunk.
+            unsafe {
+                self.push_free_rec(lower, id | half as u32, records.add(offset | half));
+            }
         }
+        // SAFETY: the record of `id`, as above.
+        let head = unsafe { &mut *records.add(offset) };
         // INVARIANT: the head now describes an allocated block of `order`;
         // its frames other than the head were already tails.
-        let state = self.state_mut(id);
-        state.kind = FrameKind::Allocated;
-        state.order = order as u8;
-        Some(self.frame_of_id(id))
+        head.kind = FrameKind::Allocated;
+        head.order = order as u8;
+        Some(AllocatedBlock {
+            frame: self.base_frame_of_slot(slot) | offset,
+            // A list member's chunk has metadata (type invariants).
+            meta: NonNull::new(meta.cast_mut())?,
+        })
     }
 
     /// The block containing `frame`, or `None` if no chunk contains it.
@@ -847,11 +938,58 @@ impl BuddyCore {
             .table()
             .find(frame)
             .ok_or(FrameFreeError::OutsideChunks)?;
-        let mut offset = frame & (CHUNK_FRAMES - 1);
-        let id = ((slot << MAX_ORDER) + offset) as u32;
-        let state = self.state(id);
+        let meta = self.meta_ptr(slot);
+        // SAFETY: `meta` is the live metadata of `slot`, a live chunk found
+        // by the lookup; the offset is masked into the chunk.
+        unsafe { self.free_at(slot, meta, frame & (CHUNK_FRAMES - 1), order as usize) }
+    }
+
+    /// [`BuddyCore::free`] of the block at `offset` in the chunk described by
+    /// `meta` (from [`BuddyCore::alloc_block`] or [`ChunkTable::lookup`]):
+    /// no lookup. Metadata that is not a live chunk's of this core is
+    /// refused with [`FrameFreeError::OutsideChunks`].
+    pub fn free_in_chunk(
+        &mut self,
+        meta: &ChunkMeta,
+        offset: usize,
+        order: u32,
+    ) -> Result<(), FrameFreeError> {
+        if order > MAX_ORDER {
+            return Err(FrameFreeError::BadOrder);
+        }
+        let meta: *const ChunkMeta = meta;
+        // SAFETY: `meta` is a valid reference.
+        let slot = unsafe { &*meta }.slot.load(Ordering::Relaxed) & self.slot_mask;
+        if self.meta_ptr(slot) != meta {
+            return Err(FrameFreeError::OutsideChunks);
+        }
+        // SAFETY: `meta` is the metadata of `slot`, so of a live chunk; the
+        // offset is masked into the chunk.
+        unsafe { self.free_at(slot, meta, offset & (CHUNK_FRAMES - 1), order as usize) }
+    }
+
+    /// Validates and frees the block at `offset` of order `order` in the
+    /// chunk of `slot`, whose metadata is `meta`.
+    ///
+    /// # Safety
+    ///
+    /// `meta` is the metadata of the live chunk in `slot`; `offset` is
+    /// below [`CHUNK_FRAMES`] and `order` at most [`MAX_ORDER`].
+    #[inline(always)]
+    unsafe fn free_at(
+        &mut self,
+        slot: usize,
+        meta: *const ChunkMeta,
+        offset: usize,
+        order: usize,
+    ) -> Result<(), FrameFreeError> {
+        // SAFETY: `meta` is live per the caller.
+        let records = unsafe { ChunkMeta::records(meta) };
+        // SAFETY: `offset < CHUNK_FRAMES` per the caller; `&mut self` makes
+        // every record access below the only one.
+        let state = unsafe { records.add(offset).read() };
         match state.kind {
-            FrameKind::Allocated if u32::from(state.order) == order => {}
+            FrameKind::Allocated if usize::from(state.order) == order => {}
             FrameKind::Allocated => {
                 return Err(FrameFreeError::WrongOrder {
                     actual: u32::from(state.order),
@@ -865,23 +1003,30 @@ impl BuddyCore {
                 })
             }
         }
-        let mut order = order as usize;
+        // Slots are below 2^20, so ids fit 32 bits.
+        let base_id = (slot << MAX_ORDER) as u32;
+        let mut offset = offset;
+        let mut order = order;
         while order < MAX_ORDER as usize {
             let buddy = offset ^ (1 << order);
-            let buddy_id = ((slot << MAX_ORDER) + buddy) as u32;
-            let buddy_state = self.state(buddy_id);
+            // SAFETY: `buddy < CHUNK_FRAMES`: a record of the same chunk.
+            let buddy_rec = unsafe { records.add(buddy) };
+            // SAFETY: as above.
+            let buddy_state = unsafe { buddy_rec.read() };
             if buddy_state.kind != FrameKind::Free || usize::from(buddy_state.order) != order {
                 break;
             }
-            self.unlink_free(order, buddy_id);
+            // SAFETY: a free head of `order` is on that order's list.
+            unsafe { self.unlink_free_rec(order, buddy_rec) };
             // INVARIANT: the upper half's head becomes a tail of the merged
             // block; the lower half's head is re-pushed below.
-            let upper = offset.max(buddy);
-            self.state_mut(((slot << MAX_ORDER) + upper) as u32).kind = FrameKind::Tail;
+            // SAFETY: a record of the same chunk.
+            unsafe { (*records.add(offset.max(buddy))).kind = FrameKind::Tail };
             offset = offset.min(buddy);
             order += 1;
         }
-        self.push_free(order, ((slot << MAX_ORDER) + offset) as u32);
+        // SAFETY: the record of frame `offset` of the chunk.
+        unsafe { self.push_free_rec(order, base_id | offset as u32, records.add(offset)) };
         Ok(())
     }
 

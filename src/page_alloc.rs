@@ -1,27 +1,35 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The page allocator: a buddy allocator over chunks of pages taken from the
-//! platform, with per-CPU lists of single pages in front of it.
+//! platform, with per-CPU lists of small blocks in front of it.
 //!
 //! - Memory comes from [`Platform::alloc_pages`] in chunks of
 //!   `2^CHUNK_ORDER` pages, taken when the free lists cannot serve a
 //!   request. [`PageAllocator::shrink`] gives chunks whose pages are all free
 //!   back; dropping the allocator gives back every chunk.
 //! - The buddy state ([`BuddyCore`]) sits under one [`LockClass::Buddy`]
-//!   lock. Order-0 pages go through a small list per CPU under a
-//!   [`LockClass::PageCpu`] lock, like the kernel's `pcp` lists: the common
-//!   single-page allocation and free touch only the local list; when it runs
-//!   empty it is refilled, and when it grows above [`PCP_HIGH`] it is
-//!   drained, [`PCP_BATCH`] pages at a time under the buddy lock. Lock order:
-//!   `PageCpu` before `Buddy`. Pages on a per-CPU list are linked through
-//!   their first word (the pages are free, so nothing else uses it).
-//! - Each chunk's metadata has, per page, an atomic *tag* saying whether the
-//!   page has been handed out (first page of a block of some order, or a
-//!   later page) and an atomic *owner word*. Frees are validated against the
-//!   tags without any lock, and a compare-and-swap on the first page's tag
-//!   lets exactly one of two racing frees of a block through;
-//!   [`PageAllocator::block_owner`] reads them through the lock-free chunk
-//!   table.
+//!   lock. Blocks of orders 0 to [`PCP_MAX_ORDER`] (the kernel's
+//!   `PAGE_ALLOC_COSTLY_ORDER`) go through one list per CPU and order, like
+//!   the kernel's `pcp` lists: only their CPU touches them, with interrupts
+//!   off ([`PerCpu::with_local`]) and no lock, so the common allocation and
+//!   free touch only the local list. An empty list is refilled with
+//!   [`pcp_batch`] blocks, and a list grown above [`pcp_high`] is drained
+//!   by a batch, under the buddy lock. Other CPUs' lists are emptied by
+//!   their own CPUs ([`Platform::on_each_cpu`]), or after their CPU went
+//!   offline ([`PageAllocator::cpu_dead`]). Blocks on a per-CPU list are
+//!   linked through their first page (they are free, so nothing else uses
+//!   it), which also names the block's chunk metadata.
+//! - Each chunk's metadata has, per page, an atomic *tag* and an atomic
+//!   *owner word*. Only the first page of a handed-out block is tagged (with
+//!   its order); the other pages of a block are not touched when it is
+//!   handed out or taken back, so the cost of an allocation and a free does
+//!   not grow with the block. Frees are validated against the tags without
+//!   any lock, and a compare-and-swap on the first page's tag lets exactly
+//!   one of two racing frees of a block through. Owner words are written
+//!   into every page of a block only by [`PageAllocator::set_block_owner`]
+//!   (the slab layer, for its slabs), and cleared again when such a block is
+//!   freed; [`PageAllocator::block_owner`] reads them through the lock-free
+//!   chunk table.
 //!
 //! Nothing slow runs under a lock: pages and metadata are requested from the
 //! platform, and blocks are zeroed, with no lock held.
@@ -35,30 +43,61 @@ pub mod fault;
 pub use self::fault::{FaultInjector, FaultStats};
 
 use crate::buddy::{
-    AddChunkError, BuddyCore, ChunkMeta, ChunkTable, RadixLeaf, CHUNK_FRAMES, NR_ORDERS,
+    AddChunkError, AllocatedBlock, BuddyCore, ChunkMeta, ChunkTable, FrameFreeError, RadixLeaf,
+    CHUNK_FRAMES, NR_ORDERS,
 };
 use crate::gfp::Gfp;
 use crate::platform::{AllocError, Lock, LockClass, PerCpu, Platform, PAGE_SHIFT, PAGE_SIZE};
 use core::fmt;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Largest block order handed out: blocks of `2^0 ..= 2^MAX_ORDER` pages.
 pub const MAX_ORDER: u32 = crate::buddy::MAX_ORDER;
 /// Order of the chunks taken from the platform (one chunk is one block of
 /// the largest order).
 pub const CHUNK_ORDER: u32 = MAX_ORDER;
-/// Pages moved between a per-CPU list and the buddy lists at a time.
+/// Highest order served by the per-CPU lists, the kernel's
+/// `PAGE_ALLOC_COSTLY_ORDER`: larger blocks always go to the buddy lists.
+pub const PCP_MAX_ORDER: u32 = 3;
+/// Orders with a per-CPU list: `0..=PCP_MAX_ORDER`.
+pub const PCP_ORDERS: usize = PCP_MAX_ORDER as usize + 1;
+/// Order-0 pages moved between a per-CPU list and the buddy lists at a
+/// time ([`pcp_batch`] of order 0).
 pub const PCP_BATCH: usize = 16;
-/// A per-CPU list holding more pages than this is drained by [`PCP_BATCH`].
+/// An order-0 per-CPU list holding more pages than this is drained by
+/// [`PCP_BATCH`] ([`pcp_high`] of order 0).
 pub const PCP_HIGH: usize = 64;
+
+/// Blocks of `order` moved between a per-CPU list and the buddy lists at a
+/// time: [`PCP_BATCH`] pages' worth, at least 2 blocks (the kernel's
+/// `nr_pcp_alloc` scales its batch the same way for orders above 0).
+pub const fn pcp_batch(order: u32) -> usize {
+    let blocks = PCP_BATCH >> (order & 31);
+    if blocks > 2 {
+        blocks
+    } else {
+        2
+    }
+}
+
+/// A per-CPU list of `order` holding more blocks than this is drained by
+/// [`pcp_batch`]: [`PCP_HIGH`] pages' worth, at least twice the batch.
+pub const fn pcp_high(order: u32) -> usize {
+    let blocks = PCP_HIGH >> (order & 31);
+    let floor = 2 * pcp_batch(order);
+    if blocks > floor {
+        blocks
+    } else {
+        floor
+    }
+}
 
 /// Bytes in a chunk.
 const CHUNK_BYTES: usize = PAGE_SIZE << CHUNK_ORDER;
-/// Page tag: not handed out (free, or cached on a per-CPU list).
+/// Page tag: not the first page of a handed-out block (free, cached on a
+/// per-CPU list, or a later page of a block of any kind).
 const TAG_NOT_HANDED_OUT: u8 = 0;
-/// Page tag: handed out, not the first page of its block.
-const TAG_TAIL: u8 = 0x40;
 /// Page tag bit: first page of a handed-out block; the low bits hold the order.
 const TAG_HEAD: u8 = 0x80;
 /// Mask of the order in a head tag.
@@ -117,6 +156,9 @@ pub struct PageStats {
     pub pages_pcp: usize,
     /// Pages handed out to callers: `pages_total - pages_free - pages_pcp`.
     pub pages_allocated: usize,
+    /// Blocks cached on the per-CPU lists per order, all CPUs together (0
+    /// above [`PCP_MAX_ORDER`]); `pages_pcp` is their sum in pages.
+    pub pcp_blocks: [usize; NR_ORDERS],
     /// Successful allocations per order.
     pub allocs: [u64; NR_ORDERS],
     /// Failed allocations per order (no chunk could be obtained, or the
@@ -129,64 +171,216 @@ pub struct PageStats {
 /// The state under the buddy lock.
 struct Zone {
     core: BuddyCore,
-    /// Allocations per order served by the buddy lists directly (order 0
-    /// only when it bypasses the per-CPU lists while growing).
+    /// Allocations per order served by the buddy lists directly (for the
+    /// per-CPU orders only when a request bypasses the lists: a new chunk,
+    /// or a retry after draining).
     allocs: [u64; NR_ORDERS],
 }
 
-/// One CPU's list of free order-0 pages.
+impl Zone {
+    /// Allocates a block of `order` for a caller, counting it.
+    #[inline(always)]
+    fn alloc(&mut self, order: u32) -> Option<Taken> {
+        let block = self.core.alloc_block(order)?;
+        if let Some(count) = self.allocs.get_mut(order as usize) {
+            *count = count.wrapping_add(1);
+        }
+        Some(Taken::from(block))
+    }
+}
+
+/// A free block just taken for a caller, with its chunk's metadata.
+#[derive(Clone, Copy)]
+struct Taken {
+    addr: usize,
+    meta: NonNull<ChunkMeta>,
+}
+
+impl From<AllocatedBlock> for Taken {
+    #[inline(always)]
+    fn from(block: AllocatedBlock) -> Self {
+        Taken {
+            addr: addr_of_frame(block.frame),
+            meta: block.meta,
+        }
+    }
+}
+
+/// What a per-CPU list keeps in the first page of each of its blocks.
+#[repr(C)]
+struct PcpNode {
+    /// Address of the next block of the list, 0 at the end.
+    next: usize,
+    /// Metadata of the block's chunk.
+    meta: NonNull<ChunkMeta>,
+}
+
+/// A count bumped only by the CPU owning its list (a plain load and store,
+/// no locked instruction, wrapping as the kernel's statistics do), read by
+/// anyone.
+#[derive(Default)]
+struct LocalCount(AtomicU64);
+
+impl LocalCount {
+    #[inline(always)]
+    fn bump(&self) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One CPU's list of free blocks of one order, like one list of the
+/// kernel's `struct per_cpu_pages`, with its own `count`, `high` and
+/// `batch`.
+///
+/// Lives in the allocator's per-CPU storage. The list itself (`head`, the
+/// blocks on it, `count` as written) is only touched with exclusive use of
+/// the CPU's lists: by its CPU inside [`PerCpu::with_local`], by
+/// [`Platform::on_each_cpu`], for a CPU that is offline by the hotplug
+/// teardown ([`PageAllocator::cpu_dead`]), or by `drop`. The methods that
+/// touch it are `unsafe` for that reason. `count` and `allocs` may be read
+/// by anyone.
 ///
 /// # Invariants
 ///
-/// `head` is 0 or the address of a free page of the owning allocator whose
-/// first word holds the address of the next page of the list (0 at the end);
-/// the list has `count` pages, all with tag `TAG_NOT_HANDED_OUT` and
-/// allocated in the buddy core.
+/// `head` is 0 or the address of the first block of the list; each block's
+/// first page begins with a [`PcpNode`] linking to the next block (0 after
+/// the last) and naming the block's chunk metadata. The list has `count`
+/// blocks, all of its order, allocated in the buddy core, not handed out
+/// (head tag `TAG_NOT_HANDED_OUT`) and with all owner words 0. `high` and
+/// `batch` never change.
 struct PcpList {
-    head: usize,
-    count: usize,
-    /// Order-0 allocations served from this list.
-    allocs: u64,
+    head: AtomicUsize,
+    count: AtomicUsize,
+    high: usize,
+    batch: usize,
+    /// Allocations served from this list.
+    allocs: LocalCount,
 }
 
 impl PcpList {
-    /// Puts a page on the list.
+    fn new(order: u32) -> Self {
+        // INVARIANT: empty.
+        PcpList {
+            head: AtomicUsize::new(0),
+            count: AtomicUsize::new(0),
+            high: pcp_high(order),
+            batch: pcp_batch(order),
+            allocs: LocalCount::default(),
+        }
+    }
+
+    /// Blocks on the list (a recent value when read from another CPU).
+    fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Puts a block on the list; returns whether the list is now above its
+    /// high mark.
     ///
     /// # Safety
     ///
-    /// `addr` is a page of the owning allocator, allocated in its buddy core
-    /// at order 0, not handed out and used by nothing else.
-    unsafe fn push(&mut self, addr: usize) {
-        // SAFETY: the caller gives us the page, so its first word is ours.
-        unsafe { (addr as *mut usize).write(self.head) };
-        // INVARIANT: the page links to the old head.
-        self.head = addr;
-        self.count += 1;
+    /// The caller has exclusive use of the list. `addr` is a block of the
+    /// list's order of the owning allocator, allocated in its buddy core,
+    /// not handed out, with its owner words 0, and used by nothing else;
+    /// `meta` is the metadata of its chunk.
+    #[inline(always)]
+    unsafe fn push(&self, addr: usize, meta: NonNull<ChunkMeta>) -> bool {
+        let next = self.head.load(Ordering::Relaxed);
+        // SAFETY: the caller gives us the block, so its first page is ours;
+        // blocks are page-aligned, so aligned for a `PcpNode`.
+        unsafe { (addr as *mut PcpNode).write(PcpNode { next, meta }) };
+        // At most one count per page of the allocator: no overflow.
+        let count = self.count.load(Ordering::Relaxed).wrapping_add(1);
+        // INVARIANT: the block links to the old head and names its chunk.
+        self.head.store(addr, Ordering::Relaxed);
+        self.count.store(count, Ordering::Relaxed);
+        count > self.high
     }
 
-    /// Takes a page off the list.
-    fn pop(&mut self) -> Option<usize> {
-        if self.count == 0 {
+    /// Takes the most recently pushed block off the list.
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive use of the list.
+    #[inline(always)]
+    unsafe fn pop(&self) -> Option<Taken> {
+        let addr = self.head.load(Ordering::Relaxed);
+        if addr == 0 {
             return None;
         }
-        let addr = self.head;
         // SAFETY: by the type invariants a non-empty list's head is a free
-        // page of ours whose first word links to the next page.
-        self.head = unsafe { (addr as *const usize).read() };
-        self.count -= 1;
-        Some(addr)
+        // block of ours that begins with its node; exclusive use per the
+        // caller.
+        let node = unsafe { (addr as *const PcpNode).read() };
+        self.head.store(node.next, Ordering::Relaxed);
+        // The list holds `addr`, so `count > 0`.
+        self.count.store(
+            self.count.load(Ordering::Relaxed).wrapping_sub(1),
+            Ordering::Relaxed,
+        );
+        Some(Taken {
+            addr,
+            meta: node.meta,
+        })
+    }
+
+    /// [`PcpList::pop`] for a caller, counted.
+    ///
+    /// # Safety
+    ///
+    /// As [`PcpList::pop`].
+    #[inline(always)]
+    unsafe fn pop_for_caller(&self) -> Option<Taken> {
+        // SAFETY: the caller's guarantee, passed on.
+        let taken = unsafe { self.pop() }?;
+        self.allocs.bump();
+        Some(taken)
+    }
+}
+
+/// One CPU's per-CPU lists, one per order `0..=PCP_MAX_ORDER`.
+struct PcpLists {
+    lists: [PcpList; PCP_ORDERS],
+}
+
+impl PcpLists {
+    fn new() -> Self {
+        PcpLists {
+            lists: [
+                PcpList::new(0),
+                PcpList::new(1),
+                PcpList::new(2),
+                PcpList::new(3),
+            ],
+        }
+    }
+
+    /// The list of `order` (masked to the per-CPU orders: callers check
+    /// `order <= PCP_MAX_ORDER` first).
+    #[inline(always)]
+    fn list(&self, order: u32) -> &PcpList {
+        &self.lists[order as usize & (PCP_ORDERS - 1)]
     }
 }
 
 /// The page allocator: buddy lists over chunks from the platform, per-CPU
-/// lists of single pages in front.
+/// lists of small blocks in front.
 ///
 /// # Invariants
 ///
-/// `table` is the chunk table of the core in `zone`, valid until `drop`.
+/// `table` is the chunk table of the core in `zone`, valid until `drop`;
+/// the chunk metadata it leads to, and that blocks on the per-CPU lists
+/// name, stays valid until then too.
 pub struct PageAllocator<P: Platform> {
     zone: P::Lock<Zone>,
-    pcp: P::PerCpu<P::Lock<PcpList>>,
+    pcp: P::PerCpu<PcpLists>,
     table: NonNull<ChunkTable>,
     failures: [AtomicU64; NR_ORDERS],
     invalid_frees: AtomicU64,
@@ -210,16 +404,43 @@ fn plain_gfp(gfp: Gfp) -> Gfp {
     }
 }
 
+#[inline(always)]
 fn frame_of(addr: usize) -> usize {
     addr >> PAGE_SHIFT
 }
 
+#[inline(always)]
 fn offset_in_chunk(frame: usize) -> usize {
     frame & (CHUNK_FRAMES - 1)
 }
 
+#[inline(always)]
 fn addr_of_frame(frame: usize) -> usize {
     frame << PAGE_SHIFT
+}
+
+/// Pages in a block of `order` (at most [`MAX_ORDER`]).
+#[inline(always)]
+fn pages_of(order: u32) -> usize {
+    1usize << (order & 31)
+}
+
+/// The order of the handed-out block covering page `offset` of the chunk
+/// of `meta`, if one does. Walks the page's possible block heads from the
+/// page itself up, reading at most [`NR_ORDERS`] tags: handed-out blocks do
+/// not overlap, so the first head tag found either covers the page or
+/// proves that no block does.
+#[inline(never)]
+fn covering_block(meta: &ChunkMeta, offset: usize) -> Option<u32> {
+    for order in 0..=MAX_ORDER {
+        let head = offset & !(pages_of(order) - 1);
+        let tag = meta.tag(head).load(Ordering::Acquire);
+        if tag & TAG_HEAD != 0 {
+            let block_order = u32::from(tag & TAG_ORDER_MASK);
+            return (block_order >= order).then_some(block_order);
+        }
+    }
+    None
 }
 
 impl<P: Platform> PageAllocator<P> {
@@ -238,16 +459,7 @@ impl<P: Platform> PageAllocator<P> {
     /// reuse after the chunk is given back, until the allocator is dropped.
     /// So metadata follows the largest number of chunks held at once.
     pub fn with_max_chunks(platform: P, max_chunks: usize) -> Result<Self, AllocError> {
-        let pcp = platform.new_percpu(|_| {
-            platform.new_lock(
-                PcpList {
-                    head: 0,
-                    count: 0,
-                    allocs: 0,
-                },
-                LockClass::PageCpu,
-            )
-        })?;
+        let pcp = platform.new_percpu(|_| Ok(PcpLists::new()))?;
         let core = BuddyCore::new(&platform, max_chunks, Gfp::KERNEL)?;
         let table = NonNull::from(core.table());
         let table_layout = core.table_layout();
@@ -294,44 +506,44 @@ impl<P: Platform> PageAllocator<P> {
         unsafe { self.table.as_ref() }
     }
 
-    fn this_cpu_list(&self) -> &P::Lock<PcpList> {
-        // `this_cpu` is below `nr_cpu_ids` by the `Platform` contract. (No
-        // `%` here: a division by a runtime value brings a divide-by-zero
-        // panic path that the kernel's objtool of 6.12 does not recognise.)
-        self.pcp.get(self.platform.this_cpu())
-    }
-
     /// Allocates `2^order` pages, aligned to their size (the address is a
     /// multiple of `PAGE_SIZE << order`); zeroed if `gfp.zeroed()`.
     ///
-    /// Fails if `order > MAX_ORDER`, if no chunk can be obtained, or if the
-    /// fault injector fails the request; failures of valid orders are
-    /// counted in [`PageStats::failures`].
+    /// Orders up to [`PCP_MAX_ORDER`] come from this CPU's list of the
+    /// order, larger ones from the buddy lists. Fails if
+    /// `order > MAX_ORDER`, if no chunk can be obtained, or if the fault
+    /// injector fails the request; failures of valid orders are counted in
+    /// [`PageStats::failures`].
+    #[inline]
     pub fn alloc_pages(&self, order: u32, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
         if order > MAX_ORDER {
             return Err(AllocError);
         }
         if self.faults.should_fail() {
-            self.failures[order as usize].fetch_add(1, Ordering::Relaxed);
-            return Err(AllocError);
+            return Err(self.count_failure(order));
         }
-        let frame = if order == 0 {
-            self.alloc_from_pcp()
+        let taken = if order <= PCP_MAX_ORDER {
+            // SAFETY: `with_local` gives this CPU's lists for our exclusive
+            // use.
+            self.pcp
+                .with_local(|lists| unsafe { lists.list(order).pop_for_caller() })
         } else {
-            self.zone.with(|zone| {
-                let frame = zone.core.alloc(order);
-                if frame.is_some() {
-                    zone.allocs[order as usize] += 1;
-                }
-                frame
-            })
+            self.zone.with(|zone| zone.alloc(order))
         };
-        let Some(frame) = frame.or_else(|| self.alloc_slow(order, gfp)) else {
-            self.failures[order as usize].fetch_add(1, Ordering::Relaxed);
-            return Err(AllocError);
+        let taken = match taken {
+            Some(taken) => taken,
+            None => match self.alloc_slow(order, gfp) {
+                Some(taken) => taken,
+                None => return Err(self.count_failure(order)),
+            },
         };
-        self.mark_handed_out(frame, order);
-        let addr = addr_of_frame(frame) as *mut u8;
+        // SAFETY: chunk metadata stays valid until `drop` (type invariants).
+        let meta = unsafe { taken.meta.as_ref() };
+        // The block is ours: its first page's tag says it is handed out.
+        // Its other pages' tags are 0 and its owner words 0 already.
+        meta.tag(offset_in_chunk(frame_of(taken.addr)))
+            .store(TAG_HEAD | order as u8, Ordering::Release);
+        let addr = taken.addr as *mut u8;
         if gfp.zeroed() {
             // SAFETY: the block of `PAGE_SIZE << order` bytes was just
             // allocated for this caller; nothing else uses it.
@@ -341,56 +553,78 @@ impl<P: Platform> PageAllocator<P> {
         NonNull::new(addr).ok_or(AllocError)
     }
 
-    /// When the lists cannot serve a request: grow by a chunk, or if the
-    /// platform has none, give the pages cached on every CPU's list back to
-    /// the buddy lists and try once more (as the kernel drains its per-CPU
-    /// lists before declaring memory exhausted).
-    fn alloc_slow(&self, order: u32, gfp: Gfp) -> Option<usize> {
-        self.grow_and_alloc(order, gfp).or_else(|| {
-            self.drain_all_pcp();
-            self.zone.with(|zone| {
-                let frame = zone.core.alloc(order);
-                if frame.is_some() {
-                    zone.allocs[order as usize] += 1;
+    /// Counts a failed request of a valid order.
+    #[cold]
+    #[inline(never)]
+    fn count_failure(&self, order: u32) -> AllocError {
+        if let Some(count) = self.failures.get(order as usize) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        AllocError
+    }
+
+    /// When the first try found nothing: refill this CPU's list of a
+    /// per-CPU order from the buddy lists; otherwise grow by a chunk; if the
+    /// platform has none, give the blocks cached on the per-CPU lists back
+    /// to the buddy lists and try once more (as the kernel drains its
+    /// per-CPU lists before declaring memory exhausted).
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self, order: u32, gfp: Gfp) -> Option<Taken> {
+        if order <= PCP_MAX_ORDER {
+            let taken = self.pcp.with_local(|lists| {
+                let list = lists.list(order);
+                // SAFETY: `with_local` gives exclusive use of the list.
+                unsafe {
+                    self.refill(list, order);
+                    list.pop_for_caller()
                 }
-                frame
-            })
+            });
+            if taken.is_some() {
+                return taken;
+            }
+        }
+        self.grow_and_alloc(order, gfp).or_else(|| {
+            if gfp.may_sleep() {
+                self.drain_all_pcp();
+            } else {
+                // No IPIs where sleeping is not allowed (interrupts may be
+                // off): only this CPU's lists, as the kernel drains no remote
+                // lists for atomic requests.
+                // SAFETY: `with_local` gives exclusive use of the lists.
+                self.pcp
+                    .with_local(|lists| unsafe { self.drain_lists(lists) });
+            }
+            self.zone.with(|zone| zone.alloc(order))
         })
     }
 
-    /// Takes an order-0 page from this CPU's list, refilling it from the
-    /// buddy lists when empty.
-    fn alloc_from_pcp(&self) -> Option<usize> {
-        self.this_cpu_list().with(|list| {
-            if list.count == 0 {
-                let mut batch = [0usize; PCP_BATCH];
-                let got = self.zone.with(|zone| {
-                    let mut got = 0;
-                    while got < PCP_BATCH {
-                        let Some(frame) = zone.core.alloc(0) else {
-                            break;
-                        };
-                        batch[got] = addr_of_frame(frame);
-                        got += 1;
-                    }
-                    got
-                });
-                for &addr in &batch[..got] {
-                    // SAFETY: the page was just allocated at order 0 in the
-                    // core for this list and is not handed out.
-                    unsafe { list.push(addr) };
-                }
+    /// Moves up to a batch of blocks of `order` from the buddy lists onto
+    /// `list`, under one hold of the buddy lock.
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive use of `list`, which is the list of `order`
+    /// of some CPU.
+    unsafe fn refill(&self, list: &PcpList, order: u32) {
+        self.zone.with(|zone| {
+            for _ in 0..list.batch {
+                let Some(block) = zone.core.alloc_block(order) else {
+                    break;
+                };
+                // SAFETY: exclusive use per the caller; the block was just
+                // allocated at `order` in the core for this list, is not
+                // handed out and its owner words are 0 (cleared when it was
+                // last freed); `meta` is its chunk's.
+                unsafe { list.push(addr_of_frame(block.frame), block.meta) };
             }
-            let addr = list.pop()?;
-            list.allocs += 1;
-            Some(frame_of(addr))
-        })
+        });
     }
 
     /// Takes a new chunk from the platform, adds it to the buddy lists and
     /// allocates a block of `order` from it (under the same lock, so the
     /// chunk cannot be taken by others first).
-    fn grow_and_alloc(&self, order: u32, gfp: Gfp) -> Option<usize> {
+    fn grow_and_alloc(&self, order: u32, gfp: Gfp) -> Option<Taken> {
         if self.faults.should_fail() {
             return None;
         }
@@ -412,17 +646,11 @@ impl<P: Platform> PageAllocator<P> {
                         zone.core
                             .add_chunk(frame_of(base), &mut spare_meta, &mut spare_leaf)
                     };
-                    result.map(|()| {
-                        let frame = zone.core.alloc(order);
-                        if frame.is_some() {
-                            zone.allocs[order as usize] += 1;
-                        }
-                        frame
-                    })
+                    result.map(|()| zone.alloc(order))
                 });
                 match outcome {
-                    Ok(frame) => {
-                        added = Some(frame);
+                    Ok(taken) => {
+                        added = Some(taken);
                         break;
                     }
                     Err(AddChunkError::NeedMeta) if spare_meta.is_none() => {
@@ -459,7 +687,7 @@ impl<P: Platform> PageAllocator<P> {
             unsafe { self.platform.free_meta(leaf.cast(), RadixLeaf::LAYOUT) };
         }
         match added {
-            Some(frame) => frame,
+            Some(taken) => taken,
             None => {
                 // SAFETY: the chunk came from `alloc_pages` with this order
                 // and was not added to the core.
@@ -467,23 +695,6 @@ impl<P: Platform> PageAllocator<P> {
                 None
             }
         }
-    }
-
-    /// Tags the pages of a block the core just allocated as handed out.
-    fn mark_handed_out(&self, frame: usize, order: u32) {
-        let Some(meta) = self.table().lookup(frame) else {
-            debug_assert!(false, "allocated frame outside every chunk");
-            return;
-        };
-        let offset = offset_in_chunk(frame);
-        for tail in offset + 1..offset + (1 << order) {
-            meta.word(tail).store(0, Ordering::Relaxed);
-            meta.tag(tail).store(TAG_TAIL, Ordering::Relaxed);
-        }
-        meta.word(offset).store(0, Ordering::Relaxed);
-        meta.aux_word(offset).store(0, Ordering::Relaxed);
-        meta.tag(offset)
-            .store(TAG_HEAD | order as u8, Ordering::Release);
     }
 
     /// One zeroed page.
@@ -502,30 +713,56 @@ impl<P: Platform> PageAllocator<P> {
     /// # Safety
     ///
     /// If the free is valid, nothing may use the block afterwards.
+    #[inline]
     pub unsafe fn free_pages(&self, addr: NonNull<u8>, order: u32) -> Result<(), PageFreeError> {
-        if let Err(error) = self.claim_for_free(addr.as_ptr() as usize, order) {
-            self.invalid_frees.fetch_add(1, Ordering::Relaxed);
-            self.platform.report(format_args!(
-                "rmm: invalid free_pages({:p}, order {}): {}",
-                addr.as_ptr(),
-                order,
-                error
-            ));
-            return Err(error);
-        }
-        let frame = frame_of(addr.as_ptr() as usize);
-        if order == 0 {
-            self.free_to_pcp(frame);
+        let addr_value = addr.as_ptr() as usize;
+        let meta = match self.claim_for_free(addr_value, order) {
+            Ok(meta) => meta,
+            Err(error) => return Err(self.refuse_free(addr, order, error)),
+        };
+        if order <= PCP_MAX_ORDER {
+            self.pcp.with_local(|lists| {
+                let list = lists.list(order);
+                // SAFETY: `with_local` gives exclusive use of the list; the
+                // block was handed out at this order and has just been
+                // claimed back from the caller (owner words cleared), so it
+                // is ours alone; `meta` is its chunk's.
+                if unsafe { list.push(addr_value, NonNull::from(meta)) } {
+                    // SAFETY: exclusive use, as above.
+                    unsafe { self.drain_batch(list, order) };
+                }
+            });
         } else {
-            let result = self.zone.with(|zone| zone.core.free(frame, order));
-            self.check_internal(result);
+            let offset = offset_in_chunk(frame_of(addr_value));
+            let result = self
+                .zone
+                .with(|zone| zone.core.free_in_chunk(meta, offset, order));
+            if let Err(error) = result {
+                self.report_disagreement(error);
+            }
         }
         Ok(())
     }
 
+    /// Counts and reports a refused free.
+    #[cold]
+    #[inline(never)]
+    fn refuse_free(&self, addr: NonNull<u8>, order: u32, error: PageFreeError) -> PageFreeError {
+        self.invalid_frees.fetch_add(1, Ordering::Relaxed);
+        self.platform.report(format_args!(
+            "rmm: invalid free_pages({:p}, order {}): {}",
+            addr.as_ptr(),
+            order,
+            error
+        ));
+        error
+    }
+
     /// Validates a free against the page tags and, if valid, takes the block
-    /// back from the caller: its tags and owner words are cleared.
-    fn claim_for_free(&self, addr: usize, order: u32) -> Result<(), PageFreeError> {
+    /// back from the caller: its head tag and any owner words are cleared.
+    /// Returns the metadata of the block's chunk: the one lookup of a free.
+    #[inline(always)]
+    fn claim_for_free(&self, addr: usize, order: u32) -> Result<&ChunkMeta, PageFreeError> {
         if order > MAX_ORDER {
             return Err(PageFreeError::BadOrder);
         }
@@ -535,121 +772,150 @@ impl<P: Platform> PageAllocator<P> {
             return Err(PageFreeError::NotBlockHead);
         }
         let offset = offset_in_chunk(frame);
-        let head_tag = TAG_HEAD | order as u8;
-        let mut tag = meta.tag(offset).load(Ordering::Acquire);
-        loop {
-            if tag == TAG_NOT_HANDED_OUT {
-                return Err(PageFreeError::AlreadyFree);
-            }
-            if tag & TAG_HEAD == 0 {
-                return Err(PageFreeError::NotBlockHead);
-            }
-            if tag != head_tag {
-                return Err(PageFreeError::WrongOrder {
-                    actual: u32::from(tag & TAG_ORDER_MASK),
-                });
-            }
-            // Only one of several racing frees of the block gets past this.
-            match meta.tag(offset).compare_exchange(
-                tag,
-                TAG_NOT_HANDED_OUT,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(current) => tag = current,
-            }
+        // Only one of several racing frees of the block gets past this.
+        if let Err(tag) = meta.tag(offset).compare_exchange(
+            TAG_HEAD | order as u8,
+            TAG_NOT_HANDED_OUT,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            return Err(Self::refusal(meta, offset, tag));
         }
-        meta.word(offset).store(0, Ordering::Relaxed);
+        // Owner words are set in every page of a block or in none, so the
+        // first page's tells whether there are any to clear.
+        if meta.word(offset).load(Ordering::Relaxed) != 0 {
+            Self::clear_owner_words(meta, offset, order);
+        }
+        Ok(meta)
+    }
+
+    /// Why a free whose first page had tag `tag` instead of the expected
+    /// head tag is refused.
+    #[cold]
+    #[inline(never)]
+    fn refusal(meta: &ChunkMeta, offset: usize, tag: u8) -> PageFreeError {
+        if tag & TAG_HEAD != 0 {
+            PageFreeError::WrongOrder {
+                actual: u32::from(tag & TAG_ORDER_MASK),
+            }
+        } else if covering_block(meta, offset).is_some() {
+            // A later page of a handed-out block.
+            PageFreeError::NotBlockHead
+        } else {
+            // Free, cached on a per-CPU list, or never handed out.
+            PageFreeError::AlreadyFree
+        }
+    }
+
+    /// Clears the owner words of the block of `order` at `offset`.
+    #[cold]
+    #[inline(never)]
+    fn clear_owner_words(meta: &ChunkMeta, offset: usize, order: u32) {
         meta.aux_word(offset).store(0, Ordering::Relaxed);
-        for tail in offset + 1..offset + (1 << order) {
-            meta.tag(tail).store(TAG_NOT_HANDED_OUT, Ordering::Relaxed);
-            meta.word(tail).store(0, Ordering::Relaxed);
+        for page in offset..offset.wrapping_add(pages_of(order)) {
+            meta.word(page).store(0, Ordering::Relaxed);
         }
-        Ok(())
     }
 
     /// Reports a core refusal that the tags should have prevented.
-    fn check_internal(&self, result: Result<(), crate::buddy::FrameFreeError>) {
-        if let Err(error) = result {
-            self.platform.report(format_args!(
-                "rmm: page tags and buddy state disagree: {error}"
-            ));
-            debug_assert!(false, "page tags and buddy state disagree: {error}");
-        }
+    #[cold]
+    #[inline(never)]
+    fn report_disagreement(&self, error: FrameFreeError) {
+        self.platform.report(format_args!(
+            "rmm: page tags and buddy state disagree: {error}"
+        ));
+        debug_assert!(false, "page tags and buddy state disagree: {error}");
     }
 
-    /// Puts a page freed by a caller on this CPU's list, draining a batch to
-    /// the buddy lists if the list is above its high mark.
-    fn free_to_pcp(&self, frame: usize) {
-        self.this_cpu_list().with(|list| {
-            // SAFETY: the page was handed out at order 0 and has just been
-            // claimed back from the caller, so it is ours alone.
-            unsafe { list.push(addr_of_frame(frame)) };
-            if list.count > PCP_HIGH {
-                self.drain_batch(list);
-            }
-        });
-    }
-
-    /// Moves up to [`PCP_BATCH`] pages from `list` to the buddy lists.
-    fn drain_batch(&self, list: &mut PcpList) {
-        let mut batch = [0usize; PCP_BATCH];
-        let mut taken = 0;
-        while taken < PCP_BATCH {
-            let Some(addr) = list.pop() else { break };
-            batch[taken] = frame_of(addr);
-            taken += 1;
-        }
-        if taken == 0 {
-            return;
-        }
-        let result = self.zone.with(|zone| {
-            batch[..taken]
-                .iter()
-                .try_for_each(|&frame| zone.core.free(frame, 0))
-        });
-        self.check_internal(result);
-    }
-
-    /// Gives the pages on the list of `cpu`, which went offline, back to
-    /// the buddy lists; returns how many.
+    /// Moves up to a batch of blocks of `order` from `list` to the buddy
+    /// lists, under one hold of the buddy lock; returns how many.
     ///
     /// # Safety
     ///
-    /// `cpu` is offline (the CPU-hotplug teardown). The lists are locked
-    /// today, so this is safe in itself; it is `unsafe` so that callers
-    /// keep to the hotplug contract the lock-free per-CPU data needs.
+    /// The caller has exclusive use of `list`, which is the list of `order`
+    /// of some CPU.
+    #[inline(never)]
+    unsafe fn drain_batch(&self, list: &PcpList, order: u32) -> usize {
+        let (moved, error) = self.zone.with(|zone| {
+            let mut moved = 0;
+            let mut error = None;
+            while moved < list.batch {
+                // SAFETY: exclusive use per the caller.
+                let Some(taken) = (unsafe { list.pop() }) else {
+                    break;
+                };
+                // SAFETY: blocks on the lists name live chunk metadata
+                // (type invariants of the list and the allocator).
+                let meta = unsafe { taken.meta.as_ref() };
+                let offset = offset_in_chunk(frame_of(taken.addr));
+                if let Err(e) = zone.core.free_in_chunk(meta, offset, order) {
+                    error = Some(e);
+                }
+                moved += 1;
+            }
+            (moved, error)
+        });
+        if let Some(error) = error {
+            self.report_disagreement(error);
+        }
+        moved
+    }
+
+    /// Empties every list of one CPU into the buddy lists; returns the
+    /// pages moved.
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive use of `lists`.
+    unsafe fn drain_lists(&self, lists: &PcpLists) -> usize {
+        let mut pages = 0;
+        for (order, list) in (0..).zip(&lists.lists) {
+            while list.count() > 0 {
+                // SAFETY: exclusive use per the caller.
+                let moved = unsafe { self.drain_batch(list, order) };
+                if moved == 0 {
+                    break;
+                }
+                pages += moved << order;
+            }
+        }
+        pages
+    }
+
+    /// Empties every online CPU's lists into the buddy lists, each CPU its
+    /// own ([`Platform::on_each_cpu`]). Call only where sleeping is allowed
+    /// and no interrupt-disabling lock is held.
+    fn drain_all_pcp(&self) {
+        self.platform.on_each_cpu(&self.pcp, &|_cpu, lists| {
+            // SAFETY: `on_each_cpu` gives exclusive use of the lists.
+            unsafe { self.drain_lists(lists) };
+        });
+    }
+
+    /// Gives the blocks on every list of `cpu`, which went offline, back to
+    /// the buddy lists; returns how many pages.
+    ///
+    /// # Safety
+    ///
+    /// `cpu` is offline and nothing else uses its lists during the call:
+    /// the CPU-hotplug teardown of that CPU, before it can come back.
     pub unsafe fn cpu_dead(&self, cpu: usize) -> usize {
         if cpu >= self.platform.nr_cpu_ids() {
             return 0;
         }
-        self.pcp.get(cpu).with(|list| {
-            let count = list.count;
-            while list.count > 0 {
-                self.drain_batch(list);
-            }
-            count
-        })
-    }
-
-    /// Empties every CPU's list into the buddy lists.
-    fn drain_all_pcp(&self) {
-        for cpu in 0..self.platform.nr_cpu_ids() {
-            self.pcp.get(cpu).with(|list| {
-                while list.count > 0 {
-                    self.drain_batch(list);
-                }
-            });
-        }
+        // SAFETY: nothing else uses the lists of an offline CPU, per the
+        // caller.
+        unsafe { self.drain_lists(self.pcp.get(cpu)) }
     }
 
     /// Sets the owner word of every page of the handed-out block of
     /// `2^order` pages at `addr` (like the slab pointer in `struct page`),
-    /// and the block's auxiliary word (kept once, for the head page; the
-    /// slab layer keeps an off-slab descriptor there, as `struct slab`
-    /// would). The words are cleared when the block is freed. A call that
-    /// does not name a handed-out block is reported and ignored.
+    /// so that any byte of the block leads to it, and the block's
+    /// auxiliary word (kept once, at the first page; the slab layer keeps an
+    /// off-slab descriptor there, as `struct slab` would). An auxiliary
+    /// word goes with an owner: with `owner` 0 it is stored as 0. The words
+    /// are cleared when the block is freed. A call that does not name a
+    /// handed-out block is reported and ignored.
     pub fn set_block_owner(&self, addr: NonNull<u8>, order: u32, owner: usize, aux: usize) {
         let addr_value = addr.as_ptr() as usize;
         let frame = frame_of(addr_value);
@@ -672,8 +938,9 @@ impl<P: Platform> PageAllocator<P> {
             }
         };
         let offset = offset_in_chunk(frame);
+        let aux = if owner == 0 { 0 } else { aux };
         meta.aux_word(offset).store(aux, Ordering::Release);
-        for page in offset..offset + (1 << order) {
+        for page in offset..offset + pages_of(order) {
             meta.word(page).store(owner, Ordering::Release);
         }
     }
@@ -695,23 +962,25 @@ impl<P: Platform> PageAllocator<P> {
     /// of it), 0 if none was set; `None` if `addr` is not inside a block
     /// this allocator has handed out.
     ///
-    /// Lock-free: two directory loads, the chunk's key, its tag and word.
+    /// Lock-free: two directory loads, the chunk's key and the page's owner
+    /// word; for a block without an owner, also the tags of the page's
+    /// possible block heads (at most 11).
     #[inline(always)]
     pub fn block_owner(&self, addr: *const u8) -> Option<usize> {
         let frame = frame_of(addr as usize);
         let meta = self.table().lookup(frame)?;
         let offset = offset_in_chunk(frame);
-        if meta.tag(offset).load(Ordering::Acquire) == TAG_NOT_HANDED_OUT {
-            return None;
+        match meta.word(offset).load(Ordering::Acquire) {
+            0 => covering_block(meta, offset).map(|_| 0),
+            word => Some(word),
         }
-        Some(meta.word(offset).load(Ordering::Acquire))
     }
 
     /// The owner word of the block containing `addr` (any byte of it), or 0
-    /// if `addr` is in no chunk of ours or its page is not handed out:
-    /// [`PageAllocator::block_owner`] without the `Option`, for the slab
-    /// free fast path. Owner words are cleared when their block is freed,
-    /// so the tag need not be read.
+    /// if `addr` is in no chunk of ours, its page is not handed out or its
+    /// block has no owner: [`PageAllocator::block_owner`] without the
+    /// `Option`, for the slab free fast path. Owner words are cleared when
+    /// their block is freed, so no tag need be read.
     #[inline(always)]
     pub fn owner_word(&self, addr: *const u8) -> usize {
         let frame = frame_of(addr as usize);
@@ -723,6 +992,9 @@ impl<P: Platform> PageAllocator<P> {
 
     /// Drains the per-CPU lists, then gives every chunk whose pages are all
     /// free back to the platform. Returns the number of pages given back.
+    ///
+    /// The lists are emptied by their own CPUs ([`Platform::on_each_cpu`]);
+    /// call only where sleeping is allowed.
     pub fn shrink(&self) -> usize {
         self.drain_all_pcp();
         let mut released = 0;
@@ -740,21 +1012,22 @@ impl<P: Platform> PageAllocator<P> {
     }
 
     /// Free blocks per order on the buddy lists, like a line of
-    /// `/proc/buddyinfo`. Pages cached on the per-CPU lists are not
-    /// included, as in the kernel; see [`PageStats::pages_pcp`].
+    /// `/proc/buddyinfo`. Blocks cached on the per-CPU lists are not
+    /// included, as in the kernel; see [`PageStats::pcp_blocks`].
     pub fn buddyinfo(&self) -> [usize; NR_ORDERS] {
         self.zone.with(|zone| zone.core.free_blocks())
     }
 
     /// The allocator's counters.
     pub fn stats(&self) -> PageStats {
-        let mut pages_pcp = 0;
-        let mut order0_pcp_allocs = 0;
+        let mut pcp_blocks = [0; NR_ORDERS];
+        let mut pcp_allocs = [0; NR_ORDERS];
         for cpu in 0..self.platform.nr_cpu_ids() {
-            self.pcp.get(cpu).with(|list| {
-                pages_pcp += list.count;
-                order0_pcp_allocs += list.allocs;
-            });
+            let lists = self.pcp.get(cpu);
+            for (order, list) in lists.lists.iter().enumerate() {
+                pcp_blocks[order] += list.count();
+                pcp_allocs[order] += list.allocs.get();
+            }
         }
         let mut stats = self.zone.with(|zone| PageStats {
             chunks: zone.core.chunks(),
@@ -764,12 +1037,15 @@ impl<P: Platform> PageAllocator<P> {
             allocs: zone.allocs,
             ..PageStats::default()
         });
-        stats.allocs[0] += order0_pcp_allocs;
-        stats.pages_pcp = pages_pcp;
+        for (order, (allocs, pcp)) in stats.allocs.iter_mut().zip(pcp_allocs).enumerate() {
+            *allocs = allocs.wrapping_add(pcp);
+            stats.pages_pcp += pcp_blocks[order] << order;
+        }
+        stats.pcp_blocks = pcp_blocks;
         stats.pages_allocated = stats
             .pages_total
             .saturating_sub(stats.pages_free)
-            .saturating_sub(pages_pcp);
+            .saturating_sub(stats.pages_pcp);
         for (count, failures) in stats.failures.iter_mut().zip(&self.failures) {
             *count = failures.load(Ordering::Relaxed);
         }
@@ -790,7 +1066,12 @@ impl<P: Platform> PageAllocator<P> {
 /// one line per chunk that has some.
 impl<P: Platform> Drop for PageAllocator<P> {
     fn drop(&mut self) {
-        self.drain_all_pcp();
+        for cpu in 0..self.platform.nr_cpu_ids() {
+            // SAFETY: `&mut self`: no CPU is inside a `with_local` of ours
+            // or runs an `on_each_cpu` for us, so every CPU's lists are ours
+            // alone, online or not.
+            unsafe { self.drain_lists(self.pcp.get(cpu)) };
+        }
         let mut leaked = 0;
         while let Some(evicted) = self.zone.with(|zone| zone.core.evict_chunk()) {
             let addr = addr_of_frame(evicted.base_frame) as *mut u8;

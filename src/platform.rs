@@ -34,15 +34,13 @@ impl fmt::Display for AllocError {
 ///
 /// The kernel's lock validator (lockdep) tracks locks by class; giving each
 /// kind of lock its own class lets it check the nesting order
-/// (`SlabNode` before `PageCpu` before `Buddy`; CPU-local sections, which
-/// hold no lock, come first) instead of
-/// reporting every nesting as recursion. The host ignores it.
+/// (`SlabNode` before `Buddy`; CPU-local sections, which hold no lock, come
+/// first, the slab's before the page allocator's) instead of reporting
+/// every nesting as recursion. The host ignores it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LockClass {
     /// The buddy allocator's free lists.
     Buddy,
-    /// A CPU's list of order-0 pages.
-    PageCpu,
     /// A slab cache's full, partial and empty lists.
     SlabNode,
     /// Anything else (registries, held-object lists).

@@ -76,9 +76,11 @@
 //! - `invalid_frees`: rejected frees.
 //!
 //! then one line per order 0 to 10, `buddy order=N allocs= failures=
-//! free_blocks= held=`: successful and failed allocations of blocks of that
-//! order, free blocks of that order on the buddy lists, and blocks of that
-//! order held for the control file (`page-alloc`).
+//! free_blocks= pcp_blocks= held=`: successful and failed allocations of
+//! blocks of that order, free blocks of that order on the buddy lists, free
+//! blocks of that order cached on the per-CPU lists of all CPUs (orders 0
+//! to 3; always 0 above), and blocks of that order held for the control
+//! file (`page-alloc`).
 //!
 //! Last, one line `rmm user_caches= max_user_caches= corruptions=
 //! large_blocks= kmalloc_errors= reclaimable= reaps= reaped_slabs=
@@ -187,11 +189,16 @@ pub fn write_stats<P: Platform>(out: &mut impl Write, rmm: &Rmm<P>) -> fmt::Resu
         pages.invalid_frees
     )?;
     let free_blocks = rmm.pages().buddyinfo();
-    let per_order = pages.allocs.iter().zip(&pages.failures).zip(&free_blocks);
-    for (order, ((allocs, failures), free)) in per_order.enumerate() {
+    let per_order = pages
+        .allocs
+        .iter()
+        .zip(&pages.failures)
+        .zip(&free_blocks)
+        .zip(&pages.pcp_blocks);
+    for (order, (((allocs, failures), free), pcp)) in per_order.enumerate() {
         writeln!(
             out,
-            "buddy order={order} allocs={allocs} failures={failures} free_blocks={free} held={}",
+            "buddy order={order} allocs={allocs} failures={failures} free_blocks={free} pcp_blocks={pcp} held={}",
             rmm.held_blocks(order as u32)
         )?;
     }

@@ -217,6 +217,70 @@ fn invalid_frees_are_refused_and_change_nothing() {
     c.check();
 }
 
+/// The lookup-free entry points: `alloc_block` names the block's chunk
+/// metadata, the one `free_in_chunk` takes back, and metadata of no chunk
+/// of this core is refused without a change.
+#[test]
+fn alloc_block_names_its_chunk_and_free_in_chunk_checks_it() {
+    let mut c = Core::new(4);
+    c.add(BASE).unwrap();
+    c.add(BASE + 3 * CHUNK_FRAMES).unwrap();
+    let mut other = Core::new(1);
+    other.add(BASE).unwrap();
+    let foreign = other.core.alloc_block(0).unwrap();
+    let mut blocks = Vec::new();
+    for order in 0..=MAX_ORDER {
+        let block = c.core.alloc_block(order).unwrap();
+        let meta = c.core.table().lookup(block.frame).unwrap();
+        assert!(std::ptr::eq(block.meta.as_ptr(), meta), "order {order}");
+        assert_eq!(
+            c.core.block_of(block.frame),
+            Some(BlockInfo {
+                head: block.frame,
+                order,
+                free: false
+            })
+        );
+        blocks.push((block, order));
+    }
+    c.check();
+    let before = c.core.free_blocks();
+    let (first, _) = blocks[0];
+    // SAFETY: the metadata of `other`'s live chunk, which outlives this use.
+    let foreign_meta = unsafe { foreign.meta.as_ref() };
+    let offset = first.frame % CHUNK_FRAMES;
+    assert_eq!(
+        c.core.free_in_chunk(foreign_meta, offset, 0),
+        Err(FrameFreeError::OutsideChunks)
+    );
+    // SAFETY: the metadata of this core's live chunk.
+    let meta = unsafe { first.meta.as_ref() };
+    assert_eq!(
+        c.core.free_in_chunk(meta, offset, 1),
+        Err(FrameFreeError::WrongOrder { actual: 0 })
+    );
+    assert_eq!(
+        c.core.free_in_chunk(meta, offset, MAX_ORDER + 1),
+        Err(FrameFreeError::BadOrder)
+    );
+    assert_eq!(c.core.free_blocks(), before);
+    for (block, order) in blocks {
+        // SAFETY: as above.
+        let meta = unsafe { block.meta.as_ref() };
+        c.core
+            .free_in_chunk(meta, block.frame % CHUNK_FRAMES, order)
+            .unwrap();
+        assert_eq!(
+            c.core
+                .free_in_chunk(meta, block.frame % CHUNK_FRAMES, order),
+            Err(FrameFreeError::AlreadyFree)
+        );
+        c.check();
+    }
+    assert_eq!(c.core.free_blocks(), whole_chunks(2));
+    other.core.free(foreign.frame, 0).unwrap();
+}
+
 #[test]
 fn add_chunk_errors() {
     let mut c = Core::new(2);
@@ -364,7 +428,7 @@ fn expected_buddyinfo(chunks: &[usize], live: &BTreeMap<usize, u32>) -> [usize; 
 
 #[derive(Clone, Debug)]
 enum Op {
-    Alloc(u32),
+    Alloc(u32, bool),
     Free(usize),
     FreeWrong(usize, u32),
     AddChunk(usize),
@@ -373,9 +437,9 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (0..=MAX_ORDER).prop_map(Op::Alloc),
+        6 => (0..=MAX_ORDER, any::<bool>()).prop_map(|(o, b)| Op::Alloc(o, b)),
         // Small orders are the common case.
-        4 => (0u32..3).prop_map(Op::Alloc),
+        4 => (0u32..4, any::<bool>()).prop_map(|(o, b)| Op::Alloc(o, b)),
         8 => any::<usize>().prop_map(Op::Free),
         1 => (any::<usize>(), 0..=MAX_ORDER + 1).prop_map(|(i, o)| Op::FreeWrong(i, o)),
         1 => (0usize..6).prop_map(Op::AddChunk),
@@ -394,9 +458,18 @@ proptest! {
         let mut live: BTreeMap<usize, u32> = BTreeMap::new();
         for op in ops {
             match op {
-                Op::Alloc(order) => {
+                Op::Alloc(order, by_block) => {
                     let can = c.core.free_blocks()[order as usize..].iter().any(|&n| n > 0);
-                    match c.core.alloc(order) {
+                    let got = if by_block {
+                        c.core.alloc_block(order).map(|block| {
+                            let meta = c.core.table().lookup(block.frame);
+                            assert!(meta.is_some_and(|meta| std::ptr::eq(meta, block.meta.as_ptr())));
+                            block.frame
+                        })
+                    } else {
+                        c.core.alloc(order)
+                    };
+                    match got {
                         Some(frame) => {
                             prop_assert!(can);
                             prop_assert_eq!(frame % (1 << order), 0);
@@ -409,7 +482,15 @@ proptest! {
                 }
                 Op::Free(i) if !live.is_empty() => {
                     let (&frame, &order) = live.iter().nth(i % live.len()).unwrap();
-                    prop_assert_eq!(c.core.free(frame, order), Ok(()));
+                    if i % 2 == 0 {
+                        prop_assert_eq!(c.core.free(frame, order), Ok(()));
+                    } else {
+                        let meta: *const _ = c.core.table().lookup(frame).unwrap();
+                        // SAFETY: metadata stays valid until the core is
+                        // destroyed.
+                        let meta = unsafe { &*meta };
+                        prop_assert_eq!(c.core.free_in_chunk(meta, frame % CHUNK_FRAMES, order), Ok(()));
+                    }
                     live.remove(&frame);
                 }
                 Op::Free(_) => {}

@@ -9,7 +9,8 @@ use rmm_core::buddy::{CHUNK_FRAMES, NR_ORDERS};
 use rmm_core::gfp::Gfp;
 use rmm_core::host::HostPlatform;
 use rmm_core::page_alloc::{
-    PageAllocator, PageFreeError, PageStats, MAX_ORDER, PCP_BATCH, PCP_HIGH,
+    pcp_batch, pcp_high, PageAllocator, PageFreeError, PageStats, MAX_ORDER, PCP_BATCH, PCP_HIGH,
+    PCP_MAX_ORDER,
 };
 use rmm_core::platform::{AllocError, Platform, PAGE_SIZE};
 use std::alloc::Layout;
@@ -172,7 +173,7 @@ fn zeroing_only_on_request() {
     let (pages, host) = allocator(1);
     HostPlatform::set_this_cpu(0);
     // Fresh platform pages are 0xa5; without ZERO they stay garbage (the
-    // per-CPU list link overwrites one word of order-0 pages).
+    // per-CPU list link overwrites two words of blocks of orders 0 to 3).
     let dirty = pages.alloc_pages(4, Gfp::KERNEL).unwrap();
     assert!(bytes(dirty, 4).iter().all(|&b| b == 0xa5));
     for order in [0, 1, 4, MAX_ORDER] {
@@ -542,6 +543,162 @@ fn per_cpu_lists_refill_drain_and_cross_cpu_frees() {
     finish(pages, &host);
 }
 
+/// Orders 1 to 3 have lists of their own, with the kernel's scaling of
+/// batch and high mark by order: refilled by a batch, served without the
+/// buddy lists, drained by a batch above the high mark, never above it.
+#[test]
+fn every_per_cpu_order_refills_and_drains_by_its_batch() {
+    assert_eq!((pcp_batch(0), pcp_high(0)), (PCP_BATCH, PCP_HIGH));
+    assert_eq!(
+        (1..=PCP_MAX_ORDER)
+            .map(|order| (pcp_batch(order), pcp_high(order)))
+            .collect::<Vec<_>>(),
+        [(8, 32), (4, 16), (2, 8)]
+    );
+    let (pages, host) = allocator(1);
+    HostPlatform::set_this_cpu(0);
+    // A chunk to start with; the first block of a new chunk bypasses the
+    // lists.
+    let grown = pages.alloc_pages(MAX_ORDER - 1, Gfp::KERNEL).unwrap();
+    for order in 1..=PCP_MAX_ORDER {
+        let (batch, high) = (pcp_batch(order), pcp_high(order));
+        let o = order as usize;
+        let first = pages.alloc_pages(order, Gfp::KERNEL).unwrap();
+        let stats = pages.stats();
+        assert_eq!(stats.pcp_blocks[o], batch - 1, "order {order}: refilled");
+        assert_eq!(stats.pages_pcp, (batch - 1) << order);
+        assert_eq!(stats.allocs[o], 1);
+        let info = pages.buddyinfo();
+        let mut held: Vec<_> = (1..batch)
+            .map(|_| pages.alloc_pages(order, Gfp::KERNEL).unwrap())
+            .collect();
+        assert_eq!(pages.buddyinfo(), info, "order {order}: served by the list");
+        assert_eq!(pages.stats().pcp_blocks[o], 0);
+        held.push(first);
+        held.extend((0..2 * high).map(|_| pages.alloc_pages(order, Gfp::KERNEL).unwrap()));
+        for (n, &block) in held.iter().enumerate() {
+            // SAFETY: the block is not used afterwards.
+            unsafe { pages.free_pages(block, order) }.unwrap();
+            let cached = pages.stats().pcp_blocks[o];
+            assert!(cached <= high, "order {order}: {cached} cached");
+            if n < high {
+                assert_eq!(cached, n + 1, "order {order}: frees stay on the list");
+            }
+        }
+        let stats = pages.stats();
+        assert_eq!(stats.allocs[o], (batch + 2 * high) as u64);
+        assert_eq!(stats.pcp_blocks.iter().sum::<usize>(), stats.pcp_blocks[o]);
+        check_counts(&pages, &host, CHUNK_FRAMES / 2);
+        // The lists of other orders are untouched by this order's traffic;
+        // shrinking empties them all.
+        pages.shrink();
+        assert_eq!(pages.stats().pcp_blocks, [0; NR_ORDERS]);
+    }
+    // SAFETY: the block is not used afterwards.
+    unsafe { pages.free_pages(grown, MAX_ORDER - 1) }.unwrap();
+    check_counts(&pages, &host, 0);
+    finish(pages, &host);
+}
+
+/// The CPU-hotplug teardown hands back the blocks of every order cached on
+/// the dead CPU, and only that CPU's.
+#[test]
+fn cpu_dead_hands_back_every_order_of_that_cpu() {
+    let (pages, host) = allocator(2);
+    HostPlatform::set_this_cpu(0);
+    let grown = pages.alloc_pages(0, Gfp::KERNEL).unwrap();
+    let on_cpu0 = pages.alloc_pages(2, Gfp::KERNEL).unwrap();
+    HostPlatform::set_this_cpu(1);
+    let mut held = Vec::new();
+    for order in 0..=PCP_MAX_ORDER {
+        for _ in 0..3 {
+            held.push((pages.alloc_pages(order, Gfp::KERNEL).unwrap(), order));
+        }
+    }
+    for &(block, order) in &held {
+        // SAFETY: the block is not used afterwards.
+        unsafe { pages.free_pages(block, order) }.unwrap();
+    }
+    let before = pages.stats();
+    let cpu0_pages = (pcp_batch(2) - 1) << 2;
+    assert!(before.pcp_blocks[..=PCP_MAX_ORDER as usize]
+        .iter()
+        .all(|&n| n > 0));
+    // SAFETY: nothing uses CPU 1's lists during the call (this thread plays
+    // CPU 1 and the hotplug control at once, one after the other).
+    let back = unsafe { pages.cpu_dead(1) };
+    assert_eq!(back, before.pages_pcp - cpu0_pages);
+    let after = pages.stats();
+    assert_eq!(after.pages_pcp, cpu0_pages, "CPU 0's list is kept");
+    assert_eq!(after.pages_free, before.pages_free + back);
+    // SAFETY: as above; nothing is left, and no CPU 7 exists.
+    unsafe {
+        assert_eq!(pages.cpu_dead(1), 0);
+        assert_eq!(pages.cpu_dead(7), 0);
+    }
+    // The CPU may come back and use its lists again.
+    let again = pages.alloc_pages(3, Gfp::KERNEL).unwrap();
+    // SAFETY: the blocks are not used afterwards.
+    unsafe {
+        pages.free_pages(again, 3).unwrap();
+        pages.free_pages(on_cpu0, 2).unwrap();
+        pages.free_pages(grown, 0).unwrap();
+    }
+    check_counts(&pages, &host, 0);
+    assert_eq!(pages.shrink(), CHUNK_FRAMES);
+    finish(pages, &host);
+}
+
+/// Only the first page of a handed-out block is tagged, yet a free of any
+/// later page of a block of any order is told apart from a double free,
+/// and such pages still read as part of their block.
+#[test]
+fn later_pages_of_every_order_are_refused_as_not_block_heads() {
+    let (pages, host) = allocator(1);
+    HostPlatform::set_this_cpu(0);
+    let blocks: Vec<_> = (1..=MAX_ORDER)
+        .map(|order| (pages.alloc_pages(order, Gfp::KERNEL).unwrap(), order))
+        .collect();
+    let at = |block: NonNull<u8>, page: usize| {
+        NonNull::new(block.as_ptr().wrapping_add(page * PAGE_SIZE)).unwrap()
+    };
+    let mut refused = 0;
+    for &(block, order) in &blocks {
+        let last = (1usize << order) - 1;
+        for page in [1, last / 2 + 1, last] {
+            // Every order of aligned sub-block starting at that page.
+            for sub in 0..=page.trailing_zeros().min(order - 1) {
+                // SAFETY: invalid frees change nothing.
+                let result = unsafe { pages.free_pages(at(block, page), sub) };
+                assert_eq!(
+                    result,
+                    Err(PageFreeError::NotBlockHead),
+                    "order {order}, page {page}, order {sub}"
+                );
+                refused += 1;
+            }
+            assert_eq!(pages.block_owner(at(block, page).as_ptr()), Some(0));
+        }
+    }
+    assert_eq!(pages.stats().invalid_frees, refused);
+    // A freed block's later pages are free, not block heads.
+    let (block, order) = blocks[4];
+    // SAFETY: the block is not used afterwards.
+    unsafe { pages.free_pages(block, order) }.unwrap();
+    for page in [0, 1, 7] {
+        // SAFETY: invalid frees change nothing.
+        let result = unsafe { pages.free_pages(at(block, page), 0) };
+        assert_eq!(result, Err(PageFreeError::AlreadyFree), "page {page}");
+        assert_eq!(pages.block_owner(at(block, page).as_ptr()), None);
+    }
+    for &(block, order) in blocks.iter().filter(|&&(_, o)| o != order) {
+        // SAFETY: the block is not used afterwards.
+        unsafe { pages.free_pages(block, order) }.unwrap();
+    }
+    check_counts(&pages, &host, 0);
+    finish(pages, &host);
+}
+
 #[test]
 fn pages_cached_on_other_cpus_are_used_before_failing() {
     let host = Arc::new(HostPlatform::new(2));
@@ -577,17 +734,19 @@ enum Op {
     FreeWrong(usize, u32),
     Shrink,
     Cpu(usize),
+    CpuDead(usize),
     FailNext(bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0..=MAX_ORDER, any::<bool>()).prop_map(|(o, z)| Op::Alloc(o, z)),
-        6 => (0u32..3, any::<bool>()).prop_map(|(o, z)| Op::Alloc(o, z)),
+        6 => (0..=PCP_MAX_ORDER, any::<bool>()).prop_map(|(o, z)| Op::Alloc(o, z)),
         8 => any::<usize>().prop_map(Op::Free),
         1 => (any::<usize>(), 0..=MAX_ORDER + 1).prop_map(|(i, o)| Op::FreeWrong(i, o)),
         1 => Just(Op::Shrink),
         1 => (0usize..2).prop_map(Op::Cpu),
+        1 => (0usize..2).prop_map(Op::CpuDead),
         1 => any::<bool>().prop_map(Op::FailNext),
     ]
 }
@@ -660,6 +819,14 @@ proptest! {
                     prop_assert_eq!(pages.buddyinfo()[MAX_ORDER as usize], 0);
                 }
                 Op::Cpu(cpu) => HostPlatform::set_this_cpu(cpu),
+                Op::CpuDead(cpu) => {
+                    let before = pages.stats();
+                    // SAFETY: nothing else uses the allocator meanwhile.
+                    let back = unsafe { pages.cpu_dead(cpu) };
+                    let after = pages.stats();
+                    prop_assert_eq!(back, before.pages_pcp - after.pages_pcp);
+                    prop_assert_eq!(after.pages_free, before.pages_free + back);
+                }
                 Op::FailNext(fail) => host.fail_every(usize::from(fail)),
             }
             // No two live blocks overlap; owners are intact.
@@ -674,6 +841,18 @@ proptest! {
             let stats = pages.stats();
             prop_assert_eq!(stats.pages_allocated, allocated);
             prop_assert_eq!(stats.pages_free + stats.pages_pcp + allocated, stats.pages_total);
+            // Per-CPU lists of orders 0 to 3 only, each at most at its high
+            // mark on each of the 2 CPUs; they add up to `pages_pcp`.
+            let mut pcp_pages = 0;
+            for (order, &blocks) in stats.pcp_blocks.iter().enumerate() {
+                if order > PCP_MAX_ORDER as usize {
+                    prop_assert_eq!(blocks, 0);
+                } else {
+                    prop_assert!(blocks <= 2 * pcp_high(order as u32));
+                }
+                pcp_pages += blocks << order;
+            }
+            prop_assert_eq!(pcp_pages, stats.pages_pcp);
             prop_assert_eq!(host.pages_outstanding(), stats.pages_total);
             prop_assert_eq!(buddy_pages(&pages.buddyinfo()), stats.pages_free);
             prop_assert_eq!(stats.invalid_frees, invalid);

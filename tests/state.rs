@@ -414,7 +414,7 @@ fn alloc_runs_out_of_memory_keeping_what_it_got() {
     let mut stats = String::new();
     write_stats(&mut stats, &rmm).unwrap();
     assert!(
-        stats.contains("buddy order=10 allocs=2 failures=1 free_blocks=0 held=2\n"),
+        stats.contains("buddy order=10 allocs=2 failures=1 free_blocks=0 pcp_blocks=0 held=2\n"),
         "{stats}"
     );
 

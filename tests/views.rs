@@ -7,7 +7,7 @@
 
 use rmm_core::host::HostPlatform;
 use rmm_core::kmalloc::KMALLOC_NAMES;
-use rmm_core::page_alloc::MAX_ORDER;
+use rmm_core::page_alloc::{MAX_ORDER, PCP_MAX_ORDER};
 use rmm_core::state::{Rmm, DEMO_CACHE};
 use rmm_core::views::{write_buddyinfo, write_slabinfo, write_stats};
 use std::collections::BTreeMap;
@@ -342,6 +342,31 @@ fn buddyinfo_is_the_kernels_format_and_agrees_with_the_allocator() {
     assert_eq!(parse_buddyinfo(&buddyinfo(&rmm)), vec![0; 11]);
 }
 
+/// The example of design-buddy.md: after the demo's one slab page and one
+/// order-3 block, one block of that order sits on the CPU's list, not free.
+#[test]
+fn buddyinfo_leaves_out_blocks_on_per_cpu_lists() {
+    HostPlatform::set_this_cpu(0);
+    let mut rmm = new_rmm(1);
+    rmm.run_demo().expect("demo");
+    assert_eq!(
+        buddyinfo(&rmm),
+        format!("Node 0, zone      rmm {}     0 \n", "     1 ".repeat(10))
+    );
+    run(&mut rmm, "page-alloc 3 1");
+    assert_eq!(
+        buddyinfo(&rmm),
+        "Node 0, zone      rmm      1      1      1      1      0      1      1      1      1      1      0 \n"
+    );
+    let text = stats(&rmm);
+    assert!(
+        text.contains("buddy order=3 allocs=1 failures=0 free_blocks=1 pcp_blocks=1 held=1\n"),
+        "{text}"
+    );
+    assert_buddyinfo_matches_stats(&rmm);
+    rmm.teardown();
+}
+
 const CACHE_KEYS: &[&str] = &[
     "cache",
     "objsize",
@@ -387,7 +412,14 @@ const BUDDY_KEYS: &[&str] = &[
     "pages_allocated",
     "invalid_frees",
 ];
-const ORDER_KEYS: &[&str] = &["order", "allocs", "failures", "free_blocks", "held"];
+const ORDER_KEYS: &[&str] = &[
+    "order",
+    "allocs",
+    "failures",
+    "free_blocks",
+    "pcp_blocks",
+    "held",
+];
 const RMM_KEYS: &[&str] = &[
     "user_caches",
     "max_user_caches",
@@ -449,6 +481,8 @@ fn stats_lines_carry_the_documented_keys() {
     let mut caches_seen = Vec::new();
     let mut cpu_sums: BTreeMap<String, usize> = BTreeMap::new();
     let mut orders_seen = 0;
+    let mut pcp_pages = 0;
+    let mut pages_pcp = None;
     let mut buddy_seen = false;
     let mut rmm_seen = false;
     for line in text.lines() {
@@ -492,12 +526,18 @@ fn stats_lines_carry_the_documented_keys() {
             assert_eq!(number(&map, "order"), orders_seen);
             let held = if orders_seen == 2 { 3 } else { 0 };
             assert_eq!(number(&map, "held"), held);
+            let pcp_blocks = number(&map, "pcp_blocks");
+            if orders_seen > PCP_MAX_ORDER as usize {
+                assert_eq!(pcp_blocks, 0, "{line}");
+            }
+            pcp_pages += pcp_blocks << orders_seen;
             orders_seen += 1;
         } else if line.starts_with("buddy ") {
             let map = pairs(&words[1..], BUDDY_KEYS);
             let pages = rmm.pages().stats();
             assert_eq!(number(&map, "pages_total"), pages.pages_total);
             assert_eq!(number(&map, "chunks") << MAX_ORDER, pages.pages_total);
+            pages_pcp = Some(number(&map, "pages_pcp"));
             buddy_seen = true;
         } else if line.starts_with("rmm ") {
             let map = pairs(&words[1..], RMM_KEYS);
@@ -512,6 +552,11 @@ fn stats_lines_carry_the_documented_keys() {
         }
     }
     assert_eq!(caches_seen, slab_rows_in_order(&rmm));
+    assert_eq!(Some(pcp_pages), pages_pcp, "pcp_blocks add up to pages_pcp");
+    assert!(
+        pcp_pages > 0,
+        "the page-alloc refilled CPU 0's order-2 list"
+    );
     for name in &caches_seen {
         let stats = rmm.cache(name).unwrap().cache.stats();
         assert_eq!(cpu_sums[name], stats.allocs, "{name}");

@@ -103,7 +103,6 @@ impl Platform for KernelPlatform {
     fn new_lock<T: Send>(&self, value: T, class: LockClass) -> Result<KernelLock<T>, AllocError> {
         let lock = match class {
             LockClass::Buddy => new_lock_of_class!(value, "rmm_buddy"),
-            LockClass::PageCpu => new_lock_of_class!(value, "rmm_page_cpu"),
             LockClass::SlabNode => new_lock_of_class!(value, "rmm_slab_node"),
             LockClass::Other => new_lock_of_class!(value, "rmm_other"),
         };
