@@ -31,9 +31,9 @@
 //!
 //! # Locks
 //!
-//! Lock order: CPU-local section (interrupts off, no lock) → `SlabNode` →
-//! `PageCpu` → `Buddy`. Pages are
-//! never allocated under a slab lock (the page allocator may have to go to
+//! Lock order: CPU-local section of a cache's arrays (interrupts off, no
+//! lock) → `SlabNode` → the page allocator's CPU-local lists (no lock) →
+//! `Buddy`. Pages are never allocated under a slab lock (the page allocator may have to go to
 //! the platform, which may sleep in the kernel), and constructors never run
 //! under one: growing takes pages and builds the slab unlocked, then locks
 //! to add it. Pages *are* freed under the `SlabNode` lock; freeing never
