@@ -330,16 +330,17 @@ fn shrink_drains_arrays_and_releases_empty_slabs() {
 #[test]
 fn empty_slabs_are_kept_for_the_recent_peak_until_a_reap() {
     let pages = pages(1);
-    // 2048-byte objects: two per page, limit 24, batch 12.
+    // 2048-byte objects: eight per order-2 slab, limit 24, batch 12.
     let cache = cache(&pages, "limit", 2048, 0, SlabFlags::NONE);
-    assert_eq!(cache.free_limit(), 2 * 12 + 2);
+    assert_eq!(cache.layout().objects(), 8);
+    assert_eq!(cache.free_limit(), 2 * 12 + 8);
     let objects = alloc_n(&cache, &pages, 200);
     let grown = cache.stats().grown;
-    assert_eq!(grown, 100);
+    assert_eq!(grown, 25);
     free_all(&cache, &pages, objects);
     // All 200 objects were out at once, so the frees keep every slab.
     let info = cache.slabinfo();
-    assert_eq!((info.num_slabs, cache.stats().reaped), (100, 0));
+    assert_eq!((info.num_slabs, cache.stats().reaped), (25, 0));
     cache.check_invariants(&pages).unwrap();
     // A second round of the same size builds nothing.
     let objects = alloc_n(&cache, &pages, 200);
@@ -546,7 +547,9 @@ fn colours_cycle_through_the_leftover() {
     let pages = pages(1);
     let cache = cache(&pages, "colour", 3000, 0, SlabFlags::NONE);
     let layout = *cache.layout();
-    assert_eq!(layout.colours(), 21);
+    // Ten 3000-byte objects in an order-3 slab leave 2768 bytes: 43 colours
+    // of a cache line.
+    assert_eq!((layout.objects(), layout.colours()), (10, 43));
     let objects = alloc_n(&cache, &pages, layout.objects() * 2 * layout.colours());
     let mut first_offset = BTreeMap::new();
     for obj in &objects {
@@ -559,7 +562,7 @@ fn colours_cycle_through_the_leftover() {
     for offset in first_offset.values() {
         *counts.entry(*offset).or_insert(0) += 1;
     }
-    let expected: BTreeMap<usize, usize> = (0..21).map(|colour| (colour * 64, 2)).collect();
+    let expected: BTreeMap<usize, usize> = (0..43).map(|colour| (colour * 64, 2)).collect();
     assert_eq!(counts, expected);
     free_all(&cache, &pages, objects);
     cache.destroy(&pages).unwrap();

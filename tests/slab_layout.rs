@@ -9,7 +9,8 @@ use rmm_core::page_alloc::MAX_ORDER;
 use rmm_core::platform::{CACHE_LINE_SIZE, PAGE_SIZE};
 use rmm_core::slab::{
     cpucache_limit, LayoutError, SlabFlags, SlabLayout, DESC_HEADER_SIZE, MAX_COLOURS,
-    MAX_OBJECT_SIZE, MIN_ALIGN, OFF_SLAB_MIN_SIZE, RED_ZONE_AFTER, SLAB_MAX_ORDER,
+    MAX_OBJECT_SIZE, MIN_ALIGN, MIN_OBJECTS_PER_SLAB, OFF_SLAB_MIN_SIZE, RED_ZONE_AFTER,
+    SLAB_MAX_ORDER,
 };
 use std::thread;
 
@@ -242,10 +243,11 @@ fn check(size: usize, align: usize, flags: SlabFlags) -> SlabLayout {
     );
     assert!(layout.order() >= min_order, "{}", case());
     for order in min_order..layout.order() {
-        let (_, _, leftover) =
+        let (objects, _, leftover) =
             expected_estimate(stride, layout.on_slab(), state, PAGE_SIZE << order);
         assert!(
-            order < SLAB_MAX_ORDER && leftover * 8 > PAGE_SIZE << order,
+            order < SLAB_MAX_ORDER
+                && (leftover * 8 > PAGE_SIZE << order || objects < MIN_OBJECTS_PER_SLAB),
             "order {order} should have been chosen: {}",
             case()
         );
@@ -261,6 +263,11 @@ fn check(size: usize, align: usize, flags: SlabFlags) -> SlabLayout {
     assert!(
         layout.leftover() * 8 <= slab || layout.order() >= SLAB_MAX_ORDER,
         "waste rule: {}",
+        case()
+    );
+    assert!(
+        objects >= MIN_OBJECTS_PER_SLAB || layout.order() >= SLAB_MAX_ORDER,
+        "fewest-objects rule: {}",
         case()
     );
     layout
@@ -387,21 +394,28 @@ fn known_layouts() {
         (0, true, 2)
     );
     assert_eq!(tiny.objects(), (PAGE_SIZE - DESC_HEADER_SIZE) / 10);
-    // 3000 bytes: order 0 wastes 27%, order 1 27%, order 2 8% (5 objects).
+    // 256 bytes: 15 objects in a page, enough.
+    assert_eq!(plain(256).order(), 0);
+    // 2048 bytes: two per page; order 2 is the first with 8 objects.
+    let pair_per_page = plain(2048);
+    assert_eq!((pair_per_page.order(), pair_per_page.objects()), (2, 8));
+    // 3000 bytes: order 0 wastes 27%, order 1 27%, order 2 8% but holds
+    // only 5 objects; order 3 holds 10 and wastes 8%.
     let mid = plain(3000);
-    assert_eq!((mid.order(), mid.objects(), mid.on_slab()), (2, 5, false));
-    assert_eq!(mid.leftover(), 4 * PAGE_SIZE - 15000);
-    assert_eq!(mid.colours(), (4 * PAGE_SIZE - 15000) / 64);
+    assert_eq!((mid.order(), mid.objects(), mid.on_slab()), (3, 10, false));
+    assert_eq!(mid.leftover(), 8 * PAGE_SIZE - 30000);
+    assert_eq!(mid.colours(), (8 * PAGE_SIZE - 30000) / 64);
     // 7000 bytes: still 14% waste at order 3, the highest the waste rule
     // may reach.
     let capped = plain(7000);
     assert_eq!((capped.order(), capped.objects()), (3, 4));
     assert!(capped.leftover() * 8 > capped.slab_bytes());
-    // Page-sized and larger objects: one per slab, no waste.
+    // Page-sized objects: 8 per slab of order 3, no waste; two pages: the
+    // order cap leaves 4.
     let page = SlabLayout::compute(PAGE_SIZE, PAGE_SIZE, SlabFlags::NONE).unwrap();
-    assert_eq!((page.order(), page.objects(), page.leftover()), (0, 1, 0));
+    assert_eq!((page.order(), page.objects(), page.leftover()), (3, 8, 0));
     let two_pages = plain(2 * PAGE_SIZE);
-    assert_eq!((two_pages.order(), two_pages.objects()), (1, 1));
+    assert_eq!((two_pages.order(), two_pages.objects()), (3, 4));
     // Above 8 pages: the smallest order that holds one object.
     let large = plain(40_000);
     assert_eq!((large.order(), large.objects()), (4, 1));

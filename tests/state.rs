@@ -474,12 +474,12 @@ fn many_held_objects_cross_stack_blocks() {
 #[test]
 fn reap_passes_give_back_what_an_idle_cache_kept() {
     let (platform, mut rmm) = new_rmm(1);
-    // 2048-byte objects, two per page: 400 of them are 200 slabs.
+    // 2048-byte objects, eight per slab: 400 of them are 50 slabs.
     run(&mut rmm, "create foo 2048\nalloc foo 400\nfree foo all");
     let stats = cache_stats(&rmm, "foo");
     assert_eq!(
         (stats["grown"], stats["reaped"], stats["slabs"]),
-        (200, 0, 200)
+        (50, 0, 50)
     );
     let released = rmm.reap_all();
     assert!(released > 0);

@@ -161,8 +161,10 @@ fn slabinfo_row_formatted_by_hand() {
         long.starts_with("a_name_longer_than_17      0      0    104 "),
         "{long:?}"
     );
-    // A page-sized generic object: one per one-page slab, 24-object arrays
-    // (SLAB's limit for slots above 1 KiB), batches of 12.
+    // A page-sized generic object: eight per order-3 slab, 24-object arrays
+    // (SLAB's limit for slots above 1 KiB), batches of 12. The refill took
+    // the whole slab into this CPU's array, and objects in arrays count as
+    // active, as in SLAB.
     run(&mut rmm, "alloc kmalloc-4096 1");
     let text = slabinfo(&rmm);
     let page = text
@@ -171,7 +173,7 @@ fn slabinfo_row_formatted_by_hand() {
         .unwrap();
     assert_eq!(
         page,
-        "kmalloc-4096           1      1   4096    1    1 : tunables   24   12    0 : slabdata      1      1      0"
+        "kmalloc-4096           8      8   4096    8    8 : tunables   24   12    0 : slabdata      1      1      0"
     );
     // Every row, small and large numbers alike, is exactly the C format.
     run(

@@ -39,6 +39,13 @@ pub const MAX_OBJECT_SIZE: usize = 1 << 20;
 /// SLAB.
 pub const SLAB_MAX_ORDER: u32 = 3;
 
+/// Fewest objects a slab should hold: the order search moves up while fewer
+/// fit, up to [`SLAB_MAX_ORDER`] (SLUB's `slub_min_objects` rule, which asks
+/// for 4 * (log2(CPUs) + 2), 8 on one CPU). SLAB took the smallest order
+/// that holds one object, so a slab of 2048-byte objects held two and a
+/// batch of frees emptied and rebuilt slabs at nearly every other object.
+pub const MIN_OBJECTS_PER_SLAB: usize = 8;
+
 /// Slots of this size or more keep their slab's bookkeeping outside the slab
 /// (SLAB's `OFF_SLAB` threshold of `PAGE_SIZE / 8`).
 ///
@@ -320,8 +327,9 @@ impl SlabLayout {
                 continue;
             }
             let wasteful = estimate.leftover * 8 > slab_bytes;
+            let few = estimate.objects < MIN_OBJECTS_PER_SLAB;
             chosen = Some((order, estimate));
-            if order >= SLAB_MAX_ORDER || !wasteful {
+            if order >= SLAB_MAX_ORDER || !(wasteful || few) {
                 break;
             }
         }

@@ -70,8 +70,8 @@ mod stats;
 pub use cache::{CreateError, Ctor, DestroyError, KmemCache, SlabFreeError, MAX_NAME_LEN};
 pub use debug::{POISON_END, POISON_FREE, RED_ZONE_BYTE};
 pub use layout::{
-    LayoutError, SlabFlags, SlabLayout, MAX_COLOURS, MAX_OBJECT_SIZE, MIN_ALIGN, OFF_SLAB_MIN_SIZE,
-    RED_ZONE_AFTER, SLAB_MAX_ORDER,
+    LayoutError, SlabFlags, SlabLayout, MAX_COLOURS, MAX_OBJECT_SIZE, MIN_ALIGN,
+    MIN_OBJECTS_PER_SLAB, OFF_SLAB_MIN_SIZE, RED_ZONE_AFTER, SLAB_MAX_ORDER,
 };
 pub use stats::{CacheStats, SlabInfo, SlabInfoRow, SLABINFO_HEADER};
 
