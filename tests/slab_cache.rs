@@ -10,8 +10,8 @@ use rmm_core::host::HostPlatform;
 use rmm_core::page_alloc::{PageAllocator, MAX_ORDER};
 use rmm_core::platform::PAGE_SIZE;
 use rmm_core::slab::{
-    CacheStats, CreateError, DestroyError, KmemCache, LayoutError, SlabFlags, SlabFreeError,
-    MAX_OBJECT_SIZE,
+    CacheStats, CreateError, CtorCall, DestroyError, KmemCache, LayoutError, SlabFlags,
+    SlabFreeError, MAX_OBJECT_SIZE,
 };
 use std::collections::{BTreeMap, HashSet};
 use std::ptr::NonNull;
@@ -115,10 +115,13 @@ fn objects_are_distinct_aligned_and_usable() {
 static CTOR_CALLS: AtomicUsize = AtomicUsize::new(0);
 const CONSTRUCTED: u8 = 0xc7;
 
-fn counting_ctor(obj: NonNull<u8>, size: usize) {
-    CTOR_CALLS.fetch_add(1, Ordering::Relaxed);
+/// Counts its calls, and checks that the cache numbers them from 1 (the
+/// test uses one cache at a time and resets the count for each).
+fn counting_ctor(obj: NonNull<u8>, call: &CtorCall<'_>) {
+    let before = CTOR_CALLS.fetch_add(1, Ordering::Relaxed);
+    assert_eq!(call.number, before + 1);
     // SAFETY: the cache hands the constructor a whole object.
-    unsafe { obj.as_ptr().write_bytes(CONSTRUCTED, size) };
+    unsafe { obj.as_ptr().write_bytes(CONSTRUCTED, call.size) };
 }
 
 fn is_constructed(obj: NonNull<u8>, size: usize) -> bool {

@@ -915,9 +915,16 @@ fn demo_logs_and_leaves_its_cache() {
     assert!(slabinfo.lines().nth(2).unwrap().starts_with("rmm_student "));
     // A second run finds the cache taken.
     assert_eq!(rmm.run_demo().unwrap_err().errno(), errno::EEXIST);
-    // Later allocations construct objects without logging.
+    // Later allocations go on numbering the constructor's calls, and log
+    // the powers of two only.
     run(&mut rmm, &format!("alloc {DEMO_CACHE} 500"));
-    assert!(platform.host().take_infos().is_empty());
+    let calls_after = cache_stats(&rmm, DEMO_CACHE)["ctor_calls"];
+    let expected: Vec<String> = (calls + 1..=calls_after)
+        .filter(|&call| demo_ctor_logs(call))
+        .map(|call| format!("demo: student constructor running (call {call})"))
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(platform.host().take_infos(), expected);
     let summary = teardown_and_drop(&platform, rmm);
     assert_eq!(summary.caches_destroyed, 1 + KMALLOC_NAMES.len());
     assert_eq!(summary.objects_freed, 500);

@@ -28,7 +28,7 @@ use crate::kmalloc::Kmalloc;
 use crate::page_alloc::PageAllocator;
 use crate::percpu_counter::PerCpuCounter;
 use crate::platform::{Lock, LockClass, PerCpu, Platform};
-use crate::slab::{Ctor, KmemCache, SlabFlags};
+use crate::slab::{Ctor, CtorCall, KmemCache, SlabFlags};
 use core::hint::black_box;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -705,10 +705,12 @@ static CTOR_CALLS: AtomicU64 = AtomicU64::new(0);
 /// What the constructors write into an object's first word.
 const CONSTRUCTED: u64 = 0x726d_6d5f_6374_6f72;
 
-fn rmm_ctor(obj: NonNull<u8>, size: usize) {
-    if size >= core::mem::size_of::<u64>() {
+/// The same work as `slub_ctor`, whose counter it shares (SLUB's
+/// constructors get no context).
+fn rmm_ctor(obj: NonNull<u8>, call: &CtorCall<'_>) {
+    if call.size >= core::mem::size_of::<u64>() {
         // SAFETY: The slab allocator hands the constructor an object of
-        // `size` bytes that it may write.
+        // `call.size` bytes that it may write.
         unsafe { obj.as_ptr().cast::<u64>().write_unaligned(CONSTRUCTED) };
     }
     CTOR_CALLS.fetch_add(1, Ordering::Relaxed);

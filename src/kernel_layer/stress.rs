@@ -23,7 +23,7 @@ use crate::gfp::Gfp;
 use crate::kmalloc::Kmalloc;
 use crate::page_alloc::PageAllocator;
 use crate::platform::{Lock, LockClass, Platform};
-use crate::slab::{Ctor, KmemCache, SlabFlags};
+use crate::slab::{Ctor, CtorCall, KmemCache, SlabFlags};
 use crate::state::Rmm;
 use core::num::NonZeroUsize;
 use core::ptr::NonNull;
@@ -102,12 +102,12 @@ const CACHE_SPECS: [CacheSpec; 4] = [
 const KMALLOC_SOURCE: usize = CACHE_SPECS.len();
 
 /// The constructor of the stress caches: the first two words constructed.
-fn construct(obj: NonNull<u8>, size: usize) {
-    if size < 2 * size_of::<u64>() {
+fn construct(obj: NonNull<u8>, call: &CtorCall<'_>) {
+    if call.size < 2 * size_of::<u64>() {
         return;
     }
     let words = obj.as_ptr().cast::<u64>();
-    // SAFETY: The slab allocator passes an object of `size` bytes (at least
+    // SAFETY: The slab allocator passes an object of `call.size` bytes (at least
     // two words, checked above), word-aligned, that the constructor may
     // write.
     unsafe {

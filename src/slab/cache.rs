@@ -23,9 +23,23 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// An object constructor: called once for every object when its slab is
-/// created, with the object and the cache's object size. Objects are handed
-/// out in constructed state and must be freed in constructed state.
-pub type Ctor = fn(obj: NonNull<u8>, size: usize);
+/// created, with the object and what the cache tells it about the call.
+/// Objects are handed out in constructed state and must be freed in
+/// constructed state.
+pub type Ctor = fn(obj: NonNull<u8>, call: &CtorCall<'_>);
+
+/// What a constructor is told besides its object: its context, kept by the
+/// cache (Bonwick's constructors got the cache's private argument; a
+/// constructor here needs no global state to count or to log).
+pub struct CtorCall<'a> {
+    /// The cache's object size in bytes.
+    pub size: usize,
+    /// This call's number in the cache, from 1: calls are numbered in the
+    /// order they start, across all CPUs.
+    pub number: usize,
+    /// Logs one line, as the platform's `info` does.
+    pub log: &'a dyn Fn(fmt::Arguments<'_>),
+}
 
 /// Longest cache name, in bytes.
 pub const MAX_NAME_LEN: usize = 31;
@@ -279,6 +293,8 @@ pub struct KmemCache<P: Platform> {
     node: P::Lock<NodeLists>,
     destroyed: AtomicBool,
     colour_next: AtomicUsize,
+    /// Constructor calls started, for [`CtorCall::number`].
+    ctor_calls: AtomicUsize,
 }
 
 // SAFETY: the raw pointers of a cache (entry block, descriptors) point to
@@ -378,6 +394,7 @@ impl<P: Platform> KmemCache<P> {
             node,
             destroyed: AtomicBool::new(false),
             colour_next: AtomicUsize::new(0),
+            ctor_calls: AtomicUsize::new(0),
         })
     }
 
@@ -678,7 +695,12 @@ impl<P: Platform> KmemCache<P> {
             if let Some(ctor) = self.ctor {
                 // Slab memory is never at address 0.
                 if let Some(obj) = NonNull::new(obj) {
-                    ctor(obj, layout.object_size());
+                    let call = CtorCall {
+                        size: layout.object_size(),
+                        number: self.ctor_calls.fetch_add(1, Ordering::Relaxed) + 1,
+                        log: &|args| platform.info(args),
+                    };
+                    ctor(obj, &call);
                 }
             }
         }

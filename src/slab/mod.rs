@@ -67,7 +67,9 @@ mod layout;
 mod slab;
 mod stats;
 
-pub use cache::{CreateError, Ctor, DestroyError, KmemCache, SlabFreeError, MAX_NAME_LEN};
+pub use cache::{
+    CreateError, Ctor, CtorCall, DestroyError, KmemCache, SlabFreeError, MAX_NAME_LEN,
+};
 pub use debug::{POISON_END, POISON_FREE, RED_ZONE_BYTE};
 pub use layout::{
     LayoutError, SlabFlags, SlabLayout, MAX_COLOURS, MAX_OBJECT_SIZE, MIN_ALIGN,

@@ -1,0 +1,283 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The control-file commands: parsing a write into lines and running each
+//! (see the module documentation of [`super`] for what they do).
+
+use super::errors::{CtlError, CtlErrorKind, Subject, Verb};
+use super::held::{alloc_held, free_held, pattern_ctor, Held};
+use super::invalid_free::invalid_free;
+use super::user_caches::{MetaBox, UserCache};
+use super::{Found, Rmm, MAX_USER_CACHES, RESCHED_EVERY};
+use crate::control::{self, Command, Count, CreateOptions, ParseError};
+use crate::gfp::Gfp;
+use crate::platform::{Platform, PAGE_SIZE};
+use crate::slab::{Ctor, DestroyError, KmemCache, SlabFlags, MAX_OBJECT_SIZE};
+use core::ptr::NonNull;
+
+impl<P: Platform> Rmm<P> {
+    /// Runs the commands of one write, in order; see the module
+    /// documentation. Stops at the first failing line and returns its error
+    /// (after reporting it); earlier lines keep their effects.
+    pub fn execute(&mut self, input: &[u8]) -> Result<(), CtlError> {
+        for (index, line) in control::lines(input).enumerate() {
+            let result = match control::parse_line(line, MAX_OBJECT_SIZE, PAGE_SIZE) {
+                Ok(None) => Ok(()),
+                Ok(Some(command)) => self.run(&command),
+                Err(error) => Err(CtlError::new(
+                    Verb::of_line(line),
+                    Subject::None,
+                    CtlErrorKind::Parse(error),
+                )),
+            };
+            if let Err(mut error) = result {
+                error.line = index + 1;
+                self.report(&error);
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn report(&self, error: &CtlError) {
+        self.platform()
+            .report(format_args!("rmm_ctl: {error} (-{})", error.errno_name()));
+    }
+
+    /// Runs one parsed command.
+    fn run(&mut self, command: &Command<'_>) -> Result<(), CtlError> {
+        let fail = |kind| CtlError::for_command(command, kind);
+        if self.torn_down {
+            return Err(fail(CtlErrorKind::ShutDown));
+        }
+        match *command {
+            Command::Create {
+                name,
+                size,
+                options,
+            } => {
+                let ctor: Option<Ctor> = if options.ctor {
+                    Some(pattern_ctor)
+                } else {
+                    None
+                };
+                self.create_cache(name, size, options, ctor).map_err(fail)
+            }
+            Command::Alloc { name, count } => {
+                let found = self.find(name).ok_or(fail(CtlErrorKind::UnknownCache))?;
+                self.with_found(found, |pages, cache, held| {
+                    alloc_held(pages, cache, held, count)
+                })
+                .unwrap_or(Err(CtlErrorKind::UnknownCache))
+                .map_err(fail)
+            }
+            Command::Free { name, count } => {
+                let found = self.find(name).ok_or(fail(CtlErrorKind::UnknownCache))?;
+                let freed = self.with_found(found, |pages, cache, held| {
+                    let wanted = match count {
+                        Count::All => held.objects.len(),
+                        Count::Some(wanted) if wanted <= held.objects.len() => wanted,
+                        Count::Some(requested) => {
+                            return Err(CtlErrorKind::NotEnoughHeld {
+                                requested,
+                                held: held.objects.len(),
+                            })
+                        }
+                    };
+                    Ok(free_held(pages, cache, held, wanted, "free"))
+                });
+                let freed = freed
+                    .unwrap_or(Err(CtlErrorKind::UnknownCache))
+                    .map_err(fail)?;
+                self.corruptions += freed.corrupted;
+                Ok(())
+            }
+            Command::Shrink { name } => {
+                let found = self.find(name).ok_or(fail(CtlErrorKind::UnknownCache))?;
+                let slabs = self
+                    .with_found(found, |pages, cache, _| cache.shrink(pages))
+                    .ok_or(fail(CtlErrorKind::UnknownCache))?;
+                let returned = self.pages.shrink();
+                self.platform().info(format_args!(
+                    "rmm_ctl: shrink {name}: {slabs} slabs released, {returned} pages returned"
+                ));
+                Ok(())
+            }
+            Command::Destroy { name } => match self.find(name) {
+                None => Err(fail(CtlErrorKind::UnknownCache)),
+                Some(Found::Generic(_)) => Err(fail(CtlErrorKind::GenericCache)),
+                Some(Found::User(index)) => self.destroy_user(index).map_err(fail),
+            },
+            Command::PageAlloc { order, count } => self.alloc_blocks(order, count).map_err(fail),
+            Command::PageFree { order, count } => {
+                let held = self.held_blocks(order);
+                let wanted = match count {
+                    Count::All => held,
+                    Count::Some(wanted) if wanted <= held => wanted,
+                    Count::Some(requested) => {
+                        return Err(fail(CtlErrorKind::NotEnoughHeld { requested, held }))
+                    }
+                };
+                self.free_blocks(order, wanted);
+                Ok(())
+            }
+            Command::InvalidFree { name, kind } => {
+                let entry = self.cache(name).ok_or(fail(CtlErrorKind::UnknownCache))?;
+                // A generic cache other than NAME: where `wrong-cache` takes
+                // its object from.
+                let other = self
+                    .kmalloc
+                    .caches()
+                    .find(|cache| cache.name() != name && !cache.is_destroyed())
+                    .ok_or(fail(CtlErrorKind::UnknownCache))?;
+                let detected = invalid_free(&self.pages, entry.cache, other, kind).map_err(fail)?;
+                self.platform().info(format_args!(
+                    "rmm_ctl: invalid-free {name} {}: detected: {detected}",
+                    kind.as_str()
+                ));
+                Ok(())
+            }
+            Command::Fail { every } => {
+                self.set_fail_every(every);
+                match every {
+                    0 => self
+                        .platform()
+                        .info(format_args!("rmm_ctl: fail 0: fault injection off")),
+                    every => self.platform().info(format_args!(
+                        "rmm_ctl: fail {every}: one page request in {every} fails"
+                    )),
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Creates a user cache, the newest.
+    pub(super) fn create_cache(
+        &mut self,
+        name: &str,
+        size: usize,
+        options: CreateOptions,
+        ctor: Option<Ctor>,
+    ) -> Result<(), CtlErrorKind> {
+        if self.find(name).is_some() {
+            return Err(CtlErrorKind::CacheExists);
+        }
+        if self.users.len() >= MAX_USER_CACHES {
+            return Err(CtlErrorKind::TooManyCaches);
+        }
+        let mut flags = SlabFlags::NONE;
+        if options.debug || self.debug_all {
+            flags = flags | SlabFlags::DEBUG;
+        }
+        if options.hwcache {
+            flags = flags | SlabFlags::HWCACHE_ALIGN;
+        }
+        let cache = KmemCache::create(&self.pages, name, size, options.align, flags, ctor)
+            .map_err(CtlErrorKind::Create)?;
+        let user = UserCache {
+            cache,
+            held: Held::new(options.ctor),
+        };
+        let platform = self.pages.platform();
+        let boxed = match MetaBox::new(platform, user) {
+            Ok(boxed) => boxed,
+            Err(user) => {
+                // A cache nothing has allocated from always destroys.
+                let _ = user.cache.destroy(&self.pages);
+                return Err(CtlErrorKind::NoMemory);
+            }
+        };
+        // INVARIANT: a new, live, uniquely named cache, boxed with our
+        // platform; there is room (checked above).
+        self.users.push(boxed).map_err(|boxed| {
+            // SAFETY: boxed just above with this platform.
+            let user = unsafe { boxed.into_inner(platform) };
+            let _ = user.cache.destroy(&self.pages);
+            CtlErrorKind::TooManyCaches
+        })
+    }
+
+    /// Destroys the user cache at `index` if it holds nothing, and takes it
+    /// out of the table.
+    fn destroy_user(&mut self, index: usize) -> Result<(), CtlErrorKind> {
+        let user = self.users.get(index).ok_or(CtlErrorKind::UnknownCache)?;
+        let held = user.held.objects.len();
+        if held > 0 {
+            return Err(CtlErrorKind::Busy { objects: held });
+        }
+        match user.cache.destroy(&self.pages) {
+            Ok(()) => {}
+            Err(DestroyError::Busy { active }) => {
+                return Err(CtlErrorKind::Busy { objects: active })
+            }
+            // Only live caches are in the table; go on and take it out.
+            Err(DestroyError::AlreadyDestroyed) => {}
+        }
+        self.remove_user(index);
+        Ok(())
+    }
+
+    /// Takes the user cache at `index` (destroyed, holding nothing) out of
+    /// the table and frees its record. Teardown also uses it for a cache
+    /// that refused to be destroyed (reported): the cache's bookkeeping is
+    /// then leaked.
+    pub(super) fn remove_user(&mut self, index: usize) {
+        // SAFETY: every user cache was added with our page allocator's
+        // platform (type invariant).
+        let user = unsafe { self.users.remove(self.pages.platform(), index) };
+        drop(user);
+    }
+
+    fn alloc_blocks(&mut self, order: u32, count: usize) -> Result<(), CtlErrorKind> {
+        let Some(stack) = self.blocks.get_mut(order as usize) else {
+            return Err(CtlErrorKind::Parse(ParseError::BadOrder));
+        };
+        let platform = self.pages.platform();
+        for done in 0..count {
+            if done > 0 && done % RESCHED_EVERY == 0 {
+                platform.cond_resched();
+            }
+            let out_of_memory = CtlErrorKind::OutOfMemory {
+                done,
+                requested: count,
+            };
+            let block = self
+                .pages
+                .alloc_pages(order, Gfp::KERNEL)
+                .map_err(|_| out_of_memory)?;
+            if stack.push(platform, block.as_ptr() as usize).is_err() {
+                // SAFETY: the block was just allocated at this order and
+                // never handed to anyone.
+                let _ = unsafe { self.pages.free_pages(block, order) };
+                return Err(out_of_memory);
+            }
+        }
+        Ok(())
+    }
+
+    /// Frees `count` held blocks of `order` (at most what is held); returns
+    /// how many were freed.
+    pub(super) fn free_blocks(&mut self, order: u32, count: usize) -> usize {
+        let Some(stack) = self.blocks.get_mut(order as usize) else {
+            return 0;
+        };
+        let platform = self.pages.platform();
+        let mut freed = 0;
+        while freed < count {
+            let Some(addr) = stack.pop(platform) else {
+                break;
+            };
+            if freed > 0 && freed % RESCHED_EVERY == 0 {
+                platform.cond_resched();
+            }
+            if let Some(block) = NonNull::new(addr as *mut u8) {
+                // SAFETY: the block was allocated at this order by
+                // `alloc_blocks` and only the stack knew it.
+                // A rejection is reported by the page allocator itself.
+                let _ = unsafe { self.pages.free_pages(block, order) };
+            }
+            freed += 1;
+        }
+        freed
+    }
+}
