@@ -30,6 +30,39 @@ impl fmt::Display for AllocError {
     }
 }
 
+/// A CPU that has gone offline and whose per-CPU data nothing else uses
+/// until it comes back: what the CPU-hotplug teardown gets (SLAB's
+/// `cpuup_canceled`, SLUB's `slub_cpu_dead`), and what lets the state hand
+/// back that CPU's arrays and lists without an IPI it could not answer.
+///
+/// # Invariants
+///
+/// CPU `number` is offline, and while this value exists nothing but its
+/// holder touches that CPU's per-CPU data.
+#[derive(Debug)]
+pub struct OfflineCpu {
+    number: usize,
+}
+
+impl OfflineCpu {
+    /// Vouches that CPU `number` is offline.
+    ///
+    /// # Safety
+    ///
+    /// CPU `number` is offline and stays so while the value lives, and
+    /// nothing else uses its per-CPU data meanwhile (the hotplug teardown
+    /// of that CPU, before it can come back).
+    pub unsafe fn new(number: usize) -> Self {
+        // INVARIANT: the caller's guarantee.
+        OfflineCpu { number }
+    }
+
+    /// The CPU's number.
+    pub fn number(&self) -> usize {
+        self.number
+    }
+}
+
 /// Which kind of lock is being created.
 ///
 /// The kernel's lock validator (lockdep) tracks locks by class; giving each

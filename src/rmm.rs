@@ -7,12 +7,8 @@
 //! through `src/lib.rs`; this file only wires it to the kernel: module
 //! parameters, the procfs files, load and unload.
 
-use core::pin::Pin;
-use core::ptr::null_mut;
-use core::sync::atomic::{AtomicPtr, Ordering};
-use kernel::alloc::{flags, KBox};
+use kernel::alloc::{flags, KVec};
 use kernel::error::Error;
-use kernel::init::InPlaceInit;
 use kernel::prelude::*;
 
 pub mod bench;
@@ -30,12 +26,14 @@ pub mod views;
 
 pub mod kernel_layer;
 
-use kernel_layer::hotplug::CpuDeadCallback;
+use kernel_layer::hotplug::{CpuDead, CpuDeadCallback};
+use kernel_layer::module_state::{try_with_state, with_state, ModuleState};
+use kernel_layer::params::Params;
 use kernel_layer::platform::KernelPlatform;
 use kernel_layer::procfs::{ProcEntry, ProcShow, ProcWrite, SeqWriter};
 use kernel_layer::reaper::Reaper;
-use kernel_layer::shrinker::{Shrinker, SHRINK_STOP};
-use kernel_layer::state_mutex::{StateMutex, StaticLockClass};
+use kernel_layer::shrinker::{Shrinker, ShrinkerOps};
+use platform::OfflineCpu;
 use state::Rmm;
 
 module! {
@@ -46,129 +44,22 @@ module! {
     license: "GPL",
 }
 
-crate::module_param!(
-    DEMO,
-    "demo",
-    bool,
-    param_ops_bool,
-    "bool",
-    true,
-    "Run the slab experiment (cache rmm_student) at load (default: 1)"
-);
-crate::module_param!(
-    BENCH,
-    "bench",
-    *mut kernel::ffi::c_char,
-    param_ops_charp,
-    "charp",
-    null_mut(),
-    "Benchmarks against the kernel's allocators to run at load: all, or cases pair,batch,kmalloc,pages,counter,ctor,parts,smp, and iters=N, reps=N (default: none)"
-);
-crate::module_param!(
-    FAIL,
-    "fail",
-    u32,
-    param_ops_uint,
-    "uint",
-    0,
-    "Fail every N-th page request (new slabs, chunks, page-order blocks), as the control file's fail N; 0 never (default: 0)"
-);
-crate::module_param!(
-    IRQTEST,
-    "irqtest",
-    u32,
-    param_ops_uint,
-    "uint",
-    0,
-    "Rounds of GFP_ATOMIC allocations and frees to run in interrupt context on every CPU at load (default: 0)"
-);
-crate::module_param!(
-    STRESS,
-    "stress",
-    u32,
-    param_ops_uint,
-    "uint",
-    0,
-    "Random allocations and frees (about N in all), objects handed between CPUs, to run on every CPU at load (default: 0)"
-);
-crate::module_param!(
-    DEBUG,
-    "debug",
-    bool,
-    param_ops_bool,
-    "bool",
-    false,
-    "Red zones, poisoning and free checks for every cache (default: 0)"
-);
-
-crate::module_param!(
-    REAP_MS,
-    "reap_ms",
-    u32,
-    param_ops_uint,
-    "uint",
-    2000,
-    "Milliseconds between reaps, which give back empty slabs kept for a recent peak of use; 0 never (default: 2000)"
-);
-
-/// The module's state, shared with the procfs and shrinker callbacks.
-/// Control commands and views may sleep (`cond_resched`, `GFP_KERNEL`),
-/// hence a mutex; the shrinker only ever tries it.
-type SharedState = StateMutex<Rmm<KernelPlatform>>;
-
-static STATE_LOCK_CLASS: StaticLockClass = StaticLockClass::new();
-
-/// Where the procfs and shrinker callbacks find the state. Set before the
-/// first of them is registered and cleared after the last is unregistered
-/// (`proc_remove` and `shrinker_free` wait for callbacks in progress), so a
-/// callback always sees it set.
-static STATE: AtomicPtr<SharedState> = AtomicPtr::new(null_mut());
-
-/// Runs `f` on the module's state with its mutex held.
-fn with_state<R>(f: impl FnOnce(&mut Rmm<KernelPlatform>) -> R) -> Result<R> {
-    let state = STATE.load(Ordering::Acquire);
-    if state.is_null() {
-        return Err(ENODEV);
-    }
-    // SAFETY: `STATE` points into the pinned box that `RmmModule` owns, and
-    // is cleared only after every procfs file is gone (see `STATE`).
-    let state = unsafe { &*state };
-    let mut guard = state.lock();
-    Ok(f(&mut guard))
-}
-
-/// Runs `f` on the module's state if its mutex is free right now.
-fn try_with_state<R>(f: impl FnOnce(&mut Rmm<KernelPlatform>) -> R) -> Option<R> {
-    let state = STATE.load(Ordering::Acquire);
-    if state.is_null() {
-        return None;
-    }
-    // SAFETY: As in `with_state`.
-    let state = unsafe { &*state };
-    let mut guard = state.try_lock()?;
-    Some(f(&mut guard))
-}
-
 /// The CPU-hotplug teardown: hands back what the offline CPU's arrays and
-/// page list held. Waits for the state mutex: nothing that holds it waits
+/// page lists held. Waits for the state mutex: nothing that holds it waits
 /// for CPU hotplug (IPIs to online CPUs need no hotplug lock).
-///
-/// # Safety
-///
-/// Only the kernel's hotplug code may call it, for a CPU that is dead.
-unsafe extern "C" fn cpu_dead(cpu: kernel::ffi::c_uint) -> kernel::ffi::c_int {
-    // SAFETY: the kernel calls this after `cpu` died and before it can come
-    // back, so nothing else touches its per-CPU data.
-    let _ = with_state(|rmm| unsafe { rmm.cpu_dead(cpu as usize) }).map(|back| {
-        pr_info!(
-            "cpu {} offline: {} objects and {} pages handed back
-",
-            cpu,
-            back.objects,
-            back.pages
-        )
-    });
-    0
+struct HandBack;
+
+impl CpuDead for HandBack {
+    fn cpu_dead(cpu: OfflineCpu) {
+        if let Ok(back) = with_state(|rmm| rmm.cpu_dead(&cpu)) {
+            pr_info!(
+                "cpu {} offline: {} objects and {} pages handed back\n",
+                cpu.number(),
+                back.objects,
+                back.pages
+            );
+        }
+    }
 }
 
 /// The reaper's pass: ends the reap period of every cache.
@@ -177,33 +68,20 @@ fn reap_caches() {
     let _ = with_state(|rmm| rmm.reap_all());
 }
 
-/// The shrinker's `count_objects`: pages rmm could give back now.
-///
-/// # Safety
-///
-/// Only the kernel's shrinker code may call it.
-unsafe extern "C" fn shrinker_count(
-    _shrinker: *mut kernel_layer::bindings::shrinker,
-    _control: *mut kernel_layer::bindings::shrink_control,
-) -> kernel::ffi::c_ulong {
-    // Busy means a command is running, possibly in this very thread's
-    // reclaim: report nothing rather than wait.
-    try_with_state(|rmm| rmm.reclaimable_pages()).unwrap_or(0) as kernel::ffi::c_ulong
-}
+/// The memory shrinker: empty slabs and free chunks back to the kernel.
+struct Reclaim;
 
-/// The shrinker's `scan_objects`: gives back every empty slab and free
-/// chunk, and returns the pages released.
-///
-/// # Safety
-///
-/// Only the kernel's shrinker code may call it.
-unsafe extern "C" fn shrinker_scan(
-    _shrinker: *mut kernel_layer::bindings::shrinker,
-    _control: *mut kernel_layer::bindings::shrink_control,
-) -> kernel::ffi::c_ulong {
-    match try_with_state(|rmm| rmm.shrink_all()) {
-        Some(pages) => pages as kernel::ffi::c_ulong,
-        None => SHRINK_STOP,
+impl ShrinkerOps for Reclaim {
+    /// Pages rmm could give back now. Busy means a command is running,
+    /// possibly in this very thread's reclaim: report nothing rather than
+    /// wait.
+    fn count() -> usize {
+        try_with_state(|rmm| rmm.reclaimable_pages()).unwrap_or(0)
+    }
+
+    /// Gives back every empty slab and free chunk.
+    fn scan() -> Option<usize> {
+        try_with_state(|rmm| rmm.shrink_all())
     }
 }
 
@@ -247,40 +125,9 @@ impl ProcWrite for ControlFile {
     }
 }
 
-/// The module parameters, read once at load.
-struct Params {
-    demo: bool,
-    debug: bool,
-    fail: u32,
-    irqtest: u32,
-    stress: u32,
-    reap_ms: u32,
-    bench: *mut kernel::ffi::c_char,
-}
-
-impl Params {
-    fn read() -> Self {
-        use core::ptr::addr_of;
-        use kernel_layer::params::read;
-        // SAFETY: The kernel writes the parameters before it calls `init`,
-        // and their 0444 mode keeps sysfs from writing them afterwards, so
-        // nothing writes them while they are read here.
-        unsafe {
-            Params {
-                demo: read(addr_of!(DEMO)),
-                debug: read(addr_of!(DEBUG)),
-                fail: read(addr_of!(FAIL)),
-                irqtest: read(addr_of!(IRQTEST)),
-                stress: read(addr_of!(STRESS)),
-                reap_ms: read(addr_of!(REAP_MS)),
-                bench: read(addr_of!(BENCH)),
-            }
-        }
-    }
-}
-
 struct RmmModule {
-    state: Pin<KBox<SharedState>>,
+    /// Withdrawn and torn down last on unload.
+    state: ModuleState,
     /// The procfs files, removed first on unload.
     files: KVec<ProcEntry>,
     /// Unregistered first on unload.
@@ -294,26 +141,15 @@ struct RmmModule {
 impl kernel::Module for RmmModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let params = Params::read();
-        // SAFETY: The kernel's `charp` parser keeps the string until the
-        // module is unloaded.
-        unsafe { kernel_layer::bench::run_if_asked(params.bench) };
+        kernel_layer::bench::run_if_asked(params.bench);
         let rmm = Rmm::new(KernelPlatform::new(), params.debug).map_err(|_| ENOMEM)?;
-        let state = KBox::pin_init(
-            StateMutex::new(rmm, kernel::c_str!("rmm_state"), &STATE_LOCK_CLASS),
-            flags::GFP_KERNEL,
-        )?;
         let mut module = RmmModule {
-            state,
+            state: ModuleState::publish(rmm)?,
             files: KVec::new(),
             shrinker: None,
             hotplug: None,
             reaper: None,
         };
-        STATE.store(
-            // The mutex stays pinned in its box until `drop`.
-            &*module.state as *const SharedState as *mut SharedState,
-            Ordering::Release,
-        );
         if params.fail > 0 {
             with_state(|rmm| rmm.set_fail_every(params.fail as usize))?;
         }
@@ -336,16 +172,11 @@ impl kernel::Module for RmmModule {
             let ops = params.stress as usize;
             with_state(|rmm| kernel_layer::stress::run(rmm, ops))??;
         }
-        module.hotplug = Some(CpuDeadCallback::register(
-            kernel::c_str!("rmm:dead"),
-            cpu_dead,
-        )?);
+        module.hotplug = Some(CpuDeadCallback::register::<HandBack>(kernel::c_str!(
+            "rmm:dead"
+        ))?);
         module.create_files()?;
-        module.shrinker = Some(Shrinker::register(
-            kernel::c_str!("rmm"),
-            shrinker_count,
-            shrinker_scan,
-        )?);
+        module.shrinker = Some(Shrinker::register::<Reclaim>(kernel::c_str!("rmm"))?);
         if params.reap_ms > 0 {
             module.reaper = Some(Reaper::start(params.reap_ms, reap_caches)?);
         }
@@ -384,9 +215,8 @@ impl Drop for RmmModule {
         self.hotplug = None;
         self.shrinker = None;
         self.files = KVec::new();
-        // ...so nobody else can reach the state any more.
-        STATE.store(null_mut(), Ordering::Release);
-        let summary = self.state.lock().teardown();
+        // ...so nobody else reaches the state any more.
+        let summary = self.state.withdraw_and_tear_down();
         pr_info!("unloaded: {}\n", summary);
     }
 }

@@ -34,7 +34,7 @@ use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use kernel::alloc::{flags, KBox, KVec};
 use kernel::c_str;
-use kernel::ffi::{c_char, c_uint, c_ulong, c_void};
+use kernel::ffi::{c_uint, c_ulong, c_void};
 use kernel::prelude::*;
 use kernel::str::CStr;
 use kernel::types::Opaque;
@@ -43,17 +43,10 @@ type Pages = PageAllocator<KernelPlatform>;
 
 /// Runs the benchmarks the `bench` parameter asks for (nothing if it is
 /// unset or empty), logging one line per measurement.
-///
-/// # Safety
-///
-/// `param` is null or points to a NUL-terminated string that stays valid
-/// and unchanged during the call (the `charp` parameter during `init`).
-pub unsafe fn run_if_asked(param: *mut c_char) {
-    if param.is_null() {
+pub fn run_if_asked(param: Option<&CStr>) {
+    let Some(text) = param else {
         return;
-    }
-    // SAFETY: The caller guarantees a valid NUL-terminated string.
-    let text = unsafe { CStr::from_char_ptr(param) };
+    };
     let selection = match Selection::parse(text.as_bytes()) {
         Ok(selection) => selection,
         Err(error) => {

@@ -11,12 +11,29 @@
 //! dead, before it can come back.
 
 use super::bindings;
+use crate::platform::OfflineCpu;
 use kernel::ffi::{c_int, c_uint};
 use kernel::prelude::*;
 use kernel::str::CStr;
 
-/// What the kernel calls with the number of a CPU that went offline.
-pub type CpuDeadFn = unsafe extern "C" fn(cpu: c_uint) -> c_int;
+/// What runs when a CPU has gone offline.
+pub trait CpuDead {
+    /// Hands back what `cpu` held. Runs in process context and may sleep.
+    fn cpu_dead(cpu: OfflineCpu);
+}
+
+/// The teardown in the kernel's signature, calling `T::cpu_dead`.
+///
+/// # Safety
+///
+/// Only the kernel's hotplug code may call it, for a CPU that is dead.
+unsafe extern "C" fn cpu_dead_trampoline<T: CpuDead>(cpu: c_uint) -> c_int {
+    // SAFETY: the kernel calls the teardown of a `CPUHP_BP_PREPARE_DYN`
+    // state after `cpu` died and before it can come back, and runs no other
+    // code on its per-CPU data meanwhile.
+    T::cpu_dead(unsafe { OfflineCpu::new(cpu as usize) });
+    0
+}
 
 /// A registered teardown callback, removed when dropped.
 ///
@@ -28,19 +45,20 @@ pub struct CpuDeadCallback {
 }
 
 impl CpuDeadCallback {
-    /// Registers `dead`, to be called for every CPU that goes offline from
-    /// now on (not for the ones already offline).
-    pub fn register(name: &'static CStr, dead: CpuDeadFn) -> Result<Self> {
+    /// Registers `T::cpu_dead`, to be called for every CPU that goes
+    /// offline from now on (not for the ones already offline).
+    pub fn register<T: CpuDead>(name: &'static CStr) -> Result<Self> {
         // SAFETY: `name` is static and NUL-terminated; with `invoke` false
-        // nothing is called now; `dead` stays valid until `drop` removes the
-        // state (it is a function of this module, which outlives `self`).
+        // nothing is called now; the trampoline stays valid until `drop`
+        // removes the state (it is a function of this module, which
+        // outlives `self`).
         let state = unsafe {
             bindings::__cpuhp_setup_state(
                 bindings::cpuhp_state_CPUHP_BP_PREPARE_DYN,
                 name.as_char_ptr(),
                 false,
                 None,
-                Some(dead),
+                Some(cpu_dead_trampoline::<T>),
                 false,
             )
         };

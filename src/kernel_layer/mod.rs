@@ -10,6 +10,7 @@ pub mod cpu_threads;
 pub mod hotplug;
 pub mod irq_lock;
 pub mod irq_test;
+pub mod module_state;
 pub mod params;
 pub mod percpu;
 pub mod platform;

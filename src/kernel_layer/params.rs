@@ -9,6 +9,8 @@
 //! `parmtype=` and `parm=` strings `modinfo` shows.
 
 use super::bindings;
+use core::ptr::null_mut;
+use kernel::str::CStr;
 
 /// A `kernel_param` the kernel reads from the `__param` section at load.
 #[repr(transparent)]
@@ -94,4 +96,130 @@ pub unsafe fn read<T: Copy>(var: *const T) -> T {
     // SAFETY: The caller guarantees that `var` is valid and not written
     // concurrently.
     unsafe { var.read_volatile() }
+}
+
+// The module's parameters. Each is a `static mut` the kernel writes while
+// loading the module, before `init`; their 0444 mode keeps sysfs from ever
+// writing them afterwards.
+
+crate::module_param!(
+    DEMO,
+    "demo",
+    bool,
+    param_ops_bool,
+    "bool",
+    true,
+    "Run the slab experiment (cache rmm_student) at load (default: 1)"
+);
+crate::module_param!(
+    BENCH,
+    "bench",
+    *mut kernel::ffi::c_char,
+    param_ops_charp,
+    "charp",
+    null_mut(),
+    "Benchmarks against the kernel's allocators to run at load: all, or cases pair,batch,kmalloc,pages,counter,ctor,parts,smp, and iters=N, reps=N (default: none)"
+);
+crate::module_param!(
+    FAIL,
+    "fail",
+    u32,
+    param_ops_uint,
+    "uint",
+    0,
+    "Fail every N-th page request (new slabs, chunks, page-order blocks), as the control file's fail N; 0 never (default: 0)"
+);
+crate::module_param!(
+    IRQTEST,
+    "irqtest",
+    u32,
+    param_ops_uint,
+    "uint",
+    0,
+    "Rounds of GFP_ATOMIC allocations and frees to run in interrupt context on every CPU at load (default: 0)"
+);
+crate::module_param!(
+    STRESS,
+    "stress",
+    u32,
+    param_ops_uint,
+    "uint",
+    0,
+    "Random allocations and frees (about N in all), objects handed between CPUs, to run on every CPU at load (default: 0)"
+);
+crate::module_param!(
+    DEBUG,
+    "debug",
+    bool,
+    param_ops_bool,
+    "bool",
+    false,
+    "Red zones, poisoning and free checks for every cache (default: 0)"
+);
+
+crate::module_param!(
+    REAP_MS,
+    "reap_ms",
+    u32,
+    param_ops_uint,
+    "uint",
+    2000,
+    "Milliseconds between reaps, which give back empty slabs kept for a recent peak of use; 0 never (default: 2000)"
+);
+
+/// The module parameters, as set at load.
+pub struct Params {
+    /// Run the slab experiment at load.
+    pub demo: bool,
+    /// Red zones, poisoning and free checks for every cache.
+    pub debug: bool,
+    /// Fail every N-th page request (0: never).
+    pub fail: u32,
+    /// Rounds of the interrupt-context self-test.
+    pub irqtest: u32,
+    /// Operations of the stress test.
+    pub stress: u32,
+    /// Milliseconds between reaps (0: no reaper).
+    pub reap_ms: u32,
+    /// The benchmarks to run, if any.
+    pub bench: Option<&'static CStr>,
+}
+
+impl Params {
+    /// Reads the parameters.
+    pub fn read() -> Self {
+        use core::ptr::addr_of;
+        // SAFETY: The kernel writes the parameters before it calls `init`,
+        // and their 0444 mode keeps sysfs from writing them afterwards, so
+        // nothing writes them while they are read here (module code runs
+        // only after they were written).
+        let (demo, debug, fail, irqtest, stress, reap_ms, bench) = unsafe {
+            (
+                read(addr_of!(DEMO)),
+                read(addr_of!(DEBUG)),
+                read(addr_of!(FAIL)),
+                read(addr_of!(IRQTEST)),
+                read(addr_of!(STRESS)),
+                read(addr_of!(REAP_MS)),
+                read(addr_of!(BENCH)),
+            )
+        };
+        let bench = if bench.is_null() {
+            None
+        } else {
+            // SAFETY: a non-null `charp` parameter is a NUL-terminated
+            // string the kernel's parser keeps until the module is
+            // unloaded, and nothing changes it (see above).
+            Some(unsafe { CStr::from_char_ptr(bench) })
+        };
+        Params {
+            demo,
+            debug,
+            fail,
+            irqtest,
+            stress,
+            reap_ms,
+            bench,
+        }
+    }
 }

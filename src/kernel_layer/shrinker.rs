@@ -9,12 +9,41 @@ use kernel::ffi::c_ulong;
 use kernel::prelude::*;
 use kernel::str::CStr;
 
-/// `count_objects` and `scan_objects` callbacks, in the kernel's signature.
-pub type ShrinkerCallback =
-    unsafe extern "C" fn(*mut bindings::shrinker, *mut bindings::shrink_control) -> c_ulong;
+/// What a shrinker does when the kernel asks.
+pub trait ShrinkerOps {
+    /// `count_objects`: how many pages could be given back now.
+    fn count() -> usize;
+    /// `scan_objects`: gives back what it can and returns the pages given
+    /// back, or `None` if it can do nothing now (`SHRINK_STOP`).
+    fn scan() -> Option<usize>;
+}
 
 /// What a scan returns when it can do nothing now (`SHRINK_STOP`).
-pub const SHRINK_STOP: c_ulong = c_ulong::MAX;
+const SHRINK_STOP: c_ulong = c_ulong::MAX;
+
+/// `count_objects` in the kernel's signature.
+///
+/// # Safety
+///
+/// Only the kernel's shrinker code may call it.
+unsafe extern "C" fn count_trampoline<T: ShrinkerOps>(
+    _shrinker: *mut bindings::shrinker,
+    _control: *mut bindings::shrink_control,
+) -> c_ulong {
+    T::count() as c_ulong
+}
+
+/// `scan_objects` in the kernel's signature.
+///
+/// # Safety
+///
+/// Only the kernel's shrinker code may call it.
+unsafe extern "C" fn scan_trampoline<T: ShrinkerOps>(
+    _shrinker: *mut bindings::shrinker,
+    _control: *mut bindings::shrink_control,
+) -> c_ulong {
+    T::scan().map_or(SHRINK_STOP, |pages| pages as c_ulong)
+}
 
 /// A registered shrinker, unregistered and freed when dropped.
 ///
@@ -31,13 +60,9 @@ unsafe impl Send for Shrinker {}
 unsafe impl Sync for Shrinker {}
 
 impl Shrinker {
-    /// Registers a shrinker named `name` (shown in debugfs) with the given
-    /// callbacks.
-    pub fn register(
-        name: &'static CStr,
-        count: ShrinkerCallback,
-        scan: ShrinkerCallback,
-    ) -> Result<Self> {
+    /// Registers a shrinker named `name` (shown in debugfs) that runs
+    /// `T`'s operations.
+    pub fn register<T: ShrinkerOps>(name: &'static CStr) -> Result<Self> {
         // SAFETY: "%s" with one string argument is a valid format; `name` is
         // NUL-terminated and static.
         let raw = unsafe { bindings::shrinker_alloc(0, c"%s".as_ptr().cast(), name.as_char_ptr()) };
@@ -46,8 +71,8 @@ impl Shrinker {
         // registered yet, so nothing else reads these fields now.
         unsafe {
             let s = shrinker.as_ptr();
-            (*s).count_objects = Some(count);
-            (*s).scan_objects = Some(scan);
+            (*s).count_objects = Some(count_trampoline::<T>);
+            (*s).scan_objects = Some(scan_trampoline::<T>);
             // The kernel's DEFAULT_SEEKS: rebuilding a slab is cheap.
             (*s).seeks = 2;
             bindings::shrinker_register(s);

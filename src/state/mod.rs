@@ -105,7 +105,7 @@ pub use teardown::TeardownSummary;
 
 use crate::kmalloc::{Kmalloc, KMALLOC_CACHES};
 use crate::page_alloc::{FaultStats, PageAllocator, MAX_ORDER};
-use crate::platform::{AllocError, Platform};
+use crate::platform::{AllocError, OfflineCpu, Platform};
 use crate::slab::{KmemCache, SlabFlags};
 use held::{AddrStack, Held};
 use user_caches::UserCaches;
@@ -348,20 +348,16 @@ impl<P: Platform> Rmm<P> {
     }
 
     /// Hands back what CPU `cpu` held in every cache's per-CPU array and in
-    /// the page allocator's per-CPU list, after it went offline.
-    ///
-    /// # Safety
-    ///
-    /// `cpu` is offline and stays so during the call, and nothing else uses
-    /// its per-CPU data (the CPU-hotplug teardown of that CPU).
-    pub unsafe fn cpu_dead(&mut self, cpu: usize) -> CpuHandback {
+    /// the page allocator's per-CPU lists, after it went offline.
+    pub fn cpu_dead(&mut self, cpu: &OfflineCpu) -> CpuHandback {
         let mut back = CpuHandback::default();
         for entry in self.caches() {
-            // SAFETY: per the caller's guarantee.
-            back.objects += unsafe { entry.cache.cpu_dead(&self.pages, cpu) };
+            // SAFETY: the CPU is offline and its data ours alone
+            // (`OfflineCpu`'s invariant).
+            back.objects += unsafe { entry.cache.cpu_dead(&self.pages, cpu.number()) };
         }
         // SAFETY: as above.
-        back.pages = unsafe { self.pages.cpu_dead(cpu) };
+        back.pages = unsafe { self.pages.cpu_dead(cpu.number()) };
         back
     }
 
