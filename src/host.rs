@@ -14,7 +14,7 @@ use self::std::alloc::{alloc, alloc_zeroed, dealloc};
 use self::std::boxed::Box;
 use self::std::cell::Cell;
 use self::std::string::{String, ToString};
-use self::std::sync::atomic::{AtomicUsize, Ordering};
+use self::std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use self::std::sync::{Arc, Mutex};
 use self::std::vec::Vec;
 use crate::gfp::Gfp;
@@ -38,6 +38,7 @@ pub struct HostPlatform {
     meta_out: AtomicUsize,
     reports: Mutex<Vec<String>>,
     infos: Mutex<Vec<String>>,
+    clock_ns: AtomicU64,
 }
 
 impl HostPlatform {
@@ -52,7 +53,15 @@ impl HostPlatform {
             meta_out: AtomicUsize::new(0),
             reports: Mutex::new(Vec::new()),
             infos: Mutex::new(Vec::new()),
+            clock_ns: AtomicU64::new(0),
         }
+    }
+
+    /// Moves the platform's clock ([`Platform::monotonic_ns`]) on by `ns`.
+    /// The host clock stands still otherwise, so tests of rate limits are
+    /// repeatable.
+    pub fn advance_clock(&self, ns: u64) {
+        self.clock_ns.fetch_add(ns, Ordering::SeqCst);
     }
 
     /// Makes the calling thread run "on" `cpu` from now on (until changed).
@@ -273,6 +282,10 @@ impl Platform for HostPlatform {
             .unwrap_or_else(|e| e.into_inner())
             .push(line);
     }
+
+    fn monotonic_ns(&self) -> u64 {
+        self.clock_ns.load(Ordering::SeqCst)
+    }
 }
 
 /// A [`HostPlatform`] behind an `Arc`: a test keeps a handle to the books
@@ -351,6 +364,10 @@ impl Platform for SharedHostPlatform {
 
     fn report(&self, args: fmt::Arguments<'_>) {
         self.host.report(args)
+    }
+
+    fn monotonic_ns(&self) -> u64 {
+        self.host.monotonic_ns()
     }
 
     fn info(&self, args: fmt::Arguments<'_>) {

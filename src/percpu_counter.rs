@@ -525,6 +525,10 @@ mod loom_tests {
         unsafe fn free_meta(&self, _: NonNull<u8>, _: Layout) {}
 
         fn report(&self, _: fmt::Arguments<'_>) {}
+
+        fn monotonic_ns(&self) -> u64 {
+            0
+        }
     }
 
     const BATCH: i64 = 2;

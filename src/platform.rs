@@ -191,6 +191,10 @@ pub trait Platform: Send + Sync + 'static {
     /// drops it.
     fn info(&self, _args: fmt::Arguments<'_>) {}
 
+    /// Nanoseconds on a monotonic clock (`ktime_get_ns` in the kernel), for
+    /// rate limits.
+    fn monotonic_ns(&self) -> u64;
+
     /// A point in a long loop where the caller may be rescheduled
     /// (`cond_resched`). Only called where sleeping is allowed.
     fn cond_resched(&self) {}

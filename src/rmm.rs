@@ -19,6 +19,7 @@ pub mod kmalloc;
 pub mod page_alloc;
 pub mod percpu_counter;
 pub mod platform;
+pub mod ratelimit;
 pub mod report;
 pub mod slab;
 pub mod state;

@@ -84,12 +84,14 @@
 //!
 //! Last, one line `rmm user_caches= max_user_caches= corruptions=
 //! large_blocks= kmalloc_errors= reclaimable= reaps= reaped_slabs=
-//! fail_every= fail_requests= fail_injected=`: caches created through the
-//! control file and their limit, corrupted objects found in all caches
-//! (destroyed ones included), large kmalloc blocks outstanding, invalid
-//! `kfree`s outside every generic cache, [`Rmm::reclaimable_pages`], the
-//! reaper's passes and the slabs they gave back ([`Rmm::reap_all`]), and
-//! fault injection (`fail N`): the
+//! ctl_errors= ctl_errors_unlogged= fail_every= fail_requests=
+//! fail_injected=`: caches created through the control file and their
+//! limit, corrupted objects found in all caches (destroyed ones included),
+//! large kmalloc blocks outstanding, invalid `kfree`s outside every generic
+//! cache, [`Rmm::reclaimable_pages`], the reaper's passes and the slabs
+//! they gave back ([`Rmm::reap_all`]), the failed control-file commands
+//! and how many of them the rate limit kept out of the kernel log
+//! ([`Rmm::ctl_errors`]), and fault injection (`fail N`): the
 //! current N (0: off), the page requests seen while injection was on, and
 //! the requests it failed. Both counts run from load, over every N set;
 //! while one N stays set, the failures it adds are the requests it adds
@@ -206,7 +208,7 @@ pub fn write_stats<P: Platform>(out: &mut impl Write, rmm: &Rmm<P>) -> fmt::Resu
     let faults = rmm.fault_stats();
     writeln!(
         out,
-        "rmm user_caches={} max_user_caches={MAX_USER_CACHES} corruptions={} large_blocks={} kmalloc_errors={} reclaimable={} reaps={} reaped_slabs={} fail_every={} fail_requests={} fail_injected={}",
+        "rmm user_caches={} max_user_caches={MAX_USER_CACHES} corruptions={} large_blocks={} kmalloc_errors={} reclaimable={} reaps={} reaped_slabs={} ctl_errors={} ctl_errors_unlogged={} fail_every={} fail_requests={} fail_injected={}",
         rmm.user_caches(),
         rmm.corruptions(),
         kmalloc.large_blocks(),
@@ -214,6 +216,8 @@ pub fn write_stats<P: Platform>(out: &mut impl Write, rmm: &Rmm<P>) -> fmt::Resu
         rmm.reclaimable_pages(),
         rmm.reap_stats().passes,
         rmm.reap_stats().released,
+        rmm.ctl_errors().0,
+        rmm.ctl_errors().1,
         faults.every,
         faults.requests,
         faults.injected

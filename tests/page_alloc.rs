@@ -76,6 +76,10 @@ impl Platform for Shared {
     fn report(&self, args: fmt::Arguments<'_>) {
         self.0.report(args)
     }
+
+    fn monotonic_ns(&self) -> u64 {
+        self.0.monotonic_ns()
+    }
 }
 
 fn allocator(nr_cpus: usize) -> (PageAllocator<Shared>, Arc<HostPlatform>) {

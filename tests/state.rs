@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use rmm_core::host::HostPlatform;
 use rmm_core::kmalloc::KMALLOC_NAMES;
 use rmm_core::page_alloc::CHUNK_ORDER;
+use rmm_core::ratelimit::{DEFAULT_BURST, DEFAULT_INTERVAL_NS};
 use rmm_core::slab::SlabFreeError;
 use rmm_core::state::{
     demo_ctor_logs, errno, pattern_byte, CtlError, CtlErrorKind, Missed, ReapStats, Rmm, Student,
@@ -22,12 +23,56 @@ mod common;
 use common::{cache_stats, new_rmm, run, run_err, Shared};
 
 /// Everything the three views show.
+/// Everything the three views show, but the failed-command counters: a
+/// failed command changes those and nothing else.
 fn render(rmm: &Rmm<Shared>) -> String {
     let mut out = String::new();
     write_slabinfo(&mut out, rmm).unwrap();
     write_buddyinfo(&mut out, rmm).unwrap();
     write_stats(&mut out, rmm).unwrap();
-    out
+    out.split(' ')
+        .filter(|word| !word.starts_with("ctl_errors"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn failed_commands_are_counted_and_their_lines_rate_limited() {
+    let (platform, mut rmm) = new_rmm(1);
+    platform.host().take_reports();
+    // Three thousand failing writes within one rate-limit window.
+    for _ in 0..3000 {
+        run_err(&mut rmm, "destroy nosuch");
+    }
+    let reports = platform.host().take_reports();
+    assert_eq!(reports.len(), DEFAULT_BURST, "{reports:?}");
+    assert!(reports.iter().all(|line| line.contains("destroy nosuch")));
+    assert_eq!(rmm.ctl_errors(), (3000, 3000 - DEFAULT_BURST));
+    let mut stats = String::new();
+    write_stats(&mut stats, &rmm).unwrap();
+    assert!(
+        stats.contains(&format!(
+            " ctl_errors=3000 ctl_errors_unlogged={} ",
+            3000 - DEFAULT_BURST
+        )),
+        "{stats}"
+    );
+    // After the window, the first line says how many were not logged.
+    platform.host().advance_clock(DEFAULT_INTERVAL_NS);
+    run_err(&mut rmm, "destroy nosuch");
+    let reports = platform.host().take_reports();
+    assert_eq!(
+        reports,
+        [
+            format!(
+                "rmm_ctl: {} failed commands not logged (rate limit)",
+                3000 - DEFAULT_BURST
+            ),
+            "rmm_ctl: destroy nosuch: no such cache (-ENOENT)".to_string()
+        ]
+    );
+    assert_eq!(rmm.ctl_errors(), (3001, 3000 - DEFAULT_BURST));
+    teardown_and_drop(&platform, rmm);
 }
 
 fn held(rmm: &Rmm<Shared>, name: &str) -> usize {
@@ -144,15 +189,20 @@ fn debug_all_debugs_every_cache() {
 /// and checks that the views did not change.
 fn check_refused(rmm: &mut Rmm<Shared>, platform: &Shared, input: &str, errno: i32, line: &str) {
     platform.host().take_reports();
+    // A new rate-limit window, so that the line is logged whatever came
+    // before.
+    platform.host().advance_clock(DEFAULT_INTERVAL_NS);
     let before = render(rmm);
     let error = run_err(rmm, input);
     assert_eq!(error.errno(), errno, "{input:?}: {error}");
     assert_eq!(render(rmm), before, "{input:?} changed the state");
-    assert_eq!(
-        platform.host().take_reports(),
-        vec![line.to_string()],
-        "{input:?}"
-    );
+    let reports: Vec<String> = platform
+        .host()
+        .take_reports()
+        .into_iter()
+        .filter(|report| !report.ends_with("failed commands not logged (rate limit)"))
+        .collect();
+    assert_eq!(reports, vec![line.to_string()], "{input:?}");
 }
 
 #[test]

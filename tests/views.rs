@@ -431,6 +431,8 @@ const RMM_KEYS: &[&str] = &[
     "reclaimable",
     "reaps",
     "reaped_slabs",
+    "ctl_errors",
+    "ctl_errors_unlogged",
     "fail_every",
     "fail_requests",
     "fail_injected",

@@ -178,6 +178,13 @@ impl Platform for KernelPlatform {
         pr_info!("{}\n", args);
     }
 
+    fn monotonic_ns(&self) -> u64 {
+        // SAFETY: `ktime_get` has no preconditions.
+        let now = unsafe { bindings::ktime_get() };
+        // The monotonic clock starts at boot: never negative.
+        now.max(0) as u64
+    }
+
     fn cond_resched(&self) {
         // SAFETY: The `Platform` contract only calls this where sleeping is
         // allowed; `DEBUG_ATOMIC_SLEEP` kernels check that it is.

@@ -11,6 +11,7 @@ use super::{Found, Rmm, MAX_USER_CACHES, RESCHED_EVERY};
 use crate::control::{self, Command, Count, CreateOptions, ParseError};
 use crate::gfp::Gfp;
 use crate::platform::{Platform, PAGE_SIZE};
+use crate::ratelimit::Verdict;
 use crate::slab::{Ctor, DestroyError, KmemCache, SlabFlags, MAX_OBJECT_SIZE};
 use core::ptr::NonNull;
 
@@ -38,9 +39,22 @@ impl<P: Platform> Rmm<P> {
         Ok(())
     }
 
-    pub(super) fn report(&self, error: &CtlError) {
-        self.platform()
-            .report(format_args!("rmm_ctl: {error} (-{})", error.errno_name()));
+    /// Reports a failed command, rate-limited as the kernel limits
+    /// messages users can trigger (10 lines per 5 seconds); every failure
+    /// is counted ([`Rmm::ctl_errors`]).
+    pub(super) fn report(&mut self, error: &CtlError) {
+        let platform = self.pages.platform();
+        match self.ctl_errors.check(platform.monotonic_ns()) {
+            Verdict::Log { suppressed } => {
+                if suppressed > 0 {
+                    platform.report(format_args!(
+                        "rmm_ctl: {suppressed} failed commands not logged (rate limit)"
+                    ));
+                }
+                platform.report(format_args!("rmm_ctl: {error} (-{})", error.errno_name()));
+            }
+            Verdict::Drop => {}
+        }
     }
 
     /// Runs one parsed command.

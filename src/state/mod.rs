@@ -106,6 +106,7 @@ pub use teardown::TeardownSummary;
 use crate::kmalloc::{Kmalloc, KMALLOC_CACHES};
 use crate::page_alloc::{FaultStats, PageAllocator, MAX_ORDER};
 use crate::platform::{AllocError, OfflineCpu, Platform};
+use crate::ratelimit::RateLimit;
 use crate::slab::{KmemCache, SlabFlags};
 use held::{AddrStack, Held};
 use user_caches::UserCaches;
@@ -178,6 +179,7 @@ pub struct Rmm<P: Platform> {
     blocks: [AddrStack; NR_BLOCK_ORDERS],
     corruptions: usize,
     reaps: ReapStats,
+    ctl_errors: RateLimit,
     debug_all: bool,
     torn_down: bool,
     // Last: dropped after everything that came from it.
@@ -213,6 +215,7 @@ impl<P: Platform> Rmm<P> {
             blocks: core::array::from_fn(|_| AddrStack::new()),
             corruptions: 0,
             reaps: ReapStats::default(),
+            ctl_errors: RateLimit::kernel_default(),
             debug_all,
             torn_down: false,
             pages,
@@ -253,6 +256,12 @@ impl<P: Platform> Rmm<P> {
     /// included).
     pub fn corruptions(&self) -> usize {
         self.corruptions
+    }
+
+    /// Failed control commands since load, and how many of them were not
+    /// logged because of the rate limit.
+    pub fn ctl_errors(&self) -> (usize, usize) {
+        (self.ctl_errors.total(), self.ctl_errors.dropped())
     }
 
     /// Makes every `every`-th page request fail from now on, 0 for none

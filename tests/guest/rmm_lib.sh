@@ -88,6 +88,15 @@ has_cache() {
 	grep -q "^$1 " /proc/rmm_slabinfo
 }
 
+# is_number VALUE: VALUE is a non-empty string of decimal digits (busybox
+# test takes an empty operand as 0, so readings are checked first).
+is_number() {
+	case "$1" in
+	'' | *[!0-9]*) return 1 ;;
+	*) return 0 ;;
+	esac
+}
+
 # mem_free_kb: MemFree from /proc/meminfo.
 mem_free_kb() {
 	awk '$1 == "MemFree:" { print $2 }' /proc/meminfo
