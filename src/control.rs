@@ -18,14 +18,18 @@ use core::fmt;
 
 /// Longest accepted line, in bytes, without its newline.
 pub const MAX_LINE: usize = 256;
-/// Longest cache name, in bytes.
-pub const MAX_NAME: usize = 31;
+/// Longest cache name, in bytes (the slab layer's limit).
+pub const MAX_NAME: usize = crate::slab::MAX_NAME_LEN;
 /// Largest COUNT one command may ask for; more is a malformed line.
 pub const MAX_COUNT: usize = 1 << 20;
 /// Largest page order a command may name (the buddy allocator's orders).
-pub const MAX_PAGE_ORDER: u32 = 10;
+pub const MAX_PAGE_ORDER: u32 = crate::buddy::MAX_ORDER;
 /// Largest N of `fail N`.
 pub const MAX_FAIL_EVERY: usize = 1_000_000;
+
+// The error messages below spell these limits out.
+const _: () = assert!(MAX_LINE == 256 && MAX_NAME == 31 && MAX_COUNT == 1_048_576);
+const _: () = assert!(MAX_PAGE_ORDER == 10);
 
 /// How many of the held objects or blocks to free.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

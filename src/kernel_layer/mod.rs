@@ -5,6 +5,7 @@
 //! on the host.
 
 pub mod bench;
+mod constants;
 pub mod cpu_local;
 pub mod cpu_threads;
 pub mod hotplug;

@@ -21,13 +21,19 @@ ktap_check "hold objects, blocks and caches at unload" ctl_ok "create m1 100 cto
 	"alloc m1 20000" "alloc m2 200" "alloc kmalloc-256 5000" "page-alloc 0 300" "page-alloc 6 3"
 during=$(mem_free_kb)
 ktap_print "MemFree before load: $before kB, while holding: $during kB"
-ktap_check "the module really took memory (> 4 MiB)" sh -c "[ $((before - during)) -gt 4096 ]"
+took_memory() {
+	numbers before="$before" during="$during" && [ $((before - during)) -gt 4096 ]
+}
+ktap_check "the module really took memory (> 4 MiB)" took_memory
 ktap_check "unload" rmm_unload
 echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
 after=$(mem_free_kb)
 ktap_print "MemFree after unload: $after kB (difference $((before - after)) kB)"
 # Tolerance: 1 MiB, for the kernel's own caches (per-CPU lists, slab caches
 # of module loading) that do not shrink on demand.
-ktap_check "free memory restored within 1 MiB" sh -c "[ $((before - after)) -lt 1024 ]"
+restored() {
+	numbers before="$before" after="$after" && [ $((before - after)) -lt 1024 ]
+}
+ktap_check "free memory restored within 1 MiB" restored
 ktap_check "nothing of rmm left in /proc" sh -c '! ls /proc | grep -q rmm'
 ktap_finished

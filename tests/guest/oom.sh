@@ -65,10 +65,17 @@ echo 3 >/proc/sys/vm/drop_caches
 ktap_print "$mem_name after freeing and drop_caches: $(mem_kb) kB"
 # The chunks' bookkeeping stays until unload (it is reused for the next
 # chunks), so here only the chunks are checked.
-ktap_check "the shrinker gave every chunk back" [ "$(buddy_stat chunks)" = 0 ]
+chunks_back() {
+	chunks=$(buddy_stat chunks)
+	numbers chunks="$chunks" && [ "$chunks" = 0 ]
+}
+ktap_check "the shrinker gave every chunk back" chunks_back
 ktap_check "unload" rmm_unload
 echo 3 >/proc/sys/vm/drop_caches
 after=$(mem_kb)
 ktap_print "$mem_name after unload: $after kB (difference $((before - after)) kB)"
-ktap_check "free memory recovered within 4 MiB" [ $((before - after)) -lt 4096 ]
+recovered() {
+	numbers before="$before" after="$after" && [ $((before - after)) -lt 4096 ]
+}
+ktap_check "free memory recovered within 4 MiB" recovered
 ktap_finished

@@ -97,6 +97,13 @@ is_number() {
 	esac
 }
 
+# numbers NAME=VALUE...: every VALUE is a number; says which is not.
+numbers() {
+	for pair in "$@"; do
+		is_number "${pair#*=}" || { echo "${pair%%=*} is not a number: '${pair#*=}'"; return 1; }
+	done
+}
+
 # mem_free_kb: MemFree from /proc/meminfo.
 mem_free_kb() {
 	awk '$1 == "MemFree:" { print $2 }' /proc/meminfo
