@@ -15,6 +15,7 @@
 )]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::float_arithmetic)]
 
+pub mod address_hash;
 pub mod bench;
 pub mod buddy;
 pub mod control;
@@ -24,7 +25,6 @@ pub mod page_alloc;
 pub mod percpu_counter;
 pub mod platform;
 pub mod ratelimit;
-pub mod report;
 pub mod slab;
 pub mod state;
 pub mod views;

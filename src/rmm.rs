@@ -11,6 +11,7 @@ use kernel::alloc::{flags, KVec};
 use kernel::error::Error;
 use kernel::prelude::*;
 
+pub mod address_hash;
 pub mod bench;
 pub mod buddy;
 pub mod control;
@@ -20,7 +21,6 @@ pub mod page_alloc;
 pub mod percpu_counter;
 pub mod platform;
 pub mod ratelimit;
-pub mod report;
 pub mod slab;
 pub mod state;
 pub mod views;

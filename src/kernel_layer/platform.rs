@@ -6,9 +6,9 @@
 use super::bindings;
 use super::irq_lock::SpinLockIrq;
 use super::percpu::KernelPerCpu;
+use crate::address_hash::{hash_address, scrub_addresses, LineBuffer};
 use crate::gfp::Gfp;
 use crate::platform::{AllocError, Lock, LockClass, Platform};
-use crate::report::{hash_address, scrub_addresses, LineBuffer};
 use core::alloc::Layout;
 use core::fmt::{self, Write};
 use core::pin::Pin;

@@ -8,11 +8,11 @@
 
 use super::cpu_array::{batchcount_for, cpucache_limit, CpuArray};
 use super::debug::{self, RedZoneDamage};
-use super::layout::{LayoutError, SlabFlags, SlabLayout};
-use super::slab::{
+use super::descriptor::{
     reserve_owner_ids, ListKind, OwnerTag, SlabList, SlabPtr, DESC_ALIGN, STATE_ALLOCATED,
     STATE_FREE,
 };
+use super::layout::{LayoutError, SlabFlags, SlabLayout};
 use super::stats::{CacheStats, SlabInfo, SlabInfoRow};
 use crate::gfp::Gfp;
 use crate::page_alloc::PageAllocator;

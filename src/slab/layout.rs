@@ -11,7 +11,7 @@
 //! `calculate_slab_order` and `cache_estimate`), with the choices rmm makes
 //! spelled out on the constants below.
 
-use super::slab::{DESC_ALIGN, DESC_HEADER_SIZE};
+use super::descriptor::{DESC_ALIGN, DESC_HEADER_SIZE};
 use crate::page_alloc::MAX_ORDER;
 use crate::platform::{CACHE_LINE_SIZE, PAGE_SIZE};
 use core::fmt;

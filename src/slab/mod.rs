@@ -26,7 +26,7 @@
 //! ```
 //!
 //! The page allocator's per-block owner word leads from any object back to
-//! its slab, as `struct page` does in the kernel; see `OwnerTag` in `slab.rs` for the
+//! its slab, as `struct page` does in the kernel; see `OwnerTag` in `descriptor.rs` for the
 //! encoding and why it keeps lock-free checks free of dangling reads.
 //!
 //! # Locks
@@ -62,9 +62,8 @@ mod cpu_array;
 #[cfg(all(test, loom))]
 mod cpu_local_model;
 mod debug;
+mod descriptor;
 mod layout;
-#[allow(clippy::module_inception)]
-mod slab;
 mod stats;
 
 pub use cache::{
@@ -77,11 +76,11 @@ pub use layout::{
 };
 pub use stats::{CacheStats, SlabInfo, SlabInfoRow, SLABINFO_HEADER};
 
-pub(crate) use slab::{reserve_owner_ids, OwnerTag};
+pub(crate) use descriptor::{reserve_owner_ids, OwnerTag};
 
 /// Bytes of a slab descriptor before its free-object index (for tests and
 /// layout checks).
-pub const DESC_HEADER_SIZE: usize = slab::DESC_HEADER_SIZE;
+pub const DESC_HEADER_SIZE: usize = descriptor::DESC_HEADER_SIZE;
 
 /// The per-CPU array limit SLAB's `enable_cpucache` chooses for slots of
 /// `stride` bytes: 1 above 128 KiB, 8 above a page, 24 above 1 KiB, 54

@@ -3,7 +3,7 @@
 //! Report lines reach the kernel log without raw kernel addresses.
 
 use core::fmt::Write;
-use rmm_core::report::{hash_address, scrub_addresses, LineBuffer};
+use rmm_core::address_hash::{hash_address, scrub_addresses, LineBuffer};
 
 fn scrub(line: &str) -> String {
     let mut out = String::new();
