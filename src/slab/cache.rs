@@ -1038,29 +1038,35 @@ impl<P: Platform> KmemCache<P> {
                 continue;
             };
             // SAFETY: objects in arrays are counted in use by their slab,
-            // so the slab is live; the lock is held.
-            unsafe {
+            // so the slab is live; the lock is held; `obj` is one of its
+            // objects, out of the slab.
+            let inuse = unsafe {
                 debug_assert!(slab.magic_ok() && slab.inuse() > 0);
-                let index = self.index_in(slab, obj);
-                slab.put(layout, index);
-                // At most `objs.len()`: no overflow.
-                back = back.wrapping_add(1);
-                let inuse = slab.inuse();
-                // Only a slab that was full or is now empty changes lists.
-                if inuse == 0 {
-                    node.free_objects += back;
-                    node.slab_active -= back;
-                    back = 0;
-                    node.relist(slab, layout.objects());
-                    if node.free_objects > node.keep_free(self.free_limit) {
+                slab.put(layout, self.index_in(slab, obj));
+                slab.inuse()
+            };
+            // At most `objs.len()`: no overflow.
+            back = back.wrapping_add(1);
+            // Only a slab that was full or is now empty changes lists.
+            if inuse == 0 {
+                node.free_objects += back;
+                node.slab_active -= back;
+                back = 0;
+                // SAFETY: live slab of ours on a list, lock held.
+                unsafe { node.relist(slab, layout.objects()) };
+                if node.free_objects > node.keep_free(self.free_limit) {
+                    // SAFETY: the slab just went to the empty list; with no
+                    // object in use it may be released once detached.
+                    unsafe {
                         node.empty.remove(slab);
                         node.free_objects -= layout.objects();
                         self.release_detached(pages, node, slab);
-                        released += 1;
                     }
-                } else if inuse == layout.objects().wrapping_sub(1) {
-                    node.relist(slab, layout.objects());
+                    released += 1;
                 }
+            } else if inuse == layout.objects().wrapping_sub(1) {
+                // SAFETY: live slab of ours on a list, lock held.
+                unsafe { node.relist(slab, layout.objects()) };
             }
         }
         node.free_objects += back;
@@ -1363,6 +1369,81 @@ impl<P: Platform> KmemCache<P> {
         total
     }
 
+    /// Checks one slab of the lists against its list `kind`, its colour,
+    /// its cache and its free index; returns its objects in use.
+    ///
+    /// # Safety
+    ///
+    /// `slab` is a live slab on one of our lists, and the list lock is held.
+    unsafe fn check_slab(
+        &self,
+        pages: &PageAllocator<P>,
+        slab: SlabPtr,
+        kind: ListKind,
+    ) -> Result<usize, &'static str> {
+        let layout = &self.layout;
+        // SAFETY: per the caller's guarantee.
+        let (magic_ok, list, inuse, cache_id, s_mem, colour) = unsafe {
+            (
+                slab.magic_ok(),
+                slab.list(),
+                slab.inuse(),
+                slab.cache_id(),
+                slab.s_mem(),
+                slab.colour(),
+            )
+        };
+        if !magic_ok || list != kind {
+            return Err("slab on the wrong list or without magic");
+        }
+        let expected = if inuse == 0 {
+            ListKind::Empty
+        } else if inuse == layout.objects() {
+            ListKind::Full
+        } else {
+            ListKind::Partial
+        };
+        if expected != kind {
+            return Err("slab on a list that does not match its use");
+        }
+        if cache_id != self.id {
+            return Err("slab of another cache on our list");
+        }
+        let base = s_mem & !(layout.slab_bytes() - 1);
+        if s_mem != base + layout.colour_offset(colour) || colour >= layout.colour_cycle() {
+            return Err("slab's first slot does not match its colour");
+        }
+        if !self.contains(pages, (s_mem + layout.obj_offset()) as *const u8) {
+            return Err("slab's first object not recognised as ours");
+        }
+        // Free indices distinct and in range: a small bitmap, one window of
+        // 1024 indices at a time.
+        let mut window_start = 0;
+        while window_start < layout.objects() {
+            let mut seen = [0u64; 16];
+            for position in inuse..layout.objects() {
+                // SAFETY: per the caller's guarantee; `position < objects`.
+                let index = unsafe { slab.free_entry(layout, position) };
+                if index >= layout.objects() {
+                    return Err("free index out of range");
+                }
+                let Some(bit) = index.checked_sub(window_start).filter(|&b| b < 1024) else {
+                    continue;
+                };
+                if seen[bit / 64] & (1 << (bit % 64)) != 0 {
+                    return Err("free index listed twice");
+                }
+                seen[bit / 64] |= 1 << (bit % 64);
+                // SAFETY: as above; `index < objects`.
+                if layout.track_state() && unsafe { slab.state(layout, index) } != STATE_FREE {
+                    return Err("free object not marked free");
+                }
+            }
+            window_start += 1024;
+        }
+        Ok(inuse)
+    }
+
     /// Checks the cache's invariants (O(objects); for tests): list
     /// membership matches each slab's use, the counts add up, every free
     /// index is distinct, objects in per-CPU arrays are out of their slabs,
@@ -1426,63 +1507,11 @@ impl<P: Platform> KmemCache<P> {
                 while let Some(slab) = next {
                     count += 1;
                     // SAFETY: slabs on our lists are live; the lock is held.
-                    unsafe {
-                        if !slab.magic_ok() || slab.list() != kind {
-                            return Err("slab on the wrong list or without magic");
-                        }
-                        let inuse = slab.inuse();
-                        let expected = if inuse == 0 {
-                            ListKind::Empty
-                        } else if inuse == layout.objects() {
-                            ListKind::Full
-                        } else {
-                            ListKind::Partial
-                        };
-                        if expected != kind {
-                            return Err("slab on a list that does not match its use");
-                        }
-                        if slab.cache_id() != self.id {
-                            return Err("slab of another cache on our list");
-                        }
-                        let base = slab.s_mem() & !(layout.slab_bytes() - 1);
-                        if slab.s_mem() != base + layout.colour_offset(slab.colour())
-                            || slab.colour() >= layout.colour_cycle()
-                        {
-                            return Err("slab's first slot does not match its colour");
-                        }
-                        let first = slab.s_mem() + layout.obj_offset();
-                        if !self.contains(pages, first as *const u8) {
-                            return Err("slab's first object not recognised as ours");
-                        }
-                        // Free indices distinct and in range: a small bitmap,
-                        // one window of 1024 indices at a time.
-                        let mut window_start = 0;
-                        while window_start < layout.objects() {
-                            let mut seen = [0u64; 16];
-                            for position in inuse..layout.objects() {
-                                let index = slab.free_entry(layout, position);
-                                if index >= layout.objects() {
-                                    return Err("free index out of range");
-                                }
-                                let Some(bit) =
-                                    index.checked_sub(window_start).filter(|&b| b < 1024)
-                                else {
-                                    continue;
-                                };
-                                if seen[bit / 64] & (1 << (bit % 64)) != 0 {
-                                    return Err("free index listed twice");
-                                }
-                                seen[bit / 64] |= 1 << (bit % 64);
-                                if layout.track_state() && slab.state(layout, index) != STATE_FREE {
-                                    return Err("free object not marked free");
-                                }
-                            }
-                            window_start += 1024;
-                        }
-                        free_objects += layout.objects() - inuse;
-                        slab_active += inuse;
-                        next = SlabList::next(slab);
-                    }
+                    let inuse = unsafe { self.check_slab(pages, slab, kind) }?;
+                    free_objects += layout.objects() - inuse;
+                    slab_active += inuse;
+                    // SAFETY: as above.
+                    next = unsafe { SlabList::next(slab) };
                 }
                 if count != list.len() {
                     return Err("list length does not match");
