@@ -94,13 +94,13 @@ fn check_accounting(platform: &Shared, rmm: &Rmm<Shared>) {
             let size = cache.object_size();
             for addr in rmm.held_objects(name).unwrap() {
                 // SAFETY: a held object of `size` bytes.
-                let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, size) };
+                let bytes = unsafe { std::slice::from_raw_parts(addr.as_ptr(), size) };
                 assert!(
                     bytes
                         .iter()
                         .enumerate()
                         .all(|(offset, &byte)| byte == pattern_byte(offset)),
-                    "{name}: object {addr:#x} not constructed"
+                    "{name}: object {addr:p} not constructed"
                 );
             }
         }

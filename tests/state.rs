@@ -18,6 +18,7 @@ use rmm_core::state::{
 };
 use rmm_core::views::{write_buddyinfo, write_slabinfo, write_stats};
 use std::collections::{BTreeMap, HashSet};
+use std::ptr::NonNull;
 
 mod common;
 use common::{cache_stats, new_rmm, run, run_err, Shared};
@@ -155,13 +156,13 @@ fn create_options_shape_the_cache() {
     );
     let aligned = rmm.cache("aligned").unwrap().cache;
     assert_eq!(aligned.align(), 256);
-    for addr in rmm.held_objects("aligned").unwrap() {
-        assert_eq!(addr % 256, 0);
+    for obj in rmm.held_objects("aligned").unwrap() {
+        assert_eq!(obj.as_ptr() as usize % 256, 0);
     }
     let hw = rmm.cache("hw").unwrap().cache;
     assert!(hw.align() >= 32, "hwcache alignment {}", hw.align());
-    for addr in rmm.held_objects("hw").unwrap() {
-        assert_eq!(addr % hw.align(), 0);
+    for obj in rmm.held_objects("hw").unwrap() {
+        assert_eq!(obj.as_ptr() as usize % hw.align(), 0);
     }
     let dbg = rmm.cache("dbg").unwrap().cache;
     assert!(dbg.flags().debug());
@@ -504,12 +505,12 @@ fn many_held_objects_cross_stack_blocks() {
         &mut rmm,
         "alloc kmalloc-8 20000\nfree kmalloc-8 1234\nalloc kmalloc-8 1000",
     );
-    let addrs: Vec<usize> = rmm.held_objects("kmalloc-8").unwrap().collect();
+    let addrs: Vec<NonNull<u8>> = rmm.held_objects("kmalloc-8").unwrap().collect();
     assert_eq!(addrs.len(), 20000 - 1234 + 1000);
     assert_eq!(addrs.iter().collect::<HashSet<_>>().len(), addrs.len());
     let cache = rmm.cache("kmalloc-8").unwrap().cache;
     for &addr in &addrs {
-        assert!(cache.contains(rmm.pages(), addr as *const u8));
+        assert!(cache.contains(rmm.pages(), addr.as_ptr()));
     }
     // Long loops give the scheduler a chance.
     let before = platform.resched_calls();
@@ -621,9 +622,9 @@ fn shrink_all_and_reclaimable_pages() {
     teardown_and_drop(&platform, rmm);
 }
 
-fn object_matches_pattern(addr: usize, size: usize) -> bool {
-    // SAFETY: `addr` is an object held by the test's `Rmm`, `size` bytes.
-    let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, size) };
+fn object_matches_pattern(obj: NonNull<u8>, size: usize) -> bool {
+    // SAFETY: `obj` is an object held by the test's `Rmm`, `size` bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(obj.as_ptr(), size) };
     bytes
         .iter()
         .enumerate()
@@ -668,13 +669,13 @@ fn corrupted_constructed_objects_are_reported_and_repaired() {
     run(&mut rmm, "create c 40 ctor\nalloc c 10");
     let victim = rmm.held_objects("c").unwrap().next().unwrap();
     // SAFETY: a held object of 40 bytes nobody else uses.
-    unsafe { (victim as *mut u8).add(5).write(0) };
+    unsafe { victim.as_ptr().add(5).write(0) };
     platform.host().take_reports();
     run(&mut rmm, "free c 1");
     assert_eq!(
         platform.host().take_reports(),
         vec![format!(
-            "rmm_ctl: free c: object {victim:#x} corrupted: byte 5 is 0x00, expected {:#04x}",
+            "rmm_ctl: free c: object {victim:p} corrupted: byte 5 is 0x00, expected {:#04x}",
             pattern_byte(5)
         )]
     );
@@ -689,10 +690,10 @@ fn corrupted_constructed_objects_are_reported_and_repaired() {
     assert!(object_matches_pattern(again, 40));
 
     // Many corruptions: a few lines, then a summary line.
-    let addrs: Vec<usize> = rmm.held_objects("c").unwrap().collect();
+    let addrs: Vec<NonNull<u8>> = rmm.held_objects("c").unwrap().collect();
     for &addr in &addrs {
         // SAFETY: as above.
-        unsafe { (addr as *mut u8).write(0xff) };
+        unsafe { addr.as_ptr().write(0xff) };
     }
     run(&mut rmm, "free c all");
     let reports = platform.host().take_reports();
@@ -715,7 +716,7 @@ fn corrupted_constructed_objects_are_reported_and_repaired() {
     run(&mut rmm, "alloc c 2");
     let addr = rmm.held_objects("c").unwrap().next().unwrap();
     // SAFETY: as above.
-    unsafe { (addr as *mut u8).add(39).write(0) };
+    unsafe { addr.as_ptr().add(39).write(0) };
     let summary = teardown_and_drop(&platform, rmm);
     assert_eq!(summary.corruptions, 1);
     assert!(summary.to_string().ends_with(", 1 corrupted objects found"));
@@ -739,7 +740,7 @@ fn expected_reason(kind: &str) -> SlabFreeError {
 fn check_invalid_free(rmm: &mut Rmm<Shared>, platform: &Shared, name: &str, kind: &str) {
     let reason = expected_reason(kind).to_string();
     let before = cache_stats(rmm, name);
-    let held_before: Vec<usize> = rmm.held_objects(name).unwrap().collect();
+    let held_before: Vec<NonNull<u8>> = rmm.held_objects(name).unwrap().collect();
     platform.host().take_reports();
     platform.host().take_infos();
     run(rmm, &format!("invalid-free {name} {kind}"));
@@ -762,7 +763,7 @@ fn check_invalid_free(rmm: &mut Rmm<Shared>, platform: &Shared, name: &str, kind
     for key in ["held", "active", "corruptions"] {
         assert_eq!(after[key], before[key], "{name} {kind}: {key}");
     }
-    let held_after: Vec<usize> = rmm.held_objects(name).unwrap().collect();
+    let held_after: Vec<NonNull<u8>> = rmm.held_objects(name).unwrap().collect();
     assert_eq!(held_after, held_before, "{name} {kind}: held objects");
     for entry in rmm.caches() {
         entry.cache.check_invariants(rmm.pages()).unwrap();

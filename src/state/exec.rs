@@ -13,7 +13,6 @@ use crate::gfp::Gfp;
 use crate::platform::{Platform, PAGE_SIZE};
 use crate::ratelimit::Verdict;
 use crate::slab::{Ctor, DestroyError, KmemCache, SlabFlags, MAX_OBJECT_SIZE};
-use core::ptr::NonNull;
 
 impl<P: Platform> Rmm<P> {
     /// Runs the commands of one write, in order; see the module
@@ -259,7 +258,7 @@ impl<P: Platform> Rmm<P> {
                 .pages
                 .alloc_pages(order, Gfp::KERNEL)
                 .map_err(|_| out_of_memory)?;
-            if stack.push(platform, block.as_ptr() as usize).is_err() {
+            if stack.push(platform, block).is_err() {
                 // SAFETY: the block was just allocated at this order and
                 // never handed to anyone.
                 let _ = unsafe { self.pages.free_pages(block, order) };
@@ -278,18 +277,16 @@ impl<P: Platform> Rmm<P> {
         let platform = self.pages.platform();
         let mut freed = 0;
         while freed < count {
-            let Some(addr) = stack.pop(platform) else {
+            let Some(block) = stack.pop(platform) else {
                 break;
             };
             if freed > 0 && freed % RESCHED_EVERY == 0 {
                 platform.cond_resched();
             }
-            if let Some(block) = NonNull::new(addr as *mut u8) {
-                // SAFETY: the block was allocated at this order by
-                // `alloc_blocks` and only the stack knew it.
-                // A rejection is reported by the page allocator itself.
-                let _ = unsafe { self.pages.free_pages(block, order) };
-            }
+            // SAFETY: the block was allocated at this order by
+            // `alloc_blocks` and only the stack knew it. A rejection is
+            // reported by the page allocator itself.
+            let _ = unsafe { self.pages.free_pages(block, order) };
             freed += 1;
         }
         freed

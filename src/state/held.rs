@@ -56,16 +56,17 @@ unsafe fn pattern_mismatch(obj: *const u8, size: usize) -> Option<(usize, u8)> {
 }
 
 /// Addresses per block of an [`AddrStack`]: a page of words, less the link.
-const STACK_BLOCK_SLOTS: usize = PAGE_SIZE / size_of::<usize>() - 1;
+const STACK_BLOCK_SLOTS: usize = PAGE_SIZE / size_of::<*mut u8>() - 1;
 
 /// One page-sized block of an [`AddrStack`].
 #[repr(C)]
 struct StackBlock {
     below: *mut StackBlock,
-    slots: [usize; STACK_BLOCK_SLOTS],
+    slots: [*mut u8; STACK_BLOCK_SLOTS],
 }
 
-/// A stack of addresses in page-sized blocks of bookkeeping memory.
+/// A stack of pointers (held objects, held blocks) in page-sized blocks of
+/// bookkeeping memory.
 ///
 /// Holding a million objects takes 8 MiB of addresses; one contiguous
 /// array of that size is more than the kernel's `kmalloc` (behind
@@ -109,7 +110,7 @@ impl AddrStack {
     pub(super) fn push<P: Platform>(
         &mut self,
         platform: &P,
-        addr: usize,
+        ptr: NonNull<u8>,
     ) -> Result<(), AllocError> {
         if self.top.is_null() || self.top_len == STACK_BLOCK_SLOTS {
             let block = platform
@@ -126,13 +127,13 @@ impl AddrStack {
             self.top_len = 0;
         }
         // SAFETY: `top` is a live block and `top_len < STACK_BLOCK_SLOTS`.
-        unsafe { ptr::addr_of_mut!((*self.top).slots[self.top_len]).write(addr) };
+        unsafe { ptr::addr_of_mut!((*self.top).slots[self.top_len]).write(ptr.as_ptr()) };
         self.top_len += 1;
         self.len += 1;
         Ok(())
     }
 
-    pub(super) fn pop<P: Platform>(&mut self, platform: &P) -> Option<usize> {
+    pub(super) fn pop<P: Platform>(&mut self, platform: &P) -> Option<NonNull<u8>> {
         if self.top.is_null() {
             return None;
         }
@@ -140,7 +141,7 @@ impl AddrStack {
         self.len -= 1;
         // SAFETY: by the invariants the top block is live and its slot
         // `top_len` (the old `top_len - 1`) is filled.
-        let addr = unsafe { (*self.top).slots[self.top_len] };
+        let popped = unsafe { (*self.top).slots[self.top_len] };
         if self.top_len == 0 {
             let block = self.top;
             // SAFETY: the block is live; its link was initialised.
@@ -156,10 +157,11 @@ impl AddrStack {
                 unsafe { platform.free_meta(block.cast(), Self::BLOCK_LAYOUT) };
             }
         }
-        Some(addr)
+        // Only non-null pointers are pushed.
+        NonNull::new(popped)
     }
 
-    /// The addresses, most recently pushed first.
+    /// The pointers, most recently pushed first.
     pub(super) fn iter(&self) -> AddrIter<'_> {
         AddrIter {
             block: self.top,
@@ -185,22 +187,23 @@ pub(super) struct AddrIter<'a> {
 }
 
 impl Iterator for AddrIter<'_> {
-    type Item = usize;
+    type Item = NonNull<u8>;
 
-    fn next(&mut self) -> Option<usize> {
+    fn next(&mut self) -> Option<NonNull<u8>> {
         if self.block.is_null() {
             return None;
         }
         self.index -= 1;
         // SAFETY: the stack is borrowed, so its blocks are live; `index`
         // was below the block's filled slots.
-        let addr = unsafe { (*self.block).slots[self.index] };
+        let ptr = unsafe { (*self.block).slots[self.index] };
         if self.index == 0 {
             // SAFETY: as above.
             self.block = unsafe { (*self.block).below };
             self.index = STACK_BLOCK_SLOTS;
         }
-        Some(addr)
+        // Only non-null pointers are pushed.
+        NonNull::new(ptr)
     }
 }
 
@@ -247,7 +250,7 @@ pub(super) fn alloc_held<P: Platform>(
             requested: count,
         };
         let obj = cache.alloc(pages, Gfp::KERNEL).map_err(|_| out_of_memory)?;
-        if held.objects.push(platform, obj.as_ptr() as usize).is_err() {
+        if held.objects.push(platform, obj).is_err() {
             // SAFETY: the object was just allocated and never handed out.
             let _ = unsafe { cache.free(pages, obj) };
             return Err(out_of_memory);
@@ -270,16 +273,13 @@ pub(super) fn free_held<P: Platform>(
     let size = cache.object_size();
     let mut freed = Freed::default();
     while freed.objects < count {
-        let Some(addr) = held.objects.pop(platform) else {
+        let Some(obj) = held.objects.pop(platform) else {
             break;
         };
         if freed.objects > 0 && freed.objects % RESCHED_EVERY == 0 {
             platform.cond_resched();
         }
         freed.objects += 1;
-        let Some(obj) = NonNull::new(addr as *mut u8) else {
-            continue;
-        };
         if held.pattern {
             // SAFETY: a held object of `size` bytes, allocated from `cache`
             // and not freed.
@@ -287,7 +287,7 @@ pub(super) fn free_held<P: Platform>(
                 freed.corrupted += 1;
                 if freed.corrupted <= CORRUPTION_REPORTS {
                     platform.report(format_args!(
-                        "rmm_ctl: {what} {}: object {addr:#x} corrupted: byte {offset} is {value:#04x}, expected {:#04x}",
+                        "rmm_ctl: {what} {}: object {obj:p} corrupted: byte {offset} is {value:#04x}, expected {:#04x}",
                         cache.name(),
                         pattern_byte(offset)
                     ));

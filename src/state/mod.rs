@@ -108,6 +108,7 @@ use crate::page_alloc::{FaultStats, PageAllocator, MAX_ORDER};
 use crate::platform::{AllocError, OfflineCpu, Platform};
 use crate::ratelimit::RateLimit;
 use crate::slab::{KmemCache, SlabFlags};
+use core::ptr::NonNull;
 use held::{AddrStack, Held};
 use user_caches::UserCaches;
 
@@ -316,9 +317,9 @@ impl<P: Platform> Rmm<P> {
         self.caches().find(|entry| entry.cache.name() == name)
     }
 
-    /// Addresses of the objects held in cache `name`, most recently
-    /// allocated first (the order `free` takes them in).
-    pub fn held_objects(&self, name: &str) -> Option<impl Iterator<Item = usize> + '_> {
+    /// The objects held in cache `name`, most recently allocated first (the
+    /// order `free` takes them in).
+    pub fn held_objects(&self, name: &str) -> Option<impl Iterator<Item = NonNull<u8>> + '_> {
         let held = match self.find(name)? {
             Found::Generic(index) => self.generic_held.get(index)?,
             Found::User(index) => &self.users.get(index)?.held,
