@@ -7,7 +7,7 @@ use super::errors::{CtlError, CtlErrorKind, Subject, Verb};
 use super::held::{alloc_held, free_held, pattern_ctor, Held};
 use super::invalid_free::invalid_free;
 use super::user_caches::{MetaBox, UserCache};
-use super::{Found, Rmm, MAX_USER_CACHES, RESCHED_EVERY};
+use super::{Found, Rmm, MAX_USER_CACHES};
 use crate::control::{self, Command, Count, CreateOptions, ParseError};
 use crate::gfp::Gfp;
 use crate::platform::{Platform, PAGE_SIZE};
@@ -245,27 +245,17 @@ impl<P: Platform> Rmm<P> {
         let Some(stack) = self.blocks.get_mut(order as usize) else {
             return Err(CtlErrorKind::Parse(ParseError::BadOrder));
         };
-        let platform = self.pages.platform();
-        for done in 0..count {
-            if done > 0 && done % RESCHED_EVERY == 0 {
-                platform.cond_resched();
-            }
-            let out_of_memory = CtlErrorKind::OutOfMemory {
-                done,
-                requested: count,
-            };
-            let block = self
-                .pages
-                .alloc_pages(order, Gfp::KERNEL)
-                .map_err(|_| out_of_memory)?;
-            if stack.push(platform, block).is_err() {
+        let pages = &self.pages;
+        stack.fill(
+            pages.platform(),
+            count,
+            || pages.alloc_pages(order, Gfp::KERNEL).ok(),
+            |block| {
                 // SAFETY: the block was just allocated at this order and
                 // never handed to anyone.
-                let _ = unsafe { self.pages.free_pages(block, order) };
-                return Err(out_of_memory);
-            }
-        }
-        Ok(())
+                let _ = unsafe { pages.free_pages(block, order) };
+            },
+        )
     }
 
     /// Frees `count` held blocks of `order` (at most what is held); returns
@@ -274,21 +264,12 @@ impl<P: Platform> Rmm<P> {
         let Some(stack) = self.blocks.get_mut(order as usize) else {
             return 0;
         };
-        let platform = self.pages.platform();
-        let mut freed = 0;
-        while freed < count {
-            let Some(block) = stack.pop(platform) else {
-                break;
-            };
-            if freed > 0 && freed % RESCHED_EVERY == 0 {
-                platform.cond_resched();
-            }
+        let pages = &self.pages;
+        stack.drain(pages.platform(), count, |block| {
             // SAFETY: the block was allocated at this order by
             // `alloc_blocks` and only the stack knew it. A rejection is
             // reported by the page allocator itself.
-            let _ = unsafe { self.pages.free_pages(block, order) };
-            freed += 1;
-        }
-        freed
+            let _ = unsafe { pages.free_pages(block, order) };
+        })
     }
 }

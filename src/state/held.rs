@@ -161,6 +161,58 @@ impl AddrStack {
         NonNull::new(popped)
     }
 
+    /// Pushes `count` pointers from `alloc`, calling
+    /// [`Platform::cond_resched`] every [`RESCHED_EVERY`]. When `alloc`
+    /// runs out, or the stack cannot grow (then `give_back` gets the
+    /// pointer it could not keep), stops with `OutOfMemory` saying how many
+    /// were pushed; those stay.
+    pub(super) fn fill<P: Platform>(
+        &mut self,
+        platform: &P,
+        count: usize,
+        mut alloc: impl FnMut() -> Option<NonNull<u8>>,
+        give_back: impl FnOnce(NonNull<u8>),
+    ) -> Result<(), CtlErrorKind> {
+        for done in 0..count {
+            if done > 0 && done % RESCHED_EVERY == 0 {
+                platform.cond_resched();
+            }
+            let out_of_memory = CtlErrorKind::OutOfMemory {
+                done,
+                requested: count,
+            };
+            let ptr = alloc().ok_or(out_of_memory)?;
+            if self.push(platform, ptr).is_err() {
+                give_back(ptr);
+                return Err(out_of_memory);
+            }
+        }
+        Ok(())
+    }
+
+    /// Pops up to `count` pointers, most recent first, into `release`,
+    /// calling [`Platform::cond_resched`] every [`RESCHED_EVERY`]; returns
+    /// how many.
+    pub(super) fn drain<P: Platform>(
+        &mut self,
+        platform: &P,
+        count: usize,
+        mut release: impl FnMut(NonNull<u8>),
+    ) -> usize {
+        let mut popped = 0;
+        while popped < count {
+            let Some(ptr) = self.pop(platform) else {
+                break;
+            };
+            if popped > 0 && popped % RESCHED_EVERY == 0 {
+                platform.cond_resched();
+            }
+            release(ptr);
+            popped += 1;
+        }
+        popped
+    }
+
     /// The pointers, most recently pushed first.
     pub(super) fn iter(&self) -> AddrIter<'_> {
         AddrIter {
@@ -240,23 +292,15 @@ pub(super) fn alloc_held<P: Platform>(
     held: &mut Held,
     count: usize,
 ) -> Result<(), CtlErrorKind> {
-    let platform = pages.platform();
-    for done in 0..count {
-        if done > 0 && done % RESCHED_EVERY == 0 {
-            platform.cond_resched();
-        }
-        let out_of_memory = CtlErrorKind::OutOfMemory {
-            done,
-            requested: count,
-        };
-        let obj = cache.alloc(pages, Gfp::KERNEL).map_err(|_| out_of_memory)?;
-        if held.objects.push(platform, obj).is_err() {
+    held.objects.fill(
+        pages.platform(),
+        count,
+        || cache.alloc(pages, Gfp::KERNEL).ok(),
+        |obj| {
             // SAFETY: the object was just allocated and never handed out.
             let _ = unsafe { cache.free(pages, obj) };
-            return Err(out_of_memory);
-        }
-    }
-    Ok(())
+        },
+    )
 }
 
 /// Frees the `count` most recently held objects (at most what is held),
@@ -271,21 +315,15 @@ pub(super) fn free_held<P: Platform>(
 ) -> Freed {
     let platform = pages.platform();
     let size = cache.object_size();
-    let mut freed = Freed::default();
-    while freed.objects < count {
-        let Some(obj) = held.objects.pop(platform) else {
-            break;
-        };
-        if freed.objects > 0 && freed.objects % RESCHED_EVERY == 0 {
-            platform.cond_resched();
-        }
-        freed.objects += 1;
-        if held.pattern {
+    let pattern = held.pattern;
+    let mut corrupted = 0;
+    let objects = held.objects.drain(platform, count, |obj| {
+        if pattern {
             // SAFETY: a held object of `size` bytes, allocated from `cache`
             // and not freed.
             if let Some((offset, value)) = unsafe { pattern_mismatch(obj.as_ptr(), size) } {
-                freed.corrupted += 1;
-                if freed.corrupted <= CORRUPTION_REPORTS {
+                corrupted += 1;
+                if corrupted <= CORRUPTION_REPORTS {
                     platform.report(format_args!(
                         "rmm_ctl: {what} {}: object {obj:p} corrupted: byte {offset} is {value:#04x}, expected {:#04x}",
                         cache.name(),
@@ -300,7 +338,8 @@ pub(super) fn free_held<P: Platform>(
         // SAFETY: the object was allocated from `cache` by `alloc_held` and
         // only the held stack knew it. A rejection is reported by the cache.
         let _ = unsafe { cache.free(pages, obj) };
-    }
+    });
+    let freed = Freed { objects, corrupted };
     if freed.corrupted > CORRUPTION_REPORTS {
         platform.report(format_args!(
             "rmm_ctl: {what} {}: {} more corrupted objects not listed",

@@ -171,9 +171,6 @@ ktap_check "unload" rmm_unload
 settle
 mem_after=$(mem_free_kb)
 ktap_print "MemFree before load: $mem_before kB, after unload: $mem_after kB"
-restored() {
-	numbers before="$mem_before" after="$mem_after" && [ $((mem_before - mem_after)) -lt 1024 ]
-}
-ktap_check "free memory restored within 1 MiB" restored
+ktap_check "free memory restored within 1 MiB" within_kb "$mem_before" "$mem_after" 1024
 
 ktap_finished

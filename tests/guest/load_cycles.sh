@@ -89,10 +89,7 @@ after=$(mem_free_kb)
 ktap_print "MemFree before the cycles: $before kB, after: $after kB (difference $((before - after)) kB)"
 # Tolerance: 2 MiB over 50 cycles, for the kernel's own caches (per-CPU
 # page lists, slab caches of module loading) that do not shrink on demand.
-restored() {
-	numbers before="$before" after="$after" && [ $((before - after)) -lt 2048 ]
-}
-ktap_check "free memory restored within 2 MiB" restored
+ktap_check "free memory restored within 2 MiB" within_kb "$before" "$after" 2048
 ktap_check "nothing of rmm left in /proc" sh -c '! ls /proc | grep -q rmm'
 ktap_check "nothing of rmm left in /sys/module" test ! -e /sys/module/rmm
 ktap_finished

@@ -31,9 +31,6 @@ after=$(mem_free_kb)
 ktap_print "MemFree after unload: $after kB (difference $((before - after)) kB)"
 # Tolerance: 1 MiB, for the kernel's own caches (per-CPU lists, slab caches
 # of module loading) that do not shrink on demand.
-restored() {
-	numbers before="$before" after="$after" && [ $((before - after)) -lt 1024 ]
-}
-ktap_check "free memory restored within 1 MiB" restored
+ktap_check "free memory restored within 1 MiB" within_kb "$before" "$after" 1024
 ktap_check "nothing of rmm left in /proc" sh -c '! ls /proc | grep -q rmm'
 ktap_finished

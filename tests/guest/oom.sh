@@ -74,8 +74,5 @@ ktap_check "unload" rmm_unload
 echo 3 >/proc/sys/vm/drop_caches
 after=$(mem_kb)
 ktap_print "$mem_name after unload: $after kB (difference $((before - after)) kB)"
-recovered() {
-	numbers before="$before" after="$after" && [ $((before - after)) -lt 4096 ]
-}
-ktap_check "free memory recovered within 4 MiB" recovered
+ktap_check "free memory recovered within 4 MiB" within_kb "$before" "$after" 4096
 ktap_finished

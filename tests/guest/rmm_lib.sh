@@ -104,6 +104,12 @@ numbers() {
 	done
 }
 
+# within_kb BEFORE AFTER LIMIT: both are numbers and AFTER is less than
+# LIMIT kB below BEFORE (memory given back within a tolerance).
+within_kb() {
+	numbers before="$1" after="$2" && [ $(($1 - $2)) -lt "$3" ]
+}
+
 # mem_free_kb: MemFree from /proc/meminfo.
 mem_free_kb() {
 	awk '$1 == "MemFree:" { print $2 }' /proc/meminfo
