@@ -5,9 +5,9 @@
 # a terminal: tmux gives it a pseudo-terminal, types into it with send-keys
 # and reads the screen with capture-pane. Two sessions on the given kernel
 # (default debug, the one `make test` has built): one typing insmod, cat
-# /proc/rmm_slabinfo, dmesg, a Ctrl-C, rmmod and poweroff; one leaving with
-# the QEMU escape Ctrl-A X. Also `make shell` without a terminal. Prints
-# KTAP; exits non-zero on any failure.
+# /proc/rmm_slabinfo, slabtop on it, dmesg, a Ctrl-C, rmmod and poweroff;
+# one leaving with the QEMU escape Ctrl-A X. Also `make shell` without a
+# terminal. Prints KTAP; exits non-zero on any failure.
 set -euo pipefail
 . "$(dirname "$0")/../scripts/common.sh"
 cd "$RMM_ROOT"
@@ -100,7 +100,7 @@ sane() {
 }
 
 echo "TAP version 13"
-echo "1..13"
+echo "1..14"
 t0=$(date +%s)
 
 # Without a terminal: a clear refusal, before anything is booted.
@@ -123,6 +123,11 @@ check "cat /proc/rmm_slabinfo shows the slabinfo 2.1 header" a 1 '^slabinfo - ve
 check "and the row of the demo cache rmm_student" a 1 \
 	'^rmm_student +[0-9]+ +161 +24 +161 +1 : tunables'
 check "and the row of kmalloc-64" a 1 '^kmalloc-64 +[0-9]+ +[0-9]+ +64 +[0-9]+ +1 : tunables +[0-9]+ +[0-9]+ +0 : slabdata'
+# The README's recipe: slabtop on rmm's slabinfo, in its full-screen mode.
+type_line a "unshare -m sh -c 'mount --bind /proc/rmm_slabinfo /proc/slabinfo && slabtop --sort=n'"
+check "slabtop's screen on rmm_slabinfo shows rmm_student (0.02K objects, 161 per slab)" a "$step_wait" \
+	'^ *[0-9]+ +[0-9]+ +[0-9]+% +0\.02K +[0-9]+ +161 +[0-9]+K rmm_student'
+"${tmux_[@]}" send-keys -t a q
 type_and_wait a "dmesg | grep 'rmm: loaded'" || true
 check "dmesg shows the module's load line" a 1 '^\[ *[0-9.]+\] rmm: loaded: 14 caches'
 
@@ -153,5 +158,5 @@ else
 fi
 
 echo "# $((num - failed)) of $num passed in $(($(date +%s) - t0)) s ($flavour kernel)"
-[ "$num" = 13 ] || { echo "# planned 13 tests but ran $num"; failed=$((failed + 1)); }
+[ "$num" = 14 ] || { echo "# planned 14 tests but ran $num"; failed=$((failed + 1)); }
 [ "$failed" = 0 ]
