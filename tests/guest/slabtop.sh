@@ -6,8 +6,9 @@
 # namespace, and collectl reads /proc/rmm_buddyinfo bind-mounted over
 # /proc/buddyinfo (procps has no reader of buddyinfo). Every cache and every
 # figure they show must be the ones rmm's files hold. The binaries are
-# Debian's, copied into the image by scripts/vm-run. With --show, the
-# readers' output is printed as well (for the README).
+# Debian's, copied into the image by scripts/vm-run for scripts that say:
+# vm-run: with-tools
+# With --show, the readers' output is printed as well (for the README).
 . "$(dirname "$0")/ktap.sh"
 . "$(dirname "$0")/rmm_lib.sh"
 
