@@ -100,7 +100,7 @@ sane() {
 }
 
 echo "TAP version 13"
-echo "1..14"
+echo "1..15"
 t0=$(date +%s)
 
 # Without a terminal: a clear refusal, before anything is booted.
@@ -144,6 +144,13 @@ type_and_wait a 'cat /proc/rmm_slabinfo' || true
 check "after rmmod rmm, /proc/rmm_slabinfo is gone" a 1 '^cat: can.t open ./proc/rmm_slabinfo.: No such file or directory'
 type_line a 'poweroff'
 check "poweroff ends the VM and make shell exits with 0" a "$step_wait" '^rmm-pty: make shell exited with 0$'
+last=$(screen a | grep -E '^root@rmm-vm:' | tail -n 1)
+if [ "$last" = 'root@rmm-vm:/rmm# poweroff' ]; then
+	ok "no prompt after poweroff"
+else
+	echo "# the last prompt: '$last'"
+	not_ok "no prompt after poweroff"
+fi
 if sane a; then ok "the terminal's settings are restored"; else not_ok "the terminal's settings are restored"; fi
 
 # The QEMU escape, for a guest that no longer answers.
@@ -158,5 +165,5 @@ else
 fi
 
 echo "# $((num - failed)) of $num passed in $(($(date +%s) - t0)) s ($flavour kernel)"
-[ "$num" = 14 ] || { echo "# planned 14 tests but ran $num"; failed=$((failed + 1)); }
+[ "$num" = 15 ] || { echo "# planned 15 tests but ran $num"; failed=$((failed + 1)); }
 [ "$failed" = 0 ]
