@@ -64,17 +64,24 @@ check() {
 # prompts SESSION: how many shell prompts the screen shows so far.
 prompts() { screen "$1" | grep -cE '^root@rmm-vm:/rmm# ' || true; }
 
-# type_and_wait SESSION TEXT: types TEXT and waits for the next prompt.
-type_and_wait() {
-	local n i
-	n=$(prompts "$1")
-	type_line "$1" "$2"
+# prompt_after SESSION N WHAT: waits until the screen shows more than N
+# prompts (the one WHAT was typed at, then a new one).
+prompt_after() {
+	local i
 	for ((i = 0; i < step_wait * 2; i++)); do
-		[ "$(prompts "$1")" -gt "$n" ] && return 0
+		[ "$(prompts "$1")" -gt "$2" ] && return 0
 		sleep 0.5
 	done
-	echo "# no prompt after '$2'"
+	echo "# no prompt after $3"
 	return 1
+}
+
+# type_and_wait SESSION TEXT: types TEXT and waits for the next prompt.
+type_and_wait() {
+	local n
+	n=$(prompts "$1")
+	type_line "$1" "$2"
+	prompt_after "$1" "$n" "'$2'"
 }
 
 # start SESSION: `make shell` in a new 150x45 terminal; the terminal's
@@ -124,18 +131,25 @@ check "and the row of the demo cache rmm_student" a 1 \
 	'^rmm_student +[0-9]+ +161 +24 +161 +1 : tunables'
 check "and the row of kmalloc-64" a 1 '^kmalloc-64 +[0-9]+ +[0-9]+ +64 +[0-9]+ +1 : tunables +[0-9]+ +[0-9]+ +0 : slabdata'
 # The README's recipe: slabtop on rmm's slabinfo, in its full-screen mode.
+# Full screen (the alternate screen, without scrollback, while it runs),
+# so prompts are counted before; q quits it.
+n=$(prompts a)
 type_line a "unshare -m sh -c 'mount --bind /proc/rmm_slabinfo /proc/slabinfo && slabtop --sort=n'"
 check "slabtop's screen on rmm_slabinfo shows rmm_student (0.02K objects, 161 per slab)" a "$step_wait" \
 	'^ *[0-9]+ +[0-9]+ +[0-9]+% +0\.02K +[0-9]+ +161 +[0-9]+K rmm_student'
 "${tmux_[@]}" send-keys -t a q
+prompt_after a "$n" "slabtop's q" || true
 type_and_wait a "dmesg | grep 'rmm: loaded'" || true
 check "dmesg shows the module's load line" a 1 '^\[ *[0-9.]+\] rmm: loaded: 14 caches'
 
-# Ctrl-C stops the foreground command, not the VM.
-type_line a 'sleep 600'
-sleep 1
+# Ctrl-C stops the foreground command, not the VM. (The guest's shell
+# expands what is in single quotes here.)
+# shellcheck disable=SC2016
+type_line a 'echo "sleeping: $((6 * 6))"; sleep 600'
+wait_for a "$step_wait" '^sleeping: 36$' || true
+sleep 0.5
 "${tmux_[@]}" send-keys -t a C-c
-# shellcheck disable=SC2016 # the guest's shell expands it
+# shellcheck disable=SC2016
 type_and_wait a 'echo "interrupted: $((6 * 7))"' || true
 check "Ctrl-C interrupts a command in the guest and the shell goes on" a 1 '^interrupted: 42$'
 
