@@ -8,15 +8,15 @@
 # stand-in `make` first on PATH that writes a few "  CC" lines slowly and
 # makes Module.symvers. Nothing is compiled. Prints KTAP.
 set -euo pipefail
-. "$(dirname "$0")/../scripts/common.sh"
-cd "$RMM_ROOT"
-
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# Before common.sh, which derives the tool paths from RMM_CACHE.
 export RMM_CACHE=$work/cache RMM_PROGRESS_INTERVAL=1
 # The default route first: run-tests' RMM_PROGRESS_FD is not for these runs.
 unset RMM_PROGRESS_FD
-tools=$RMM_CACHE/tools/bin
+. "$(dirname "$0")/../scripts/common.sh"
+cd "$RMM_ROOT"
+tools=$(dirname "$BINDGEN")
 mkdir -p "$tools" "$work/bin"
 printf '#!/bin/sh\necho "bindgen %s"\n' "$BINDGEN_VERSION" >"$tools/bindgen"
 # make: configuration targets make an empty .config; the build target
@@ -77,7 +77,7 @@ set -e
 result "the dry debug build succeeds" $rc
 lines_ok "$work/stderr" debug
 result "its progress lines are on stderr" $?
-[ "$(cat "$work/stdout")" = "$RMM_CACHE/kernels/debug-$(kernel_key debug)" ]
+[ "$(cat "$work/stdout")" = "$(kernel_build_dir debug)" ] && [ -f "$(kernel_build_dir debug)/.rmm-complete" ]
 result "stdout holds only the build directory" $?
 
 # As inside run-tests' lint step: stdout and stderr into a log, the
