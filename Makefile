@@ -5,6 +5,8 @@
 #   make            build rmm.ko against the cached perf test kernel
 #                   (or against KDIR=/path/to/your/built/kernel)
 #   make run        the demo: boot a VM, load rmm, show what it does, unload
+#   make shell      a root shell in the VM, rmm.ko beside it (KERNEL=debug for
+#                   the sanitizers); leave with poweroff or Ctrl-A X
 #   make test       every test: host tests, format, lints, guest tests
 #   make bench      rmm against SLUB, the page allocator and percpu_counter
 #                   (bench/, README's performance section; about 2 minutes)
@@ -17,10 +19,11 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 FLAVOUR := $(if $(KDIR),kdir,perf)
+KERNEL ?= perf
 RUSTFMT := /usr/bin/rustfmt
 CLIPPY_DRIVER := /usr/bin/clippy-driver
 
-.PHONY: all module setup run test bench host-test fmt fmt-check clippy rust-analyzer clean
+.PHONY: all module setup run shell test bench host-test fmt fmt-check clippy rust-analyzer clean
 
 all: module
 
@@ -33,6 +36,9 @@ module: setup
 
 run: setup
 	@scripts/vm-run --kernel perf --quiet tests/guest/demo.sh
+
+shell: setup
+	@scripts/vm-run --shell --kernel $(KERNEL)
 
 test: setup
 	@scripts/run-tests

@@ -16,6 +16,19 @@ KERNEL_TARBALL=/usr/src/linux-source-$KERNEL_SERIES.tar.xz
 say() { printf 'rmm: %s\n' "$*"; }
 die() { printf 'rmm: error: %s\n' "$*" >&2; exit 1; }
 
+# progress MESSAGE: a line of a long step's progress (a kernel build). It
+# goes to stderr, or to the open descriptor named by RMM_PROGRESS_FD:
+# scripts/run-tests points that at its own stderr, so that the lines reach
+# the person even from a step whose output it keeps in a log file.
+progress() {
+	local fd=${RMM_PROGRESS_FD:-2}
+	if [[ "$fd" =~ ^[0-9]+$ ]] && { true >&"$fd"; } 2>/dev/null; then
+		say "$@" >&"$fd"
+	else
+		say "$@" >&2
+	fi
+}
+
 # The kernel version inside the Debian source tarball, e.g. 6.12.117.
 kernel_source_version() {
 	dpkg-query -W -f='${Version}' "linux-source-$KERNEL_SERIES" 2>/dev/null | sed 's/-.*//'
