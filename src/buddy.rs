@@ -875,6 +875,9 @@ impl BuddyCore {
         let slot = id as usize >> MAX_ORDER;
         let offset = id as usize & (CHUNK_FRAMES - 1);
         let meta = self.meta_ptr(slot);
+        // A list member's chunk has metadata (type invariants); checked
+        // before anything changes, so that `None` leaves the lists intact.
+        let meta_nn = NonNull::new(meta.cast_mut())?;
         // SAFETY: list members are blocks of live chunks, whose metadata is
         // live (type invariants).
         let records = unsafe { ChunkMeta::records(meta) };
@@ -899,8 +902,7 @@ impl BuddyCore {
         head.order = order as u8;
         Some(AllocatedBlock {
             frame: self.base_frame_of_slot(slot) | offset,
-            // A list member's chunk has metadata (type invariants).
-            meta: NonNull::new(meta.cast_mut())?,
+            meta: meta_nn,
         })
     }
 

@@ -279,7 +279,9 @@ impl<P: Platform> Kmalloc<P> {
             owner_id: self.id,
             order,
         };
-        pages.set_block_owner(block, order, tag.encode(), 0);
+        // SAFETY: a block just allocated at `order`, tagged as this
+        // instance's large block of that order.
+        unsafe { pages.set_block_owner(block, order, tag.encode(), 0) };
         self.large_blocks.fetch_add(1, Ordering::Relaxed);
         Ok(block)
     }
@@ -354,16 +356,18 @@ impl<P: Platform> Kmalloc<P> {
         word: usize,
     ) -> Result<(), SlabFreeError> {
         if let Some(cache) = self.cache_of(word) {
-            // SAFETY: the caller's guarantees are those of `free`; `word` is
-            // the owner word of `ptr`.
-            return unsafe { cache.free_with_owner(pages, ptr, word) };
+            // A slab word's id bits are the cache's id, so `kfree` guessed
+            // this very cache and its fast path refused (debug mode, a full
+            // array): straight to the slow path, which checks everything.
+            // SAFETY: the caller's guarantees are those of `free`.
+            return unsafe { cache.free_slow(pages, ptr) };
         }
         let raw = ptr.as_ptr();
         if is_zero_size_ptr(raw) {
             return Ok(());
         }
         match OwnerTag::decode(word) {
-            OwnerTag::Large { owner_id, order } if owner_id == self.id => {
+            OwnerTag::Large { owner_id, order } if owner_id == self.id && order <= MAX_ORDER => {
                 if raw as usize & ((PAGE_SIZE << order) - 1) != 0 {
                     self.report_error(pages, raw, "not the start of a large block");
                     return Err(SlabFreeError::NotAnObject);
@@ -404,7 +408,9 @@ impl<P: Platform> Kmalloc<P> {
         }
         match OwnerTag::decode(word) {
             OwnerTag::Large { owner_id, order }
-                if owner_id == self.id && ptr as usize & ((PAGE_SIZE << order) - 1) == 0 =>
+                if owner_id == self.id
+                    && order <= MAX_ORDER
+                    && ptr as usize & ((PAGE_SIZE << order) - 1) == 0 =>
             {
                 Some(PAGE_SIZE << order)
             }

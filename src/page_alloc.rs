@@ -916,7 +916,17 @@ impl<P: Platform> PageAllocator<P> {
     /// word goes with an owner: with `owner` 0 it is stored as 0. The words
     /// are cleared when the block is freed. A call that does not name a
     /// handed-out block is reported and ignored.
-    pub fn set_block_owner(&self, addr: NonNull<u8>, order: u32, owner: usize, aux: usize) {
+    ///
+    /// # Safety
+    ///
+    /// The words are trusted by the slab layer and kmalloc without further
+    /// checks: the caller owns the block, and a word in one of their
+    /// formats (a slab's tag, a large kmalloc block's tag, see
+    /// `OwnerTag`) must tell the truth about the block, with `aux` the
+    /// slab's live descriptor when the slab keeps it off the slab. Words
+    /// with the two low bits clear are the caller's own and mean nothing to
+    /// rmm.
+    pub unsafe fn set_block_owner(&self, addr: NonNull<u8>, order: u32, owner: usize, aux: usize) {
         let addr_value = addr.as_ptr() as usize;
         let frame = frame_of(addr_value);
         let meta = match self.table().lookup(frame) {

@@ -39,9 +39,14 @@ impl fmt::Display for AllocError {
 ///
 /// CPU `number` is offline, and while this value exists nothing but its
 /// holder touches that CPU's per-CPU data.
+///
+/// Neither `Send` nor `Sync`, and handed out by reference only by the
+/// hotplug layer, so that it cannot outlive the teardown callback or go to
+/// another thread.
 #[derive(Debug)]
 pub struct OfflineCpu {
     number: usize,
+    _not_send: core::marker::PhantomData<*mut ()>,
 }
 
 impl OfflineCpu {
@@ -54,7 +59,10 @@ impl OfflineCpu {
     /// of that CPU, before it can come back).
     pub unsafe fn new(number: usize) -> Self {
         // INVARIANT: the caller's guarantee.
-        OfflineCpu { number }
+        OfflineCpu {
+            number,
+            _not_send: core::marker::PhantomData,
+        }
     }
 
     /// The CPU's number.

@@ -66,7 +66,9 @@ impl RateLimit {
         self.total += 1;
         let expired = match self.window_start {
             None => true,
-            Some(start) => now_ns.saturating_sub(start) >= self.interval_ns,
+            // Strictly after the interval, as the kernel's
+            // `time_is_before_jiffies(begin + interval)`.
+            Some(start) => now_ns.saturating_sub(start) > self.interval_ns,
         };
         let mut suppressed = 0;
         if expired {
@@ -119,10 +121,12 @@ mod tests {
         );
         // Still inside the window.
         assert_eq!(limit.check(999), Verdict::Drop);
-        // The next window says how many went.
-        assert_eq!(limit.check(1000), Verdict::Log { suppressed: 3 });
-        assert_eq!(limit.check(1001), Verdict::Log { suppressed: 0 });
-        assert_eq!((limit.total(), limit.dropped()), (8, 3));
+        // Still inside at exactly the interval; the next window says how
+        // many went.
+        assert_eq!(limit.check(1000), Verdict::Drop);
+        assert_eq!(limit.check(1001), Verdict::Log { suppressed: 4 });
+        assert_eq!(limit.check(1002), Verdict::Log { suppressed: 0 });
+        assert_eq!((limit.total(), limit.dropped()), (9, 4));
     }
 
     #[test]

@@ -51,8 +51,8 @@ module! {
 struct HandBack;
 
 impl CpuDead for HandBack {
-    fn cpu_dead(cpu: OfflineCpu) {
-        if let Ok(back) = with_state(|rmm| rmm.cpu_dead(&cpu)) {
+    fn cpu_dead(cpu: &OfflineCpu) {
+        if let Ok(back) = with_state(|rmm| rmm.cpu_dead(cpu)) {
             pr_info!(
                 "cpu {} offline: {} objects and {} pages handed back\n",
                 cpu.number(),
@@ -151,6 +151,11 @@ impl kernel::Module for RmmModule {
             hotplug: None,
             reaper: None,
         };
+        // From now on a CPU going down hands back what it holds, also
+        // during the load-time runs below.
+        module.hotplug = Some(CpuDeadCallback::register::<HandBack>(kernel::c_str!(
+            "rmm:dead"
+        ))?);
         if params.fail > 0 {
             with_state(|rmm| rmm.set_fail_every(params.fail as usize))?;
         }
@@ -173,9 +178,6 @@ impl kernel::Module for RmmModule {
             let ops = params.stress as usize;
             with_state(|rmm| kernel_layer::stress::run(rmm, ops))??;
         }
-        module.hotplug = Some(CpuDeadCallback::register::<HandBack>(kernel::c_str!(
-            "rmm:dead"
-        ))?);
         module.create_files()?;
         module.shrinker = Some(Shrinker::register::<Reclaim>(kernel::c_str!("rmm"))?);
         if params.reap_ms > 0 {

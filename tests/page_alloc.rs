@@ -432,11 +432,13 @@ fn block_owner_covers_every_byte_of_the_block_only() {
     for order in 0..=MAX_ORDER {
         let block = pages.alloc_pages(order, Gfp::KERNEL).unwrap();
         let size = PAGE_SIZE << order;
-        let owner = 0x1000 + order as usize;
+        let owner = 0x1000 + 4 * order as usize;
         let base = block.as_ptr();
         assert_eq!(pages.block_owner(base), Some(0), "no owner set yet");
         assert_eq!(pages.block_aux(base), 0, "no auxiliary word set yet");
-        pages.set_block_owner(block, order, owner, owner * 2);
+        // SAFETY: our block; the word's two low bits are clear, so it
+        // means nothing to rmm.
+        unsafe { pages.set_block_owner(block, order, owner, owner * 2) };
         assert_eq!(pages.block_aux(base), owner * 2);
         // First, last and page-boundary bytes of the block.
         for page in 0..1usize << order {
@@ -463,13 +465,17 @@ fn block_owner_covers_every_byte_of_the_block_only() {
     assert_eq!(pages.block_owner(std::ptr::null()), None);
     // Wrong calls are reported and ignored.
     let (block, order, owner) = blocks[3];
-    pages.set_block_owner(block, order + 1, 7, 7);
-    pages.set_block_owner(
-        NonNull::new(block.as_ptr().wrapping_add(PAGE_SIZE)).unwrap(),
-        0,
-        7,
-        7,
-    );
+    // SAFETY: our block (the calls are refused before any word is
+    // written); the words' low bits are clear.
+    unsafe {
+        pages.set_block_owner(block, order + 1, 8, 8);
+        pages.set_block_owner(
+            NonNull::new(block.as_ptr().wrapping_add(PAGE_SIZE)).unwrap(),
+            0,
+            8,
+            8,
+        );
+    }
     assert_eq!(host.take_reports().len(), 2);
     assert_eq!(pages.block_owner(block.as_ptr()), Some(owner));
     assert_eq!(pages.block_aux(block.as_ptr()), owner * 2);
@@ -781,7 +787,9 @@ proptest! {
                             page[0] = stamp;
                             page[PAGE_SIZE - 1] = stamp;
                         }
-                        pages.set_block_owner(block, order, start ^ 0x5, 0);
+                        // SAFETY: our block; the word's two low bits are clear,
+                        // so it means nothing to rmm.
+                        unsafe { pages.set_block_owner(block, order, start ^ 0x10, 0) };
                         prop_assert!(live.insert(start, (block, order, stamp)).is_none());
                     }
                 }
@@ -839,7 +847,7 @@ proptest! {
                 prop_assert!(start >= end, "blocks overlap");
                 end = start + (PAGE_SIZE << order);
                 let last = block.as_ptr().wrapping_add((PAGE_SIZE << order) - 1);
-                prop_assert_eq!(pages.block_owner(last), Some(start ^ 0x5));
+                prop_assert_eq!(pages.block_owner(last), Some(start ^ 0x10));
             }
             let allocated: usize = live.values().map(|&(_, o, _)| 1usize << o).sum();
             let stats = pages.stats();
@@ -907,7 +915,10 @@ fn stress_many_threads() {
                         let word = unsafe { *(block.as_ptr().add(page * PAGE_SIZE) as *const u64) };
                         assert_eq!(word, stamp, "block corrupted");
                     }
-                    assert_eq!(pages.block_owner(block.as_ptr()), Some(stamp as usize));
+                    assert_eq!(
+                        pages.block_owner(block.as_ptr()),
+                        Some((stamp << 2) as usize)
+                    );
                     assert!(held.lock().unwrap().remove(&start).is_some());
                     // SAFETY: the block is not used afterwards.
                     unsafe { pages.free_pages(block, order) }.unwrap();
@@ -936,7 +947,9 @@ fn stress_many_threads() {
                             // SAFETY: the block was just allocated for us.
                             unsafe { *(block.as_ptr().add(page * PAGE_SIZE) as *mut u64) = stamp };
                         }
-                        pages.set_block_owner(block, order, stamp as usize, 0);
+                        // SAFETY: our block; the word's two low bits are clear,
+                        // so it means nothing to rmm.
+                        unsafe { pages.set_block_owner(block, order, (stamp << 2) as usize, 0) };
                         mine.push((start, order, stamp));
                     } else if !mine.is_empty() {
                         let block = mine.swap_remove((r >> 4) as usize % mine.len());

@@ -117,10 +117,14 @@ const CONSTRUCTED: u8 = 0xc7;
 
 /// Counts its calls, and checks that the cache numbers them from 1 (the
 /// test uses one cache at a time and resets the count for each).
-fn counting_ctor(obj: NonNull<u8>, call: &CtorCall<'_>) {
+///
+/// # Safety
+///
+/// As for every constructor: `obj` is `call.size` writable bytes.
+unsafe fn counting_ctor(obj: NonNull<u8>, call: &CtorCall<'_>) {
     let before = CTOR_CALLS.fetch_add(1, Ordering::Relaxed);
     assert_eq!(call.number, before + 1);
-    // SAFETY: the cache hands the constructor a whole object.
+    // SAFETY: per the caller's guarantee.
     unsafe { obj.as_ptr().write_bytes(CONSTRUCTED, call.size) };
 }
 

@@ -59,7 +59,7 @@ fn failed_commands_are_counted_and_their_lines_rate_limited() {
         "{stats}"
     );
     // After the window, the first line says how many were not logged.
-    platform.host().advance_clock(DEFAULT_INTERVAL_NS);
+    platform.host().advance_clock(DEFAULT_INTERVAL_NS + 1);
     run_err(&mut rmm, "destroy nosuch");
     let reports = platform.host().take_reports();
     assert_eq!(
@@ -192,7 +192,7 @@ fn check_refused(rmm: &mut Rmm<Shared>, platform: &Shared, input: &str, errno: i
     platform.host().take_reports();
     // A new rate-limit window, so that the line is logged whatever came
     // before.
-    platform.host().advance_clock(DEFAULT_INTERVAL_NS);
+    platform.host().advance_clock(DEFAULT_INTERVAL_NS + 1);
     let before = render(rmm);
     let error = run_err(rmm, input);
     assert_eq!(error.errno(), errno, "{input:?}: {error}");

@@ -700,7 +700,11 @@ const CONSTRUCTED: u64 = 0x726d_6d5f_6374_6f72;
 
 /// The same work as `slub_ctor`, whose counter it shares (SLUB's
 /// constructors get no context).
-fn rmm_ctor(obj: NonNull<u8>, call: &CtorCall<'_>) {
+///
+/// # Safety
+///
+/// As for every [`crate::slab::Ctor`]: `obj` is `call.size` writable bytes.
+unsafe fn rmm_ctor(obj: NonNull<u8>, call: &CtorCall<'_>) {
     if call.size >= core::mem::size_of::<u64>() {
         // SAFETY: The slab allocator hands the constructor an object of
         // `call.size` bytes that it may write.

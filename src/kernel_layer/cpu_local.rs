@@ -41,7 +41,10 @@ pub fn irq_save() -> IrqFlags {
                 "pop {flags}",
                 "cli",
                 flags = out(reg) flags,
-                options(preserves_flags, nomem)
+                // Not `nomem`: like the kernel's "memory" clobber, the
+                // compiler must not move the section's loads and stores
+                // (or the per-CPU base read) across `cli`.
+                options(preserves_flags)
             )
         };
         IrqFlags(flags)
@@ -66,7 +69,7 @@ pub fn irq_restore(flags: IrqFlags) {
                 "push {flags}",
                 "popfq",
                 flags = in(reg) flags.0,
-                options(nomem)
+                // Not `nomem`: nothing of the section may move past `popfq`.
             )
         };
     }

@@ -19,7 +19,7 @@ use kernel::str::CStr;
 /// What runs when a CPU has gone offline.
 pub trait CpuDead {
     /// Hands back what `cpu` held. Runs in process context and may sleep.
-    fn cpu_dead(cpu: OfflineCpu);
+    fn cpu_dead(cpu: &OfflineCpu);
 }
 
 /// The teardown in the kernel's signature, calling `T::cpu_dead`.
@@ -31,7 +31,9 @@ unsafe extern "C" fn cpu_dead_trampoline<T: CpuDead>(cpu: c_uint) -> c_int {
     // SAFETY: the kernel calls the teardown of a `CPUHP_BP_PREPARE_DYN`
     // state after `cpu` died and before it can come back, and runs no other
     // code on its per-CPU data meanwhile.
-    T::cpu_dead(unsafe { OfflineCpu::new(cpu as usize) });
+    let cpu = unsafe { OfflineCpu::new(cpu as usize) };
+    // The token stays here: it is gone when the CPU can come back.
+    T::cpu_dead(&cpu);
     0
 }
 

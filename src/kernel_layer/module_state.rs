@@ -9,6 +9,7 @@
 //! from anywhere. Withdrawing waits until no caller is between finding the
 //! state and being done with it, so the state is never freed under one.
 
+use super::bindings;
 use super::platform::KernelPlatform;
 use super::state_mutex::{StateMutex, StaticLockClass};
 use crate::state::{Rmm, TeardownSummary};
@@ -66,9 +67,20 @@ impl ModuleState {
     /// Withdraws the state, waits until no caller uses it, and tears it
     /// down (every object, cache and chunk back). Call it once every
     /// callback that could reach the state is gone.
+    ///
+    /// CPU hotplug is held off meanwhile (`cpus_read_lock`): the hotplug
+    /// teardown can no longer reach the state, so a CPU going down now
+    /// would keep its objects, and the caches could not be destroyed.
     pub(crate) fn withdraw_and_tear_down(&mut self) -> TeardownSummary {
         self.withdraw();
-        self.state.lock().teardown()
+        // SAFETY: unloading runs in process context, which may sleep; the
+        // lock is released below. The hotplug teardown takes the state
+        // mutex under the hotplug lock too, so the order is the same.
+        unsafe { bindings::cpus_read_lock() };
+        let summary = self.state.lock().teardown();
+        // SAFETY: taken above.
+        unsafe { bindings::cpus_read_unlock() };
+        summary
     }
 
     fn withdraw(&mut self) {
@@ -81,7 +93,7 @@ impl ModuleState {
         // one command.
         while USERS.load(Ordering::SeqCst) != 0 {
             // SAFETY: unloading runs in process context, which may sleep.
-            unsafe { super::bindings::msleep(1) };
+            unsafe { bindings::msleep(1) };
         }
         // INVARIANT: no longer published.
         self.published = false;

@@ -31,7 +31,10 @@ unsafe extern "C" fn reaper_main(data: *mut c_void) -> c_int {
     let timeout = timeout.min(c_int::MAX as _) as _;
     // SAFETY: Called from the kernel thread made by `Reaper::start`.
     while !unsafe { bindings::kthread_should_stop() } {
-        // Interruptible: `kthread_stop` wakes the thread at once.
+        // Interruptible: `kthread_stop` wakes the thread at once, and a stop
+        // that comes between the test above and the sleep is not lost (it
+        // sets TIF_NOTIFY_SIGNAL, so an interruptible sleep returns at
+        // once).
         // SAFETY: A kernel thread may sleep.
         unsafe { bindings::schedule_timeout_interruptible(timeout) };
         // SAFETY: As above.

@@ -102,7 +102,12 @@ const CACHE_SPECS: [CacheSpec; 4] = [
 const KMALLOC_SOURCE: usize = CACHE_SPECS.len();
 
 /// The constructor of the stress caches: the first two words constructed.
-fn construct(obj: NonNull<u8>, call: &CtorCall<'_>) {
+///
+/// # Safety
+///
+/// As for every [`crate::slab::Ctor`]: `obj` is `call.size` writable bytes,
+/// word-aligned.
+unsafe fn construct(obj: NonNull<u8>, call: &CtorCall<'_>) {
     if call.size < 2 * size_of::<u64>() {
         return;
     }

@@ -26,7 +26,13 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 /// created, with the object and what the cache tells it about the call.
 /// Objects are handed out in constructed state and must be freed in
 /// constructed state.
-pub type Ctor = fn(obj: NonNull<u8>, call: &CtorCall<'_>);
+///
+/// # Safety
+///
+/// Only the cache calls it, with `obj` an object of `call.size` bytes,
+/// aligned as the cache's alignment, that the constructor may write and
+/// nothing else uses during the call.
+pub type Ctor = unsafe fn(obj: NonNull<u8>, call: &CtorCall<'_>);
 
 /// What a constructor is told besides its object: its context, kept by the
 /// cache (Bonwick's constructors got the cache's private argument; a
@@ -176,8 +182,10 @@ impl NodeLists {
     /// and are back now, if more. A cache that just had `n` objects out
     /// will likely want them again: keeping their slabs until the next
     /// reap (SLAB's `cache_reap`, every two seconds in the kernel module)
-    /// saves rebuilding them, while memory is never kept beyond what the
-    /// cache recently used.
+    /// saves rebuilding them. The peak is forgotten only by
+    /// [`KmemCache::reap`] and [`KmemCache::shrink`]: an owner that never
+    /// reaps keeps up to its all-time peak until it shrinks (the module's
+    /// memory shrinker does, under pressure).
     fn keep_free(&self, free_limit: usize) -> usize {
         free_limit.max(self.recent_peak - self.slab_active)
     }
@@ -700,7 +708,10 @@ impl<P: Platform> KmemCache<P> {
                         number: self.ctor_calls.fetch_add(1, Ordering::Relaxed) + 1,
                         log: &|args| platform.info(args),
                     };
-                    ctor(obj, &call);
+                    // SAFETY: a slot of our fresh slab, `object_size`
+                    // bytes aligned for the cache, which nothing else can
+                    // reach before the slab is published.
+                    unsafe { ctor(obj, &call) };
                 }
             }
         }
@@ -710,7 +721,10 @@ impl<P: Platform> KmemCache<P> {
         };
         // An off-slab descriptor goes into the block's auxiliary word.
         let aux = if layout.on_slab() { 0 } else { slab.addr() };
-        pages.set_block_owner(block, layout.order(), tag.encode(), aux);
+        // SAFETY: our fresh slab's block, tagged as this cache's slab of
+        // this colour; an off-slab descriptor is this slab's, initialised
+        // above, and lives as long as the slab.
+        unsafe { pages.set_block_owner(block, layout.order(), tag.encode(), aux) };
         let counters = self.this_array(platform);
         counters.grown.fetch_add(1, Ordering::Relaxed);
         if self.ctor.is_some() {
@@ -907,24 +921,7 @@ impl<P: Platform> KmemCache<P> {
         obj: NonNull<u8>,
     ) -> Result<(), SlabFreeError> {
         // SAFETY: the caller's contract, passed on; the word is `obj`'s.
-        unsafe { self.free_with_owner(pages, obj, pages.owner_word(obj.as_ptr())) }
-    }
-
-    /// [`KmemCache::free`] with the owner word of `obj`'s page already read
-    /// (kfree reads it to find the cache, and it is not read twice).
-    ///
-    /// # Safety
-    ///
-    /// As [`KmemCache::free`]; `word` is `pages.owner_word(obj)`.
-    #[inline(always)]
-    pub(crate) unsafe fn free_with_owner(
-        &self,
-        pages: &PageAllocator<P>,
-        obj: NonNull<u8>,
-        word: usize,
-    ) -> Result<(), SlabFreeError> {
-        // SAFETY: the caller's contract, passed on.
-        if unsafe { self.try_free_fast(obj, word) } {
+        if unsafe { self.try_free_fast(obj, pages.owner_word(obj.as_ptr())) } {
             return Ok(());
         }
         // SAFETY: as above.
@@ -959,7 +956,7 @@ impl<P: Platform> KmemCache<P> {
     /// As [`KmemCache::free`].
     #[cold]
     #[inline(never)]
-    unsafe fn free_slow(
+    pub(crate) unsafe fn free_slow(
         &self,
         pages: &PageAllocator<P>,
         obj: NonNull<u8>,

@@ -10,9 +10,12 @@
 //! In debug mode one atomic state byte per object follows the index.
 //!
 //! Descriptors are only ever reached through raw pointers: the list fields
-//! and the index are touched under the cache's node lock, while the two
-//! atomic fields (`cache_id`, `s_mem`) and the state bytes may be read by
-//! anyone, so no `&mut SlabDesc` is ever formed.
+//! and the index are touched under the cache's node lock; the two atomic
+//! fields (`cache_id`, `s_mem`) and the state bytes are atomics so that the
+//! debug checks and the invariant checks may read them while the slab is
+//! live, and no `&mut SlabDesc` is ever formed. Nothing reaches a
+//! descriptor without knowing its slab is live: the free fast path checks
+//! an object against the page's owner word alone.
 
 use super::layout::SlabLayout;
 use core::mem::{align_of, size_of};
@@ -52,7 +55,8 @@ pub(crate) enum ListKind {
 /// # Invariants
 ///
 /// While the slab is live: `cache_id` is the owning cache's id and never
-/// changes (spare off-slab descriptors keep it); `s_mem` is the address of
+/// changes (a spare off-slab descriptor, reused by its cache, keeps it);
+/// `s_mem` is the address of
 /// slot 0 (`slab base + colour_offset(colour)`); `inuse <= objects`; index
 /// entries `inuse..objects` are distinct indices of free objects, none of
 /// which is in a per-CPU array or handed out; `list` says which list of the
@@ -104,10 +108,9 @@ impl SlabPtr {
     /// # Safety
     ///
     /// `self` points to `layout.desc_size()` writable bytes, aligned for a
-    /// descriptor, that nobody else accesses except through the atomic
-    /// fields (a spare descriptor of the same cache may be read by a racing
-    /// invalid free). `keep_id` says the memory already holds a descriptor of
-    /// cache `cache_id` (a spare), whose id must not be rewritten.
+    /// descriptor, that nobody else accesses. `keep_id` says the memory
+    /// already holds a descriptor of cache `cache_id` (a spare), whose id
+    /// stays.
     pub(crate) unsafe fn init(
         self,
         layout: &SlabLayout,
@@ -154,8 +157,8 @@ impl SlabPtr {
     ///
     /// # Safety
     ///
-    /// The descriptor memory is live (type-stable descriptors stay live
-    /// while their cache exists).
+    /// The descriptor memory is live (its slab is live, or it is a spare
+    /// of a cache not yet destroyed).
     pub(crate) unsafe fn cache_id(self) -> usize {
         // SAFETY: the caller guarantees the memory is live; the field is
         // atomic, so racing writes are fine.

@@ -29,8 +29,8 @@ pub const MAX_OBJECT_SIZE: usize = 1 << 20;
 /// Highest slab order the waste rule may push a cache to: 3 (32 KiB slabs).
 ///
 /// The order search starts at the smallest order that holds one object and
-/// moves up while more than 1/8 of the slab would be wasted, but not beyond
-/// this order. SLAB stopped at `slab_max_order`, 1 on machines with more than
+/// moves up while more than 1/8 of the slab would be wasted or fewer than
+/// [`MIN_OBJECTS_PER_SLAB`] objects fit, but not beyond this order. SLAB stopped at `slab_max_order`, 1 on machines with more than
 /// 32 MiB; rmm takes 3, the kernel's `PAGE_ALLOC_COSTLY_ORDER` and SLUB's
 /// default `slub_max_order`: blocks up to order 3 are what the page allocator
 /// promises to find without heroics, and with order 1 an object of 3000 bytes
@@ -290,8 +290,9 @@ impl SlabLayout {
     /// `align` (0: the default, a machine word) with `flags`.
     ///
     /// The slab order is the smallest order holding at least one object,
-    /// raised while more than 1/8 of the slab is left over and the order is
-    /// below [`SLAB_MAX_ORDER`]. Slots below [`OFF_SLAB_MIN_SIZE`] keep the
+    /// raised while more than 1/8 of the slab is left over or fewer than
+    /// [`MIN_OBJECTS_PER_SLAB`] objects fit, and the order is below
+    /// [`SLAB_MAX_ORDER`]. Slots below [`OFF_SLAB_MIN_SIZE`] keep the
     /// bookkeeping in the slab, larger ones outside.
     pub fn compute(size: usize, align: usize, flags: SlabFlags) -> Result<SlabLayout, LayoutError> {
         if size == 0 || size > MAX_OBJECT_SIZE {

@@ -26,8 +26,9 @@
 //! ```
 //!
 //! The page allocator's per-block owner word leads from any object back to
-//! its slab, as `struct page` does in the kernel; see `OwnerTag` in `descriptor.rs` for the
-//! encoding and why it keeps lock-free checks free of dangling reads.
+//! its slab, as `struct page` does in the kernel; see `OwnerTag` in
+//! `descriptor.rs` for the encoding: checking a pointer reads nothing but
+//! that word, so a wild pointer cannot make rmm read freed memory.
 //!
 //! # Locks
 //!

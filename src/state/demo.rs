@@ -56,9 +56,13 @@ pub const fn demo_ctor_logs(call: usize) -> bool {
 /// that it runs, rate-limited by [`demo_ctor_logs`] on the cache's call
 /// number (every slab built later, through the control file too, logs the
 /// same way).
-fn student_ctor(obj: NonNull<u8>, call: &CtorCall<'_>) {
-    // SAFETY: the slab allocator passes an object of the `rmm_student`
-    // cache: `size_of::<Student>()` bytes aligned for `Student`.
+///
+/// # Safety
+///
+/// As for every [`crate::slab::Ctor`], on the `rmm_student` cache:
+/// `size_of::<Student>()` bytes aligned for `Student`.
+unsafe fn student_ctor(obj: NonNull<u8>, call: &CtorCall<'_>) {
+    // SAFETY: per the caller's guarantee.
     unsafe { obj.cast::<Student>().as_ptr().write(Student::EMPTY) };
     if demo_ctor_logs(call.number) {
         (call.log)(format_args!(

@@ -23,9 +23,12 @@ pub const fn pattern_byte(offset: usize) -> u8 {
 
 /// The constructor of `create ... ctor` caches: byte `i` of the object
 /// becomes [`pattern_byte`]`(i)`.
-pub fn pattern_ctor(obj: NonNull<u8>, call: &CtorCall<'_>) {
-    // SAFETY: the slab allocator passes an object of `call.size` bytes
-    // that the constructor may write.
+///
+/// # Safety
+///
+/// As for every [`crate::slab::Ctor`]: `obj` is `call.size` writable bytes.
+pub unsafe fn pattern_ctor(obj: NonNull<u8>, call: &CtorCall<'_>) {
+    // SAFETY: per the caller's guarantee.
     unsafe { fill_pattern(obj, call.size) };
 }
 
