@@ -15,6 +15,7 @@
 )]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::float_arithmetic)]
 
+pub mod areas;
 pub mod bench;
 pub mod buddy;
 pub mod control;
@@ -27,5 +28,6 @@ pub mod report;
 pub mod slab;
 pub mod state;
 pub mod views;
+pub mod vmalloc;
 
 pub mod host;

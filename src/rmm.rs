@@ -15,6 +15,7 @@ use kernel::error::Error;
 use kernel::init::InPlaceInit;
 use kernel::prelude::*;
 
+pub mod areas;
 pub mod bench;
 pub mod buddy;
 pub mod control;
@@ -27,6 +28,7 @@ pub mod report;
 pub mod slab;
 pub mod state;
 pub mod views;
+pub mod vmalloc;
 
 pub mod kernel_layer;
 

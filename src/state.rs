@@ -49,15 +49,29 @@
 //!   the module: destroying one is `-EPERM`.
 //! - `page-alloc ORDER COUNT` / `page-free ORDER COUNT|all`: the same for
 //!   blocks of `2^ORDER` pages from the page allocator.
-//! - `fail N` (N from 0 to 1000000) makes every N-th page request fail
-//!   from now on, as if memory had run out ([`Rmm::set_fail_every`], the
-//!   module's `fail=N`): the page requests are a cache's requests for a new
-//!   slab, the page allocator's requests to the kernel for a new chunk, and
-//!   the blocks `page-alloc` asks for (and large `kmalloc` blocks). `fail 1`
-//!   fails them all, `fail 0` turns it off. Allocations then fail with
-//!   `-ENOMEM` as above; a slab whose pages were refused is not built, so no
-//!   constructor runs for it. The rate and the failures injected show in
-//!   `rmm_stats` (`fail_every`, `fail_requests`, `fail_injected`).
+//! - `alloc` and `page-alloc` take an optional flag word (grammar in
+//!   [`crate::control`]): `kernel` (the default), `atomic` (may not sleep,
+//!   may take the page allocator's emergency reserve), `nowait` (may not
+//!   sleep, stops at the `low` watermark), each optionally `|zero`. `zero`
+//!   on a cache with a constructor is `-EINVAL` (zeroing would destroy the
+//!   constructed state).
+//! - `vmalloc NAME SIZE` / `vfree NAME`: a virtually contiguous area of
+//!   SIZE bytes (`K`, `M`, `G` suffixes) built from order-0 pages of the
+//!   page allocator, held under NAME; see [`crate::areas`] for the errors.
+//! - `reserve auto|KB` sets the page allocator's emergency reserve (the
+//!   `min` watermark): its share of the kernel's `min_free_kbytes`, or KB
+//!   KiB (0: no reserve and no watermarks); the module's `reserve=`.
+//! - `fail N [refill]` (N from 0 to 1000000) makes every N-th page request
+//!   fail from now on, as if memory had run out ([`Rmm::set_fail_every`],
+//!   the module's `fail=N`): the page requests are a cache's requests for a
+//!   new slab, the page allocator's requests to the kernel for a new chunk
+//!   (its refills), the blocks `page-alloc` asks for (and large `kmalloc`
+//!   blocks), the pages of a vmalloc area and its mapping. With `refill`
+//!   only the refills are numbered and failed. `fail 1` fails them all,
+//!   `fail 0` turns it off. Allocations then fail with `-ENOMEM` as above;
+//!   a slab whose pages were refused is not built, so no constructor runs
+//!   for it. The rate and the failures injected show in `rmm_stats`
+//!   (`fail_every`, `fail_refill`, `fail_requests`, `fail_injected`).
 //! - `invalid-free NAME KIND` deliberately frees an invalid pointer into
 //!   cache NAME, to show that rmm detects it (the `invalid_free` function):
 //!   `interior` frees an address inside an object of NAME (half its size
@@ -90,10 +104,11 @@
 //! [`RESCHED_EVERY`] objects and allocate with [`Gfp::KERNEL`]: commands run
 //! in process context with only a sleeping mutex held.
 
+use crate::areas::{AreaError, VmAreas};
 use crate::control::{self, Command, Count, CreateOptions, InvalidFree, ParseError, MAX_NAME};
 use crate::gfp::Gfp;
 use crate::kmalloc::{Kmalloc, KMALLOC_CACHES};
-use crate::page_alloc::{FaultStats, PageAllocator, MAX_ORDER};
+use crate::page_alloc::{FailScope, FaultStats, PageAllocator, MAX_ORDER};
 use crate::platform::{AllocError, Platform, PAGE_SIZE};
 use crate::slab::{
     CreateError, Ctor, DestroyError, KmemCache, SlabFlags, SlabFreeError, MAX_OBJECT_SIZE,
@@ -191,6 +206,12 @@ pub enum Verb {
     Fail,
     /// `invalid-free`
     InvalidFree,
+    /// `vmalloc`
+    Vmalloc,
+    /// `vfree`
+    Vfree,
+    /// `reserve`
+    Reserve,
 }
 
 impl Verb {
@@ -206,10 +227,13 @@ impl Verb {
             Verb::PageFree => "page-free",
             Verb::Fail => "fail",
             Verb::InvalidFree => "invalid-free",
+            Verb::Vmalloc => "vmalloc",
+            Verb::Vfree => "vfree",
+            Verb::Reserve => "reserve",
         }
     }
 
-    const ALL: [Verb; 9] = [
+    const ALL: [Verb; 12] = [
         Verb::Create,
         Verb::Alloc,
         Verb::Free,
@@ -219,6 +243,9 @@ impl Verb {
         Verb::PageFree,
         Verb::Fail,
         Verb::InvalidFree,
+        Verb::Vmalloc,
+        Verb::Vfree,
+        Verb::Reserve,
     ];
 
     /// The command a line starts with, if its first word is one.
@@ -250,6 +277,9 @@ impl Verb {
             Command::PageFree { .. } => Verb::PageFree,
             Command::Fail { .. } => Verb::Fail,
             Command::InvalidFree { .. } => Verb::InvalidFree,
+            Command::Vmalloc { .. } => Verb::Vmalloc,
+            Command::Vfree { .. } => Verb::Vfree,
+            Command::Reserve { .. } => Verb::Reserve,
         }
     }
 }
@@ -284,6 +314,8 @@ enum Subject {
     Cache(NameBuf),
     /// Page blocks of an order.
     Order(u32),
+    /// A vmalloc area.
+    Area(NameBuf),
 }
 
 impl Subject {
@@ -298,7 +330,10 @@ impl Subject {
             Command::PageAlloc { order, .. } | Command::PageFree { order, .. } => {
                 Subject::Order(order)
             }
-            Command::Fail { .. } => Subject::None,
+            Command::Vmalloc { name, .. } | Command::Vfree { name } => {
+                Subject::Area(NameBuf::new(name))
+            }
+            Command::Fail { .. } | Command::Reserve { .. } => Subject::None,
         }
     }
 }
@@ -349,6 +384,11 @@ pub enum CtlErrorKind {
     NeedsDebug,
     /// `invalid-free` was not detected as it should have been (`-EIO`).
     Undetected(Missed),
+    /// `zero` asked of a cache with a constructor; nothing was done
+    /// (`-EINVAL`).
+    ZeroWithCtor,
+    /// A `vmalloc` or `vfree` failed (its own error number).
+    Area(AreaError),
 }
 
 /// How an `invalid-free` escaped detection.
@@ -441,6 +481,7 @@ impl CtlError {
             CtlErrorKind::Parse(_)
             | CtlErrorKind::NotEnoughHeld { .. }
             | CtlErrorKind::NeedsDebug
+            | CtlErrorKind::ZeroWithCtor
             | CtlErrorKind::Create(CreateError::InvalidName)
             | CtlErrorKind::Create(CreateError::Layout(_)) => errno::EINVAL,
             CtlErrorKind::UnknownCache => errno::ENOENT,
@@ -453,6 +494,7 @@ impl CtlError {
             CtlErrorKind::GenericCache => errno::EPERM,
             CtlErrorKind::ShutDown => errno::ENODEV,
             CtlErrorKind::Undetected(_) => errno::EIO,
+            CtlErrorKind::Area(error) => error.errno(),
         }
     }
 
@@ -482,6 +524,7 @@ impl fmt::Display for CtlError {
             Subject::None => {}
             Subject::Cache(name) => write!(f, " {}", name.as_str())?,
             Subject::Order(order) => write!(f, " order {order}")?,
+            Subject::Area(name) => write!(f, " {}", name.as_str())?,
         }
         f.write_str(": ")?;
         let unit = self.verb.map_or("objects", Verb::unit);
@@ -508,6 +551,10 @@ impl fmt::Display for CtlError {
                 "double frees are detected only in debug caches (create ... debug, or debug=1)",
             ),
             CtlErrorKind::Undetected(missed) => write!(f, "{missed}"),
+            CtlErrorKind::ZeroWithCtor => {
+                f.write_str("zeroing would destroy what the cache's constructor built")
+            }
+            CtlErrorKind::Area(error) => write!(f, "{error}"),
         }
     }
 }
@@ -534,14 +581,24 @@ pub struct TeardownSummary {
     pub pages_returned: usize,
     /// Held objects found corrupted while freeing them.
     pub corruptions: usize,
+    /// vmalloc areas unmapped and freed.
+    pub areas_freed: usize,
 }
 
 impl fmt::Display for TeardownSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "freed {} objects and {} page blocks, destroyed {} caches, returned {} pages",
-            self.objects_freed, self.blocks_freed, self.caches_destroyed, self.pages_returned
+            "freed {} objects and {} page blocks, ",
+            self.objects_freed, self.blocks_freed
+        )?;
+        if self.areas_freed > 0 {
+            write!(f, "unmapped {} vmalloc areas, ", self.areas_freed)?;
+        }
+        write!(
+            f,
+            "destroyed {} caches, returned {} pages",
+            self.caches_destroyed, self.pages_returned
         )?;
         if self.corruptions > 0 {
             write!(f, ", {} corrupted objects found", self.corruptions)?;
@@ -799,10 +856,12 @@ enum Found<P: Platform> {
 /// from nowhere else; their caches are live (not destroyed) and their names
 /// distinct from each other and from the generic caches' names.
 /// `generic_held[i]` holds objects of the generic cache `i`, `blocks[o]`
-/// blocks of order `o` from `pages`. After teardown (`torn_down`) the chain
-/// and every stack are empty and the generic caches destroyed.
+/// blocks of order `o` from `pages`, `areas` vmalloc areas from `pages`.
+/// After teardown (`torn_down`) the chain, every stack and `areas` are
+/// empty and the generic caches destroyed.
 pub struct Rmm<P: Platform> {
     kmalloc: Kmalloc<P>,
+    areas: VmAreas<P>,
     generic_held: [Held; KMALLOC_CACHES],
     user_head: Option<UserCachePtr<P>>,
     user_count: usize,
@@ -846,6 +905,7 @@ impl<P: Platform> Rmm<P> {
         // INVARIANT: no user caches, nothing held.
         Ok(Rmm {
             kmalloc,
+            areas: VmAreas::new(),
             generic_held: core::array::from_fn(|_| Held::new(false)),
             user_head: None,
             user_count: 0,
@@ -871,6 +931,11 @@ impl<P: Platform> Rmm<P> {
     /// The generic caches.
     pub fn kmalloc(&self) -> &Kmalloc<P> {
         &self.kmalloc
+    }
+
+    /// The vmalloc areas the control file holds.
+    pub fn areas(&self) -> &VmAreas<P> {
+        &self.areas
     }
 
     /// Whether every cache is created with debugging (`debug=1`).
@@ -910,6 +975,15 @@ impl<P: Platform> Rmm<P> {
     /// Page blocks of `order` held for the control file.
     pub fn held_blocks(&self, order: u32) -> usize {
         self.blocks.get(order as usize).map_or(0, AddrStack::len)
+    }
+
+    /// Addresses of the page blocks of `order` held for the control file,
+    /// most recently allocated first.
+    pub fn held_block_addrs(&self, order: u32) -> impl Iterator<Item = usize> + '_ {
+        self.blocks
+            .get(order as usize)
+            .into_iter()
+            .flat_map(AddrStack::iter)
     }
 
     fn user_iter(&self) -> impl Iterator<Item = &UserCache<P>> + '_ {
@@ -1060,10 +1134,13 @@ impl<P: Platform> Rmm<P> {
                 };
                 self.create_cache(name, size, options, ctor).map_err(fail)
             }
-            Command::Alloc { name, count } => {
+            Command::Alloc { name, count, gfp } => {
                 let found = self.find(name).ok_or(fail(CtlErrorKind::UnknownCache))?;
                 self.with_found(found, |pages, cache, held| {
-                    alloc_held(pages, cache, held, count)
+                    if gfp.zeroed() && cache.has_ctor() {
+                        return Err(CtlErrorKind::ZeroWithCtor);
+                    }
+                    alloc_held(pages, cache, held, count, gfp)
                 })
                 .unwrap_or(Err(CtlErrorKind::UnknownCache))
                 .map_err(fail)
@@ -1105,7 +1182,9 @@ impl<P: Platform> Rmm<P> {
                 Some(Found::Generic(_)) => Err(fail(CtlErrorKind::GenericCache)),
                 Some(Found::User(ptr)) => self.destroy_user(ptr).map_err(fail),
             },
-            Command::PageAlloc { order, count } => self.alloc_blocks(order, count).map_err(fail),
+            Command::PageAlloc { order, count, gfp } => {
+                self.alloc_blocks(order, count, gfp).map_err(fail)
+            }
             Command::PageFree { order, count } => {
                 let held = self.held_blocks(order);
                 let wanted = match count {
@@ -1134,16 +1213,49 @@ impl<P: Platform> Rmm<P> {
                 ));
                 Ok(())
             }
-            Command::Fail { every } => {
-                self.set_fail_every(every);
+            Command::Fail { every, scope } => {
+                self.pages.faults().set(every, scope);
+                let what = match scope {
+                    FailScope::All => "page request",
+                    FailScope::Refill => "refill",
+                };
                 match every {
                     0 => self
                         .platform()
                         .info(format_args!("rmm_ctl: fail 0: fault injection off")),
                     every => self.platform().info(format_args!(
-                        "rmm_ctl: fail {every}: one page request in {every} fails"
+                        "rmm_ctl: fail {every}: one {what} in {every} fails"
                     )),
                 }
+                Ok(())
+            }
+            Command::Vmalloc { name, size } => {
+                let pages = self
+                    .areas
+                    .vmalloc(&self.pages, name, size)
+                    .map_err(|error| fail(CtlErrorKind::Area(error)))?;
+                self.platform().info(format_args!(
+                    "rmm_ctl: vmalloc {name}: {pages} pages mapped"
+                ));
+                Ok(())
+            }
+            Command::Vfree { name } => {
+                let pages = self
+                    .areas
+                    .vfree(&self.pages, name)
+                    .map_err(|error| fail(CtlErrorKind::Area(error)))?;
+                self.platform().info(format_args!(
+                    "rmm_ctl: vfree {name}: {pages} pages unmapped and freed"
+                ));
+                Ok(())
+            }
+            Command::Reserve { reserve } => {
+                self.pages.set_reserve(reserve);
+                let wm = self.pages.watermarks();
+                self.platform().info(format_args!(
+                    "rmm_ctl: reserve {reserve}: watermarks min {} low {} high {} pages",
+                    wm.min, wm.low, wm.high
+                ));
                 Ok(())
             }
         }
@@ -1235,7 +1347,7 @@ impl<P: Platform> Rmm<P> {
         }
     }
 
-    fn alloc_blocks(&mut self, order: u32, count: usize) -> Result<(), CtlErrorKind> {
+    fn alloc_blocks(&mut self, order: u32, count: usize, gfp: Gfp) -> Result<(), CtlErrorKind> {
         let Some(stack) = self.blocks.get_mut(order as usize) else {
             return Err(CtlErrorKind::Parse(ParseError::BadOrder));
         };
@@ -1250,7 +1362,7 @@ impl<P: Platform> Rmm<P> {
             };
             let block = self
                 .pages
-                .alloc_pages(order, Gfp::KERNEL)
+                .alloc_pages(order, gfp)
                 .map_err(|_| out_of_memory)?;
             if stack.push(platform, block.as_ptr() as usize).is_err() {
                 // SAFETY: the block was just allocated at this order and
@@ -1416,6 +1528,7 @@ impl<P: Platform> Rmm<P> {
             let held = self.held_blocks(order);
             summary.blocks_freed += self.free_blocks(order, held);
         }
+        summary.areas_freed = self.areas.free_all(&self.pages);
         summary.pages_returned = self.pages.shrink();
         self.corruptions += summary.corruptions;
         // INVARIANT: the list and every stack are empty, the generic caches
@@ -1543,6 +1656,7 @@ fn alloc_held<P: Platform>(
     cache: &KmemCache<P>,
     held: &mut Held,
     count: usize,
+    gfp: Gfp,
 ) -> Result<(), CtlErrorKind> {
     let platform = pages.platform();
     for done in 0..count {
@@ -1553,7 +1667,7 @@ fn alloc_held<P: Platform>(
             done,
             requested: count,
         };
-        let obj = cache.alloc(pages, Gfp::KERNEL).map_err(|_| out_of_memory)?;
+        let obj = cache.alloc(pages, gfp).map_err(|_| out_of_memory)?;
         if held.objects.push(platform, obj.as_ptr() as usize).is_err() {
             // SAFETY: the object was just allocated and never handed out.
             let _ = unsafe { cache.free(pages, obj) };
