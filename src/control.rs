@@ -339,16 +339,17 @@ pub fn parse_gfp(word: &str) -> Result<Gfp, ParseError> {
 /// Parses a vmalloc size: decimal bytes, optionally with a binary suffix
 /// `K`, `M` or `G` (either case), 1 to [`MAX_VMALLOC_SIZE`].
 pub fn parse_vmalloc_size(word: &str) -> Result<usize, ParseError> {
-    let (digits, shift) = match word.as_bytes().last() {
-        Some(b'k' | b'K') => (&word[..word.len() - 1], 10),
-        Some(b'm' | b'M') => (&word[..word.len() - 1], 20),
-        Some(b'g' | b'G') => (&word[..word.len() - 1], 30),
-        _ => (word, 0),
+    let (digits, unit) = if let Some(digits) = word.strip_suffix(['k', 'K']) {
+        (digits, 1 << 10)
+    } else if let Some(digits) = word.strip_suffix(['m', 'M']) {
+        (digits, 1 << 20)
+    } else if let Some(digits) = word.strip_suffix(['g', 'G']) {
+        (digits, 1 << 30)
+    } else {
+        (word, 1)
     };
     let value = parse_number(digits).map_err(|_| ParseError::BadVmallocSize)?;
-    let size = value
-        .checked_mul(1 << shift)
-        .ok_or(ParseError::BadVmallocSize)?;
+    let size = value.checked_mul(unit).ok_or(ParseError::BadVmallocSize)?;
     if size == 0 || size > MAX_VMALLOC_SIZE {
         return Err(ParseError::BadVmallocSize);
     }

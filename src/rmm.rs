@@ -104,6 +104,16 @@ crate::module_param!(
 );
 
 crate::module_param!(
+    RESERVE,
+    "reserve",
+    *mut kernel::ffi::c_char,
+    param_ops_charp,
+    "charp",
+    null_mut(),
+    "Emergency reserve of the page allocator, below its min watermark, for GFP_ATOMIC: auto (its share of the kernel's min_free_kbytes) or KiB, 0 for none (default: auto)"
+);
+
+crate::module_param!(
     REAP_MS,
     "reap_ms",
     u32,
@@ -236,6 +246,33 @@ impl ProcShow for StatsView {
     }
 }
 
+/// `/proc/rmm_vmallocinfo`.
+struct VmallocInfoView;
+
+impl ProcShow for VmallocInfoView {
+    fn show(out: &mut SeqWriter<'_>) -> core::fmt::Result {
+        with_state(|rmm| views::write_vmallocinfo(out, rmm)).unwrap_or(Ok(()))
+    }
+}
+
+/// `/proc/rmm_zoneinfo`.
+struct ZoneInfoView;
+
+impl ProcShow for ZoneInfoView {
+    fn show(out: &mut SeqWriter<'_>) -> core::fmt::Result {
+        with_state(|rmm| views::write_zoneinfo(out, rmm)).unwrap_or(Ok(()))
+    }
+}
+
+/// `/proc/rmm_frames`.
+struct FramesView;
+
+impl ProcShow for FramesView {
+    fn show(out: &mut SeqWriter<'_>) -> core::fmt::Result {
+        with_state(|rmm| views::write_frames(out, rmm)).unwrap_or(Ok(()))
+    }
+}
+
 /// `/proc/rmm_ctl`.
 struct ControlFile;
 
@@ -258,6 +295,7 @@ struct Params {
     stress: u32,
     reap_ms: u32,
     bench: *mut kernel::ffi::c_char,
+    reserve: *mut kernel::ffi::c_char,
 }
 
 impl Params {
@@ -276,6 +314,7 @@ impl Params {
                 stress: read(addr_of!(STRESS)),
                 reap_ms: read(addr_of!(REAP_MS)),
                 bench: read(addr_of!(BENCH)),
+                reserve: read(addr_of!(RESERVE)),
             }
         }
     }
@@ -316,6 +355,16 @@ impl kernel::Module for RmmModule {
             &*module.state as *const SharedState as *mut SharedState,
             Ordering::Release,
         );
+        if !params.reserve.is_null() {
+            // SAFETY: The kernel's `charp` parser keeps the string until the
+            // module is unloaded.
+            let text = unsafe { kernel::str::CStr::from_char_ptr(params.reserve) };
+            let reserve = page_alloc::Reserve::parse(text.as_bytes()).map_err(|error| {
+                pr_err!("reserve={}: {}\n", text, error);
+                EINVAL
+            })?;
+            with_state(|rmm| rmm.pages().set_reserve(reserve))?;
+        }
         if params.fail > 0 {
             with_state(|rmm| rmm.set_fail_every(params.fail as usize))?;
         }
@@ -333,6 +382,18 @@ impl kernel::Module for RmmModule {
                 result.cpus,
                 result.failures
             );
+            match result.reserve {
+                Some(round) => pr_info!(
+                    "irq test: reserve: {} pages taken with GFP_ATOMIC in interrupt context on {} CPUs until the pool ran dry, {} of them from the reserve below min {} in {} allocations, {} given back\n",
+                    round.pages,
+                    round.cpus,
+                    round.reserve_pages,
+                    round.min,
+                    round.reserve_allocs,
+                    round.freed
+                ),
+                None => pr_err!("irq test: reserve: no memory for the round\n"),
+            }
         }
         if params.stress > 0 {
             let ops = params.stress as usize;
@@ -353,7 +414,7 @@ impl kernel::Module for RmmModule {
         }
         let caches = with_state(|rmm| rmm.caches().count())?;
         pr_info!(
-            "loaded: {} caches, debug={}, procfs rmm_slabinfo rmm_buddyinfo rmm_stats rmm_ctl\n",
+            "loaded: {} caches, debug={}, procfs rmm_slabinfo rmm_buddyinfo rmm_stats rmm_vmallocinfo rmm_zoneinfo rmm_frames rmm_ctl\n",
             caches,
             u8::from(params.debug)
         );
@@ -368,6 +429,9 @@ impl RmmModule {
             ProcEntry::view::<SlabInfoView>(c_str!("rmm_slabinfo"), 0o400)?,
             ProcEntry::view::<BuddyInfoView>(c_str!("rmm_buddyinfo"), 0o444)?,
             ProcEntry::view::<StatsView>(c_str!("rmm_stats"), 0o400)?,
+            ProcEntry::view::<VmallocInfoView>(c_str!("rmm_vmallocinfo"), 0o400)?,
+            ProcEntry::view::<ZoneInfoView>(c_str!("rmm_zoneinfo"), 0o444)?,
+            ProcEntry::view::<FramesView>(c_str!("rmm_frames"), 0o400)?,
             ProcEntry::control::<ControlFile>(c_str!("rmm_ctl"), 0o200)?,
         ];
         self.files.reserve(files.len(), flags::GFP_KERNEL)?;

@@ -18,8 +18,9 @@
 //!
 //! rmm's pool is one more zone: its managed pages are the pages of the
 //! chunks it holds. Its `min` is set by [`Reserve`]: either its share of
-//! the kernel's `min_free_kbytes` ([`Reserve::Auto`], computed from
-//! [`ReserveBasis`] as the kernel computes each zone's share), or a fixed
+//! the kernel's `min_free_kbytes` ([`Reserve::Auto`]: the kernel's reserve
+//! times the pool's pages over the kernel's managed pages, from
+//! [`ReserveBasis`], as the kernel computes each zone's share), or a fixed
 //! size ([`Reserve::Kbytes`]). Refilling means taking a new chunk from the
 //! kernel, which only a request that may sleep does, synchronously (rmm
 //! has no kswapd); see [`super::PageAllocator::alloc_pages`] for the rules.
@@ -36,9 +37,6 @@ pub const WATERMARK_SCALE_FACTOR: usize = 10;
 /// Largest reserve that may be set, in KiB: the kernel's upper clamp of
 /// its automatic `min_free_kbytes` (256 MiB).
 pub const MAX_RESERVE_KB: usize = 262_144;
-/// Smallest and largest `min_free_kbytes` the kernel computes by itself
-/// (`calculate_min_free_kbytes`).
-pub const MIN_FREE_KBYTES_RANGE: (usize, usize) = (128, 262_144);
 /// KiB per page.
 const KB_PER_PAGE: usize = crate::platform::PAGE_SIZE / 1024;
 
@@ -93,40 +91,18 @@ impl Reserve {
     }
 }
 
-/// What the automatic reserve is computed from: the kernel's
-/// `min_free_kbytes` and the pages it shares them among (its managed
-/// low-memory pages), from [`crate::platform::Platform::reserve_basis`].
+/// What the automatic reserve is computed from: the kernel's reserve and
+/// the pages it is shared among, from
+/// [`crate::platform::Platform::reserve_basis`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReserveBasis {
-    /// The kernel's `min_free_kbytes`.
-    pub min_free_kbytes: usize,
-    /// The pages the kernel shares it among.
+    /// The kernel's reserve in pages: the sum of the `min` watermarks of
+    /// its low-memory zones (`min_free_kbytes` / 4, up to the rounding of
+    /// each zone's share).
+    pub min_pages: usize,
+    /// The managed pages of those zones, which the reserve is shared
+    /// among.
     pub managed_pages: usize,
-}
-
-/// The kernel's automatic `min_free_kbytes` for `lowmem_kbytes` of
-/// low memory (`calculate_min_free_kbytes`): √(16 × lowmem_kbytes),
-/// clamped to [`MIN_FREE_KBYTES_RANGE`].
-pub fn default_min_free_kbytes(lowmem_kbytes: usize) -> usize {
-    let (low, high) = MIN_FREE_KBYTES_RANGE;
-    int_sqrt(lowmem_kbytes.saturating_mul(16)).clamp(low, high)
-}
-
-/// The integer square root (the largest `r` with `r * r <= n`), as the
-/// kernel's `int_sqrt`.
-pub fn int_sqrt(n: usize) -> usize {
-    if n < 2 {
-        return n;
-    }
-    // Newton's iteration from above, its first step (n + n / n) / 2
-    // written so that it cannot overflow; no division by zero as x >= 1.
-    let mut x = n;
-    let mut y = n / 2 + (n & 1);
-    while y < x {
-        x = y;
-        y = (x + n.checked_div(x).unwrap_or(0)) / 2;
-    }
-    x
 }
 
 /// The three watermarks of the pool, in pages.
@@ -169,13 +145,14 @@ impl Watermarks {
 /// The reserve in pages for `reserve` on a pool of `managed` pages.
 ///
 /// [`Reserve::Auto`] gives the pool's share of the kernel's reserve, as
-/// `__setup_per_zone_wmarks` gives each zone: `min_free_kbytes` / 4 ×
-/// `managed` / `basis.managed_pages` (0 if the basis is empty).
+/// `__setup_per_zone_wmarks` gives each zone its share of
+/// `min_free_kbytes`: `basis.min_pages` × `managed` /
+/// `basis.managed_pages`, rounded down (0 if the basis is empty).
 pub fn reserve_pages(reserve: Reserve, basis: ReserveBasis, managed: usize) -> usize {
     match reserve {
         Reserve::Kbytes(kb) => kb / KB_PER_PAGE,
         Reserve::Auto => {
-            let pages_min = (basis.min_free_kbytes / KB_PER_PAGE) as u64;
+            let pages_min = basis.min_pages as u64;
             let share = pages_min.saturating_mul(managed as u64);
             share.checked_div(basis.managed_pages as u64).unwrap_or(0) as usize
         }
@@ -243,23 +220,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn int_sqrt_is_the_floor_of_the_root() {
-        for n in 0..10_000usize {
-            let r = int_sqrt(n);
-            assert!(r * r <= n && (r + 1) * (r + 1) > n, "{n}: {r}");
-        }
-        assert_eq!(int_sqrt(usize::MAX), (1usize << 32) - 1);
-    }
-
-    #[test]
-    fn min_free_kbytes_as_the_kernel_computes_it() {
-        // 512 MiB of low memory: sqrt(524288 * 16) = 2896.
-        assert_eq!(default_min_free_kbytes(524_288), 2896);
-        assert_eq!(default_min_free_kbytes(0), 128);
-        assert_eq!(default_min_free_kbytes(usize::MAX / 4), 262_144);
-    }
-
-    #[test]
     fn watermarks_follow_the_kernels_formula() {
         assert_eq!(Watermarks::compute(0, 1 << 20), Watermarks::default());
         // Small pool: delta is min / 4.
@@ -279,8 +239,9 @@ mod tests {
 
     #[test]
     fn the_automatic_reserve_is_the_pools_share() {
+        // min_free_kbytes 2896 (512 MiB of low memory) is 724 pages.
         let basis = ReserveBasis {
-            min_free_kbytes: 2896,
+            min_pages: 724,
             managed_pages: 131_072,
         };
         // 724 pages over 131072: 5 for a chunk of 1024 (rounded down).
