@@ -47,9 +47,7 @@ fn map_with(pages: &[NonNull<u8>], array: &mut [*mut bindings::page]) -> Option<
     // `count` addresses (`NonNull<u8>` has the layout of a `void *`), each
     // the direct-map address of a page of rmm's pool (taken from the
     // kernel's page allocator), for which `virt_to_page` is valid.
-    unsafe {
-        bindings::rmm_virt_to_pages(array.as_mut_ptr(), pages.as_ptr().cast(), count)
-    };
+    unsafe { bindings::rmm_virt_to_pages(array.as_mut_ptr(), pages.as_ptr().cast(), count) };
     // SAFETY: `array` holds `count` valid `struct page` pointers; `vmap`
     // only reads it (no `VM_MAP_PUT_PAGES`), and may sleep, which the
     // caller allows.
