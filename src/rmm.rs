@@ -335,6 +335,18 @@ struct RmmModule {
 impl kernel::Module for RmmModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let params = Params::read();
+        let reserve = if params.reserve.is_null() {
+            None
+        } else {
+            // SAFETY: The kernel's `charp` parser keeps the string until the
+            // module is unloaded.
+            let text = unsafe { kernel::str::CStr::from_char_ptr(params.reserve) };
+            let reserve = page_alloc::Reserve::parse(text.as_bytes()).map_err(|error| {
+                pr_err!("reserve={}: {}\n", text, error);
+                EINVAL
+            })?;
+            Some(reserve)
+        };
         // SAFETY: The kernel's `charp` parser keeps the string until the
         // module is unloaded.
         unsafe { kernel_layer::bench::run_if_asked(params.bench) };
@@ -355,14 +367,7 @@ impl kernel::Module for RmmModule {
             &*module.state as *const SharedState as *mut SharedState,
             Ordering::Release,
         );
-        if !params.reserve.is_null() {
-            // SAFETY: The kernel's `charp` parser keeps the string until the
-            // module is unloaded.
-            let text = unsafe { kernel::str::CStr::from_char_ptr(params.reserve) };
-            let reserve = page_alloc::Reserve::parse(text.as_bytes()).map_err(|error| {
-                pr_err!("reserve={}: {}\n", text, error);
-                EINVAL
-            })?;
+        if let Some(reserve) = reserve {
             with_state(|rmm| rmm.pages().set_reserve(reserve))?;
         }
         if params.fail > 0 {
