@@ -62,7 +62,8 @@ pub struct ReserveRound {
     pub reserve_pages: u64,
     /// The `min` watermark during the round.
     pub min: usize,
-    /// Pages given back in interrupt context.
+    /// Pages given back in interrupt context (and accepted as valid
+    /// frees).
     pub freed: usize,
 }
 
@@ -208,8 +209,9 @@ unsafe extern "C" fn give_back(info: *mut c_void) {
         if let Some(page) = NonNull::new(slot.swap(0, Ordering::Relaxed) as *mut u8) {
             // SAFETY: a page taken at order 0 by `take_until_dry`; the swap
             // gives it to this CPU alone.
-            let _ = unsafe { pages.free_pages(page, 0) };
-            drain.freed.fetch_add(1, Ordering::Relaxed);
+            if unsafe { pages.free_pages(page, 0) }.is_ok() {
+                drain.freed.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }
