@@ -69,7 +69,14 @@ void rmm_local_irq_restore(unsigned long flags)
 
 void *rmm_vmap(struct page **pages, unsigned int count)
 {
-	return vmap(pages, count, VM_MAP, PAGE_KERNEL);
+	void *addr = vmap(pages, count, VM_MAP, PAGE_KERNEL);
+
+	/*
+	 * Not a tail call: vmap records its caller for /proc/vmallocinfo,
+	 * which is to read rmm_vmap, not the mangled Rust function above.
+	 */
+	barrier();
+	return addr;
 }
 
 void rmm_virt_to_pages(struct page **out, void *const *addrs, unsigned int count)
