@@ -195,6 +195,24 @@ def build_tables(single, smp):
     ))
 
     rows = []
+    for size in single.values("vmalloc", "size"):
+        rmm = single.cost("vmalloc", "size", size, "rmm")
+        kernel = single.cost("vmalloc", "size", size, "kernel")
+        rows.append([f"{size // 4096} pages ({size // 1024} KiB)", fmt(rmm), fmt(kernel),
+                     fmt_ratio(ratio(rmm, kernel))])
+    if rows:
+        tables.append((
+            "vmalloc: instructions per vmalloc + vfree (1 vCPU, -icount)",
+            "rmm: order-0 pages from its page allocator (per-CPU lists), their "
+            "addresses in a kmalloc'd array, mapped with vmap, unmapped with "
+            "vunmap. Kernel side: vmalloc/vfree (pages from alloc_pages_bulk). "
+            "Both map and unmap through the same kernel code, whose TLB flushes "
+            "on unmap are lazy.",
+            ["area", "rmm", "kernel", "ratio"],
+            rows,
+        ))
+
+    rows = []
     for case, what in (("counter_add", "add"), ("counter_sum", "exact sum")):
         rmm = single.cost(case, "", "", "rmm")
         kernel = single.cost(case, "", "", "kernel")
@@ -407,6 +425,11 @@ def write_summary_csv(path, single, smp):
                 kernel = single.cost(case, "size", size, "kernel")
                 w.writerow([case, "size", size, fmt(rmm, 2), fmt(kernel, 2),
                             fmt(ratio(rmm, kernel), 3), "", "", "instructions/op"])
+        for size in single.values("vmalloc", "size"):
+            rmm = single.cost("vmalloc", "size", size, "rmm")
+            kernel = single.cost("vmalloc", "size", size, "kernel")
+            w.writerow(["vmalloc", "size", size, fmt(rmm, 2), fmt(kernel, 2),
+                        fmt(ratio(rmm, kernel), 3), "", "", "instructions/op"])
         for case in ("page_pair", "page_batch"):
             for order in single.values(case, "order"):
                 rmm = single.cost(case, "order", order, "rmm")

@@ -3,7 +3,7 @@
 //! What the benchmarks run and how they report, without the kernel.
 //!
 //! `insmod rmm.ko bench=...` runs rmm's allocators against the kernel's own
-//! (SLUB, the page allocator, `percpu_counter`) in the same loops, at load
+//! (SLUB, the page allocator, `percpu_counter`, `vmalloc`) in the same loops, at load
 //! (`kernel_layer::bench` holds the loops). This module is the part that
 //! needs no kernel, so the host tests check it: the grammar of the `bench`
 //! parameter ([`Selection::parse`]), the sizes and iteration counts of every
@@ -40,6 +40,9 @@ pub const PAGE_BATCH: usize = 64;
 /// `MAX_ORDER`).
 pub const MAX_BENCH_ORDER: u32 = 10;
 
+/// Pages of the areas of the vmalloc case.
+pub const VMALLOC_PAGES: [usize; 2] = [4, 64];
+
 /// Base iteration count when the parameter names none.
 pub const DEFAULT_ITERS: u32 = 100_000;
 
@@ -75,10 +78,12 @@ pub enum Case {
     /// What pieces of rmm's fast paths cost alone (CPU number, per-CPU
     /// slot, lock round trip, page owner lookup, free validation).
     Parts,
+    /// `vmalloc` and `vfree` pairs of [`VMALLOC_PAGES`] pages.
+    Vmalloc,
 }
 
 /// Every case, in the order they run.
-pub const CASES: [Case; 8] = [
+pub const CASES: [Case; 9] = [
     Case::Pair,
     Case::Batch,
     Case::Kmalloc,
@@ -86,6 +91,7 @@ pub const CASES: [Case; 8] = [
     Case::Counter,
     Case::Ctor,
     Case::Parts,
+    Case::Vmalloc,
     Case::Smp,
 ];
 
@@ -101,6 +107,7 @@ impl Case {
             Case::Smp => "smp",
             Case::Ctor => "ctor",
             Case::Parts => "parts",
+            Case::Vmalloc => "vmalloc",
         }
     }
 
@@ -129,7 +136,7 @@ impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ParseError::UnknownWord => {
-                "unknown word (cases: all pair batch kmalloc pages counter ctor parts smp; settings: iters=N reps=N)"
+                "unknown word (cases: all pair batch kmalloc pages counter ctor parts vmalloc smp; settings: iters=N reps=N)"
             }
             ParseError::BadNumber => "iters= takes 1 to 10000000, reps= 1 to 100",
         })
@@ -258,6 +265,15 @@ impl Selection {
     /// Rounds of [`PAGE_BATCH`] order-0 pages, as many pages as order-0 pairs.
     pub fn page_batch_rounds(&self) -> u32 {
         (self.page_iters(0) / PAGE_BATCH as u32).max(1)
+    }
+
+    /// vmalloc and vfree pairs of an area of `pages` pages: a fiftieth of
+    /// the object pairs for 4 pages, fewer for more pages (an area costs
+    /// tens of object pairs per page), at least 20.
+    pub fn vmalloc_iters(&self, pages: usize) -> u32 {
+        let scale = (pages / 4).clamp(1, 1 << 16) as u32;
+        // No division by a variable that could panic: checked, never 0.
+        (self.iters / 50).checked_div(scale).unwrap_or(0).max(20)
     }
 
     /// Exact sums of a counter: a hundredth of the adds.
@@ -420,10 +436,10 @@ mod tests {
     #[test]
     fn a_list_selects_only_its_cases_and_reads_settings() {
         let selection = Selection::parse(b"pair, pages,iters=2000,reps=3\n").unwrap();
-        let chosen: [bool; 8] = CASES.map(|case| selection.contains(case));
+        let chosen: [bool; 9] = CASES.map(|case| selection.contains(case));
         assert_eq!(
             chosen,
-            [true, false, false, true, false, false, false, false]
+            [true, false, false, true, false, false, false, false, false]
         );
         assert_eq!(selection.iters, 2000);
         assert_eq!(selection.reps, 3);
@@ -480,11 +496,14 @@ mod tests {
         assert_eq!(selection.page_iters(10), 390);
         assert_eq!(selection.page_batch_rounds(), 195);
         assert_eq!(selection.sum_iters(), 1_000);
+        assert_eq!(selection.vmalloc_iters(4), 2_000);
+        assert_eq!(selection.vmalloc_iters(64), 125);
         let tiny = Selection::parse(b"all,iters=1").unwrap();
         assert_eq!(tiny.batch_rounds(), 1);
         assert_eq!(tiny.page_iters(MAX_BENCH_ORDER), 50);
         assert_eq!(tiny.page_batch_rounds(), 1);
         assert_eq!(tiny.sum_iters(), 10);
+        assert_eq!(tiny.vmalloc_iters(64), 20);
         assert_eq!(Selection::warmup(1), 1);
         assert_eq!(Selection::warmup(100_000), WARMUP);
         // Orders are non-increasing in cost share.

@@ -453,7 +453,8 @@ pub struct AllocatedBlock {
 ///   other frames of the block have kind `Tail`.
 /// - A block of order `k` starts at a multiple of `2^k` within its chunk.
 /// - Free blocks of order `k` are exactly the members of `free_heads[k]`'s
-///   list, and `free_blocks[k]` counts them.
+///   list, and `free_blocks[k]` counts them; `free_frames` is the sum of
+///   `free_blocks[k] << k`.
 /// - No free block below `MAX_ORDER` has a free buddy of the same order.
 /// - `slots` and `slot_mask` are the table's `slots` and `slot_count - 1`.
 pub struct BuddyCore {
@@ -467,6 +468,9 @@ pub struct BuddyCore {
     chunks: usize,
     free_heads: [u32; NR_ORDERS],
     free_blocks: [usize; NR_ORDERS],
+    /// Frames in free blocks, kept so that the page allocator's watermark
+    /// checks read one word.
+    free_frames: usize,
     spare_metas: *mut ChunkMeta,
 }
 
@@ -527,6 +531,7 @@ impl BuddyCore {
             chunks: 0,
             free_heads: [NIL; NR_ORDERS],
             free_blocks: [0; NR_ORDERS],
+            free_frames: 0,
             spare_metas: ptr::null_mut(),
         })
     }
@@ -574,6 +579,7 @@ impl BuddyCore {
         self.chunks = 0;
         self.free_heads = [NIL; NR_ORDERS];
         self.free_blocks = [0; NR_ORDERS];
+        self.free_frames = 0;
         // SAFETY: the table came from this platform's `alloc_meta` with
         // `table_layout` (type invariants); the caller guarantees nothing
         // uses it any more.
@@ -614,12 +620,9 @@ impl BuddyCore {
     }
 
     /// Frames in free blocks.
+    #[inline(always)]
     pub fn free_frames(&self) -> usize {
-        self.free_blocks
-            .iter()
-            .enumerate()
-            .map(|(order, count)| count << order)
-            .sum()
+        self.free_frames
     }
 
     /// The metadata in `slot` (null if it holds none).
@@ -734,6 +737,7 @@ impl BuddyCore {
         self.free_heads[order] = id;
         // At most one count per frame: cannot overflow.
         self.free_blocks[order] = self.free_blocks[order].wrapping_add(1);
+        self.free_frames = self.free_frames.wrapping_add(1 << order);
     }
 
     fn unlink_free(&mut self, order: usize, id: u32) {
@@ -767,6 +771,7 @@ impl BuddyCore {
         }
         // The block was counted when pushed.
         self.free_blocks[order] = self.free_blocks[order].wrapping_sub(1);
+        self.free_frames = self.free_frames.wrapping_sub(1 << order);
     }
 
     /// Adds a chunk of [`CHUNK_FRAMES`] free frames starting at `base_frame`.
@@ -1181,6 +1186,15 @@ impl BuddyCore {
             if length != self.free_blocks[order] || length != heads_seen {
                 return Err("free block count wrong");
             }
+        }
+        let counted: usize = self
+            .free_blocks
+            .iter()
+            .enumerate()
+            .map(|(order, count)| count << order)
+            .sum();
+        if counted != self.free_frames {
+            return Err("free frame count wrong");
         }
         Ok(())
     }

@@ -4,16 +4,25 @@
 //!
 //! ```text
 //! create NAME SIZE [align=N] [ctor] [debug] [hwcache]
-//! alloc NAME COUNT          free NAME COUNT|all
-//! shrink NAME               destroy NAME
-//! page-alloc ORDER COUNT    page-free ORDER COUNT|all
-//! fail N
+//! alloc NAME COUNT [FLAGS]          free NAME COUNT|all
+//! shrink NAME                       destroy NAME
+//! page-alloc ORDER COUNT [FLAGS]    page-free ORDER COUNT|all
+//! vmalloc NAME SIZE[K|M|G]          vfree NAME
+//! reserve auto|KB
+//! fail N [refill]
 //! invalid-free NAME interior|foreign|wrong-cache|double
 //! ```
+//!
+//! FLAGS is one word of `|`-separated allocation flags: at most one of
+//! `kernel`, `atomic`, `nowait` (or `GFP_KERNEL`, `GFP_ATOMIC`,
+//! `GFP_NOWAIT`), and `zero` (or `__GFP_ZERO`); the default is `kernel`.
 //!
 //! Parsing is pure and allocation-free so that the host tests can throw
 //! anything at it; executing the commands is [`crate::state`]'s job.
 
+use crate::gfp::Gfp;
+use crate::page_alloc::{FailScope, Reserve};
+use crate::vmalloc::MAX_VMALLOC_SIZE;
 use core::fmt;
 
 /// Longest accepted line, in bytes, without its newline.
@@ -99,12 +108,14 @@ pub enum Command<'a> {
         /// The options given.
         options: CreateOptions,
     },
-    /// `alloc NAME COUNT`
+    /// `alloc NAME COUNT [FLAGS]`
     Alloc {
         /// The cache name.
         name: &'a str,
         /// Objects to allocate and hold.
         count: usize,
+        /// The allocation flags (default [`Gfp::KERNEL`]).
+        gfp: Gfp,
     },
     /// `free NAME COUNT|all`
     Free {
@@ -123,12 +134,14 @@ pub enum Command<'a> {
         /// The cache name.
         name: &'a str,
     },
-    /// `page-alloc ORDER COUNT`
+    /// `page-alloc ORDER COUNT [FLAGS]`
     PageAlloc {
         /// Block order.
         order: u32,
         /// Blocks to allocate and hold.
         count: usize,
+        /// The allocation flags (default [`Gfp::KERNEL`]).
+        gfp: Gfp,
     },
     /// `page-free ORDER COUNT|all`
     PageFree {
@@ -137,10 +150,31 @@ pub enum Command<'a> {
         /// Held blocks to free.
         count: Count,
     },
-    /// `fail N`: fail every N-th page request, 0 for none.
+    /// `fail N [refill]`: fail every N-th page request (or refill), 0 for
+    /// none.
     Fail {
         /// The rate N (0 to [`MAX_FAIL_EVERY`]).
         every: usize,
+        /// Which requests are numbered and failed.
+        scope: FailScope,
+    },
+    /// `vmalloc NAME SIZE`: a virtually contiguous area of SIZE bytes.
+    Vmalloc {
+        /// The area's name.
+        name: &'a str,
+        /// Bytes (suffixes applied), 1 to [`MAX_VMALLOC_SIZE`].
+        size: usize,
+    },
+    /// `vfree NAME`
+    Vfree {
+        /// The area's name.
+        name: &'a str,
+    },
+    /// `reserve auto|KB`: the size of the page allocator's emergency
+    /// reserve.
+    Reserve {
+        /// The setting.
+        reserve: Reserve,
     },
     /// `invalid-free NAME KIND`: a deliberate invalid free into a cache,
     /// which must be detected.
@@ -181,6 +215,15 @@ pub enum ParseError {
     BadFailRate,
     /// An `invalid-free` kind that is not one of [`InvalidFree::ALL`].
     BadFreeKind,
+    /// An allocation flag word that is not `|`-separated flag names, or
+    /// names two of `kernel`, `atomic`, `nowait`.
+    BadGfp,
+    /// A vmalloc size that is not 1 to [`MAX_VMALLOC_SIZE`] bytes, with an
+    /// optional `K`, `M` or `G` suffix.
+    BadVmallocSize,
+    /// A reserve that is not `auto` or 0 to
+    /// [`crate::page_alloc::watermark::MAX_RESERVE_KB`].
+    BadReserve,
 }
 
 impl fmt::Display for ParseError {
@@ -199,6 +242,13 @@ impl fmt::Display for ParseError {
             ParseError::BadAlign => "alignment must be a power of two up to the page size",
             ParseError::BadFailRate => "fail rate must be 0 to 1000000",
             ParseError::BadFreeKind => "kind must be interior, foreign, wrong-cache or double",
+            ParseError::BadGfp => {
+                "flags must be kernel, atomic or nowait, optionally |zero (or GFP_KERNEL, GFP_ATOMIC, GFP_NOWAIT, __GFP_ZERO)"
+            }
+            ParseError::BadVmallocSize => {
+                "vmalloc size must be 1 byte to 1024 MiB (suffix K, M or G)"
+            }
+            ParseError::BadReserve => "reserve must be auto or 0 to 262144 (KiB)",
         })
     }
 }
@@ -265,6 +315,49 @@ fn parse_free_kind(word: &str) -> Result<InvalidFree, ParseError> {
         .into_iter()
         .find(|kind| kind.as_str() == word)
         .ok_or(ParseError::BadFreeKind)
+}
+
+/// Parses an allocation flag word (see the module documentation).
+pub fn parse_gfp(word: &str) -> Result<Gfp, ParseError> {
+    let mut base = None;
+    let mut zero = false;
+    for flag in word.split('|') {
+        let named = match flag {
+            "kernel" | "GFP_KERNEL" => Gfp::KERNEL,
+            "atomic" | "GFP_ATOMIC" => Gfp::ATOMIC,
+            "nowait" | "GFP_NOWAIT" => Gfp::NOWAIT,
+            "zero" | "__GFP_ZERO" => {
+                zero = true;
+                continue;
+            }
+            _ => return Err(ParseError::BadGfp),
+        };
+        if base.replace(named).is_some() {
+            return Err(ParseError::BadGfp);
+        }
+    }
+    let gfp = base.unwrap_or(Gfp::KERNEL);
+    Ok(if zero { gfp | Gfp::ZERO } else { gfp })
+}
+
+/// Parses a vmalloc size: decimal bytes, optionally with a binary suffix
+/// `K`, `M` or `G` (either case), 1 to [`MAX_VMALLOC_SIZE`].
+pub fn parse_vmalloc_size(word: &str) -> Result<usize, ParseError> {
+    let (digits, unit) = if let Some(digits) = word.strip_suffix(['k', 'K']) {
+        (digits, 1 << 10)
+    } else if let Some(digits) = word.strip_suffix(['m', 'M']) {
+        (digits, 1 << 20)
+    } else if let Some(digits) = word.strip_suffix(['g', 'G']) {
+        (digits, 1 << 30)
+    } else {
+        (word, 1)
+    };
+    let value = parse_number(digits).map_err(|_| ParseError::BadVmallocSize)?;
+    let size = value.checked_mul(unit).ok_or(ParseError::BadVmallocSize)?;
+    if size == 0 || size > MAX_VMALLOC_SIZE {
+        return Err(ParseError::BadVmallocSize);
+    }
+    Ok(size)
 }
 
 fn parse_name(word: &str) -> Result<&str, ParseError> {
@@ -335,6 +428,7 @@ pub fn parse_line(
         "alloc" => Command::Alloc {
             name: parse_name(arg()?)?,
             count: parse_count(arg()?)?,
+            gfp: words.next().map_or(Ok(Gfp::KERNEL), parse_gfp)?,
         },
         "free" => Command::Free {
             name: parse_name(arg()?)?,
@@ -349,6 +443,7 @@ pub fn parse_line(
         "page-alloc" => Command::PageAlloc {
             order: parse_order(arg()?)?,
             count: parse_count(arg()?)?,
+            gfp: words.next().map_or(Ok(Gfp::KERNEL), parse_gfp)?,
         },
         "page-free" => Command::PageFree {
             order: parse_order(arg()?)?,
@@ -356,6 +451,21 @@ pub fn parse_line(
         },
         "fail" => Command::Fail {
             every: parse_fail_every(arg()?)?,
+            scope: match words.next() {
+                None => FailScope::All,
+                Some("refill") => FailScope::Refill,
+                Some(_) => return Err(ParseError::UnexpectedArgument),
+            },
+        },
+        "vmalloc" => Command::Vmalloc {
+            name: parse_name(arg()?)?,
+            size: parse_vmalloc_size(arg()?)?,
+        },
+        "vfree" => Command::Vfree {
+            name: parse_name(arg()?)?,
+        },
+        "reserve" => Command::Reserve {
+            reserve: Reserve::parse(arg()?.as_bytes()).map_err(|_| ParseError::BadReserve)?,
         },
         "invalid-free" => Command::InvalidFree {
             name: parse_name(arg()?)?,

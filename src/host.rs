@@ -7,6 +7,14 @@
 //! Besides providing the services, it keeps the books tests need: pages and
 //! metadata outstanding (so a leak fails a test), every report and info
 //! line, and a fault injector that fails every N-th page request.
+//!
+//! The mapping service ([`Platform::map_pages`]) is emulated: a mapping is
+//! a fresh page-aligned host allocation of the pages plus a guard page,
+//! with a record of the pages it stands for. Writes through it do not
+//! reach the pages (the host cannot alias its heap), but
+//! [`Platform::mapped_frame`] answers from the record as `vmalloc_to_pfn`
+//! answers from the page tables, so tests can check that an area maps
+//! exactly its pages, in order, and that every mapping is removed.
 
 extern crate std;
 
@@ -18,7 +26,8 @@ use self::std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use self::std::sync::{Arc, Mutex};
 use self::std::vec::Vec;
 use crate::gfp::Gfp;
-use crate::platform::{AllocError, Lock, LockClass, PerCpu, Platform, PAGE_SIZE};
+use crate::page_alloc::ReserveBasis;
+use crate::platform::{AllocError, Lock, LockClass, PerCpu, Platform, PAGE_SHIFT, PAGE_SIZE};
 use core::alloc::Layout;
 use core::fmt;
 use core::ptr::NonNull;
@@ -28,6 +37,19 @@ std::thread_local! {
 }
 
 static NEXT_THREAD_CPU: AtomicUsize = AtomicUsize::new(0);
+
+/// One emulated mapping: where it is, and the pages it stands for.
+struct HostMapping {
+    base: usize,
+    pages: Vec<usize>,
+}
+
+impl HostMapping {
+    /// The host allocation behind the mapping: the pages and a guard page.
+    fn layout(pages: usize) -> Layout {
+        Layout::from_size_align((pages + 1) * PAGE_SIZE, PAGE_SIZE).expect("mapping layout")
+    }
+}
 
 /// A [`Platform`] for tests on the host.
 pub struct HostPlatform {
@@ -39,6 +61,10 @@ pub struct HostPlatform {
     reports: Mutex<Vec<String>>,
     infos: Mutex<Vec<String>>,
     clock_ns: AtomicU64,
+    mappings: Mutex<Vec<HostMapping>>,
+    map_requests: AtomicUsize,
+    map_fail_every: AtomicUsize,
+    basis: Mutex<ReserveBasis>,
 }
 
 impl HostPlatform {
@@ -53,6 +79,10 @@ impl HostPlatform {
             meta_out: AtomicUsize::new(0),
             reports: Mutex::new(Vec::new()),
             infos: Mutex::new(Vec::new()),
+            mappings: Mutex::new(Vec::new()),
+            map_requests: AtomicUsize::new(0),
+            map_fail_every: AtomicUsize::new(0),
+            basis: Mutex::new(ReserveBasis::default()),
             clock_ns: AtomicU64::new(0),
         }
     }
@@ -62,6 +92,38 @@ impl HostPlatform {
     /// repeatable.
     pub fn advance_clock(&self, ns: u64) {
         self.clock_ns.fetch_add(ns, Ordering::SeqCst);
+    }
+
+    /// Fails every `n`-th mapping request from now on; 0 turns failures
+    /// off.
+    pub fn fail_maps_every(&self, n: usize) {
+        self.map_requests.store(0, Ordering::SeqCst);
+        self.map_fail_every.store(n, Ordering::SeqCst);
+    }
+
+    /// Mappings made and not removed.
+    pub fn mappings_outstanding(&self) -> usize {
+        self.mappings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// The pages the mapping starting at `addr` stands for, in order.
+    pub fn mapped_pages(&self, addr: usize) -> Option<Vec<usize>> {
+        self.mappings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|mapping| mapping.base == addr)
+            .map(|mapping| mapping.pages.clone())
+    }
+
+    /// Sets what [`Platform::reserve_basis`] answers (the kernel's
+    /// `min_free_kbytes` and managed pages; both 0 at first, which gives no
+    /// automatic reserve).
+    pub fn set_reserve_basis(&self, basis: ReserveBasis) {
+        *self.basis.lock().unwrap_or_else(|e| e.into_inner()) = basis;
     }
 
     /// Makes the calling thread run "on" `cpu` from now on (until changed).
@@ -286,6 +348,59 @@ impl Platform for HostPlatform {
     fn monotonic_ns(&self) -> u64 {
         self.clock_ns.load(Ordering::SeqCst)
     }
+
+    fn reserve_basis(&self) -> ReserveBasis {
+        *self.basis.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn map_pages(&self, pages: &[NonNull<u8>]) -> Option<NonNull<u8>> {
+        let every = self.map_fail_every.load(Ordering::SeqCst);
+        let n = self.map_requests.fetch_add(1, Ordering::SeqCst) + 1;
+        if pages.is_empty() || (every != 0 && n % every == 0) {
+            return None;
+        }
+        // SAFETY: the layout has a non-zero size.
+        let base = NonNull::new(unsafe { alloc(HostMapping::layout(pages.len())) })?;
+        self.mappings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(HostMapping {
+                base: base.as_ptr() as usize,
+                pages: pages.iter().map(|page| page.as_ptr() as usize).collect(),
+            });
+        Some(base)
+    }
+
+    unsafe fn unmap_pages(&self, addr: NonNull<u8>, count: usize) {
+        let mut mappings = self.mappings.lock().unwrap_or_else(|e| e.into_inner());
+        let base = addr.as_ptr() as usize;
+        let Some(index) = mappings
+            .iter()
+            .position(|mapping| mapping.base == base && mapping.pages.len() == count)
+        else {
+            drop(mappings);
+            self.report(format_args!(
+                "host: unmap_pages({base:#x}, {count}) of no such mapping"
+            ));
+            return;
+        };
+        mappings.swap_remove(index);
+        // SAFETY: `map_pages` allocated the mapping with this layout, and
+        // its record is gone, so it is freed once.
+        unsafe { dealloc(addr.as_ptr(), HostMapping::layout(count)) };
+    }
+
+    fn mapped_frame(&self, addr: NonNull<u8>) -> Option<usize> {
+        let addr = addr.as_ptr() as usize;
+        self.mappings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find_map(|mapping| {
+                let index = addr.checked_sub(mapping.base)? / PAGE_SIZE;
+                mapping.pages.get(index).map(|page| page >> PAGE_SHIFT)
+            })
+    }
 }
 
 /// A [`HostPlatform`] behind an `Arc`: a test keeps a handle to the books
@@ -376,5 +491,22 @@ impl Platform for SharedHostPlatform {
 
     fn cond_resched(&self) {
         self.resched.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn reserve_basis(&self) -> ReserveBasis {
+        self.host.reserve_basis()
+    }
+
+    fn map_pages(&self, pages: &[NonNull<u8>]) -> Option<NonNull<u8>> {
+        self.host.map_pages(pages)
+    }
+
+    unsafe fn unmap_pages(&self, addr: NonNull<u8>, count: usize) {
+        // SAFETY: The caller's guarantees are passed on unchanged.
+        unsafe { self.host.unmap_pages(addr, count) }
+    }
+
+    fn mapped_frame(&self, addr: NonNull<u8>) -> Option<usize> {
+        self.host.mapped_frame(addr)
     }
 }

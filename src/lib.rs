@@ -16,6 +16,7 @@
 #![warn(clippy::undocumented_unsafe_blocks, clippy::float_arithmetic)]
 
 pub mod address_hash;
+pub mod areas;
 pub mod bench;
 pub mod buddy;
 pub mod control;
@@ -28,5 +29,6 @@ pub mod ratelimit;
 pub mod slab;
 pub mod state;
 pub mod views;
+pub mod vmalloc;
 
 pub mod host;

@@ -31,16 +31,32 @@
 //!   freed; [`PageAllocator::block_owner`] reads them through the lock-free
 //!   chunk table.
 //!
+//! - Watermarks `min`, `low` and `high` on the free pages of the buddy
+//!   lists, as the kernel keeps on each zone (see [`watermark`]), decide
+//!   who may take the last free pages: a request that would take them
+//!   below `low` first refills the pool from the platform if it may sleep;
+//!   `GFP_NOWAIT` stops at `low`, a sleeping request whose refill failed
+//!   at `min`, and only `GFP_ATOMIC` may go below `min`, into the
+//!   emergency reserve. Blocks are checked when they leave the buddy lists
+//!   (a per-CPU list's refill, a block of a higher order); a request served
+//!   by a CPU's list takes pages that left the free count, under that
+//!   check, when the list was filled.
+//!
 //! Nothing slow runs under a lock: pages and metadata are requested from the
 //! platform, and blocks are zeroed, with no lock held.
 //!
 //! For tests of the failure paths, a [`FaultInjector`] (see [`fault`]) can
 //! make every N-th page request fail: every [`PageAllocator::alloc_pages`]
-//! call and every chunk request to the platform is one request.
+//! call, every vmalloc mapping and every chunk request to the platform is
+//! one request (or only the chunk requests, [`FailScope::Refill`]).
 
 pub mod fault;
+pub mod watermark;
 
-pub use self::fault::{FaultInjector, FaultStats};
+pub use self::fault::{FailScope, FaultInjector, FaultStats};
+pub use self::watermark::{Reserve, ReserveBasis, WatermarkStats, Watermarks};
+
+use self::watermark::{reserve_pages, WatermarkCounters};
 
 use crate::buddy::{
     AddChunkError, AllocatedBlock, BuddyCore, ChunkMeta, ChunkTable, FrameFreeError, RadixLeaf,
@@ -169,12 +185,30 @@ pub struct PageStats {
 }
 
 /// The state under the buddy lock.
+///
+/// # Invariants
+///
+/// `wm` is the watermarks of `reserve` and `basis` for the pages of the
+/// chunks in `core` ([`Zone::update_watermarks`] after every change).
 struct Zone {
     core: BuddyCore,
     /// Allocations per order served by the buddy lists directly (for the
     /// per-CPU orders only when a request bypasses the lists: a new chunk,
-    /// or a retry after draining).
+    /// a request below `low`, or a retry after draining).
     allocs: [u64; NR_ORDERS],
+    reserve: Reserve,
+    basis: ReserveBasis,
+    wm: Watermarks,
+}
+
+/// Why [`Zone::alloc_to_floor`] found no block.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Short {
+    /// The free pages cover the request, but only below what its flags
+    /// allow.
+    Watermark,
+    /// No free block of the order.
+    Empty,
 }
 
 impl Zone {
@@ -186,6 +220,66 @@ impl Zone {
             *count = count.wrapping_add(1);
         }
         Some(Taken::from(block))
+    }
+
+    /// Whether taking a block of `order` leaves at least `low` free pages.
+    #[inline(always)]
+    fn above_low(&self, order: u32) -> bool {
+        self.core.free_frames() >= pages_of(order).wrapping_add(self.wm.low)
+    }
+
+    /// [`Zone::alloc`] if the block leaves at least `low` free pages.
+    #[inline(always)]
+    fn alloc_above_low(&mut self, order: u32) -> Option<Taken> {
+        if !self.above_low(order) {
+            return None;
+        }
+        self.alloc(order)
+    }
+
+    /// [`Zone::alloc`] down to the lowest level `gfp` allows: `low` for
+    /// `GFP_NOWAIT`, `min` for a request that may sleep (after its refill
+    /// failed), nothing for one that may use the reserve. Counts what went
+    /// below `low` in `counters`.
+    fn alloc_to_floor(
+        &mut self,
+        order: u32,
+        gfp: Gfp,
+        counters: &WatermarkCounters,
+    ) -> Result<Taken, Short> {
+        let pages = pages_of(order);
+        let after = self
+            .core
+            .free_frames()
+            .checked_sub(pages)
+            .ok_or(Short::Empty)?;
+        let floor = if gfp.may_use_reserve() {
+            0
+        } else if gfp.may_sleep() {
+            self.wm.min
+        } else {
+            self.wm.low
+        };
+        if after < floor {
+            return Err(Short::Watermark);
+        }
+        let taken = self.alloc(order).ok_or(Short::Empty)?;
+        if after < self.wm.min {
+            WatermarkCounters::bump(&counters.reserve_allocs, 1);
+            let below = (self.wm.min - after).min(pages);
+            WatermarkCounters::bump(&counters.reserve_pages, below as u64);
+        } else if after < self.wm.low {
+            WatermarkCounters::bump(&counters.min_allocs, 1);
+        }
+        Ok(taken)
+    }
+
+    /// Recomputes the watermarks after the pool or the reserve changed.
+    fn update_watermarks(&mut self) {
+        let managed = self.core.total_frames();
+        let reserve = reserve_pages(self.reserve, self.basis, managed);
+        // INVARIANT: the watermarks of the current pool and reserve.
+        self.wm = Watermarks::compute(reserve, managed);
     }
 }
 
@@ -385,6 +479,7 @@ pub struct PageAllocator<P: Platform> {
     failures: [AtomicU64; NR_ORDERS],
     invalid_frees: AtomicU64,
     faults: FaultInjector,
+    wm_counters: WatermarkCounters,
     platform: P,
 }
 
@@ -397,11 +492,7 @@ unsafe impl<P: Platform> Sync for PageAllocator<P> {}
 
 /// `gfp` without the zeroing request, for chunks and metadata.
 fn plain_gfp(gfp: Gfp) -> Gfp {
-    if gfp.may_sleep() {
-        Gfp::KERNEL
-    } else {
-        Gfp::ATOMIC
-    }
+    gfp.without_zero()
 }
 
 #[inline(always)]
@@ -463,9 +554,13 @@ impl<P: Platform> PageAllocator<P> {
         let core = BuddyCore::new(&platform, max_chunks, Gfp::KERNEL)?;
         let table = NonNull::from(core.table());
         let table_layout = core.table_layout();
+        // INVARIANT: no chunks, so no watermarks whatever the reserve.
         let zone = Zone {
             core,
             allocs: [0; NR_ORDERS],
+            reserve: Reserve::Auto,
+            basis: platform.reserve_basis(),
+            wm: Watermarks::default(),
         };
         let zone = match platform.new_lock(zone, LockClass::Buddy) {
             Ok(zone) => zone,
@@ -486,6 +581,7 @@ impl<P: Platform> PageAllocator<P> {
             failures: Default::default(),
             invalid_frees: AtomicU64::new(0),
             faults: FaultInjector::new(),
+            wm_counters: WatermarkCounters::default(),
             platform,
         })
     }
@@ -500,6 +596,74 @@ impl<P: Platform> PageAllocator<P> {
         &self.faults
     }
 
+    /// Sets the size of the emergency reserve (the `min` watermark), and
+    /// reads the platform's [`ReserveBasis`] again for [`Reserve::Auto`].
+    /// The other watermarks follow. Nothing is allocated or freed: the next
+    /// request that may sleep refills the pool if it is now below `low`.
+    pub fn set_reserve(&self, reserve: Reserve) {
+        let basis = self.platform.reserve_basis();
+        self.zone.with(|zone| {
+            zone.reserve = reserve;
+            zone.basis = basis;
+            zone.update_watermarks();
+        });
+    }
+
+    /// The reserve setting.
+    pub fn reserve(&self) -> Reserve {
+        self.zone.with(|zone| zone.reserve)
+    }
+
+    /// The watermarks of the pool as it is now (they follow its size).
+    pub fn watermarks(&self) -> Watermarks {
+        self.zone.with(|zone| zone.wm)
+    }
+
+    /// The watermarks' decisions so far.
+    pub fn watermark_stats(&self) -> WatermarkStats {
+        self.wm_counters.stats()
+    }
+
+    /// Empties every online CPU's per-CPU lists into the buddy lists, each
+    /// CPU its own ([`Platform::on_each_cpu`]). Call only where sleeping is
+    /// allowed and no interrupt-disabling lock is held.
+    pub fn drain_pcp(&self) {
+        self.drain_all_pcp();
+    }
+
+    /// Pages cached on the per-CPU lists of `cpu`, all orders (a recent
+    /// value; 0 for a CPU number out of range).
+    pub fn pcp_pages(&self, cpu: usize) -> usize {
+        if cpu >= self.platform.nr_cpu_ids() {
+            return 0;
+        }
+        let lists = self.pcp.get(cpu);
+        (0..)
+            .zip(&lists.lists)
+            .map(|(order, list)| list.count() << order)
+            .sum()
+    }
+
+    /// The address of the first chunk held and the end of the last one, in
+    /// address order: the range the pool's pages span, holes between
+    /// chunks included. `None` without chunks.
+    pub fn span(&self) -> Option<(NonNull<u8>, usize)> {
+        let (first, last) = self.zone.with(|zone| {
+            let mut first = usize::MAX;
+            let mut last = 0;
+            zone.core.for_each_chunk(|frame| {
+                first = first.min(frame);
+                last = last.max(frame);
+            });
+            (first, last)
+        });
+        if first > last {
+            return None;
+        }
+        let start = NonNull::new(addr_of_frame(first) as *mut u8)?;
+        Some((start, addr_of_frame(last).wrapping_add(CHUNK_BYTES)))
+    }
+
     #[inline(always)]
     fn table(&self) -> &ChunkTable {
         // SAFETY: the table lives until `drop` (type invariants).
@@ -510,10 +674,26 @@ impl<P: Platform> PageAllocator<P> {
     /// multiple of `PAGE_SIZE << order`); zeroed if `gfp.zeroed()`.
     ///
     /// Orders up to [`PCP_MAX_ORDER`] come from this CPU's list of the
-    /// order, larger ones from the buddy lists. Fails if
-    /// `order > MAX_ORDER`, if no chunk can be obtained, or if the fault
-    /// injector fails the request; failures of valid orders are counted in
-    /// [`PageStats::failures`].
+    /// order, larger ones from the buddy lists. Blocks leave the buddy
+    /// lists (into a CPU's list, or for a caller) only while the free pages
+    /// stay at or above the `low` watermark. Below it:
+    ///
+    /// 1. a request that may sleep refills the pool: it takes a chunk from
+    ///    the platform, and its block from that chunk, then more chunks
+    ///    until the free pages reach `high`;
+    /// 2. if there was no refill (the request may not sleep) or it failed,
+    ///    the block comes from the buddy lists directly if that leaves the
+    ///    free pages at or above the request's floor: `low` for
+    ///    [`Gfp::NOWAIT`], `min` for [`Gfp::KERNEL`], nothing for
+    ///    [`Gfp::ATOMIC`], which alone takes the reserve below `min`;
+    /// 3. failing that, the per-CPU lists are emptied into the buddy lists
+    ///    (every CPU's if the request may sleep, this CPU's otherwise) and
+    ///    step 2 is tried once more.
+    ///
+    /// Fails if `order > MAX_ORDER`, if the steps find no block, or if the
+    /// fault injector fails the request; failures of valid orders are
+    /// counted in [`PageStats::failures`], the watermarks' decisions in
+    /// [`WatermarkStats`].
     #[inline]
     pub fn alloc_pages(&self, order: u32, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
         if order > MAX_ORDER {
@@ -528,7 +708,7 @@ impl<P: Platform> PageAllocator<P> {
             self.pcp
                 .with_local(|lists| unsafe { lists.list(order).pop_for_caller() })
         } else {
-            self.zone.with(|zone| zone.alloc(order))
+            self.zone.with(|zone| zone.alloc_above_low(order))
         };
         let taken = match taken {
             Some(taken) => taken,
@@ -563,11 +743,9 @@ impl<P: Platform> PageAllocator<P> {
         AllocError
     }
 
-    /// When the first try found nothing: refill this CPU's list of a
-    /// per-CPU order from the buddy lists; otherwise grow by a chunk; if the
-    /// platform has none, give the blocks cached on the per-CPU lists back
-    /// to the buddy lists and try once more (as the kernel drains its
-    /// per-CPU lists before declaring memory exhausted).
+    /// When the first try found nothing: the steps of
+    /// [`PageAllocator::alloc_pages`]. A per-CPU order first refills this
+    /// CPU's list from the buddy lists (above `low`).
     #[cold]
     #[inline(never)]
     fn alloc_slow(&self, order: u32, gfp: Gfp) -> Option<Taken> {
@@ -584,23 +762,66 @@ impl<P: Platform> PageAllocator<P> {
                 return taken;
             }
         }
-        self.grow_and_alloc(order, gfp).or_else(|| {
-            if gfp.may_sleep() {
-                self.drain_all_pcp();
-            } else {
-                // No IPIs where sleeping is not allowed (interrupts may be
-                // off): only this CPU's lists, as the kernel drains no remote
-                // lists for atomic requests.
-                // SAFETY: `with_local` gives exclusive use of the lists.
-                self.pcp
-                    .with_local(|lists| unsafe { self.drain_lists(lists) });
+        if gfp.may_sleep() {
+            if let Some(taken) = self.refill_pool(order, gfp) {
+                return Some(taken);
             }
-            self.zone.with(|zone| zone.alloc(order))
-        })
+        }
+        let counters = &self.wm_counters;
+        let first = self
+            .zone
+            .with(|zone| zone.alloc_to_floor(order, gfp, counters));
+        let short = match first {
+            Ok(taken) => return Some(taken),
+            Err(short) => short,
+        };
+        // As the kernel drains its per-CPU lists before declaring memory
+        // exhausted: the pages cached there count as free again.
+        if gfp.may_sleep() {
+            self.drain_all_pcp();
+        } else {
+            // No IPIs where sleeping is not allowed (interrupts may be
+            // off): only this CPU's lists, as the kernel drains no remote
+            // lists for atomic requests.
+            // SAFETY: `with_local` gives exclusive use of the lists.
+            self.pcp
+                .with_local(|lists| unsafe { self.drain_lists(lists) });
+        }
+        match self
+            .zone
+            .with(|zone| zone.alloc_to_floor(order, gfp, counters))
+        {
+            Ok(taken) => Some(taken),
+            Err(again) => {
+                if again == Short::Watermark || short == Short::Watermark {
+                    WatermarkCounters::bump(&counters.refused, 1);
+                }
+                None
+            }
+        }
+    }
+
+    /// Refills the pool for a request that may sleep and found the free
+    /// pages below `low` (or no block of its order): takes a chunk and the
+    /// request's block from it, then more chunks while the free pages are
+    /// below `high`. Returns the block, or `None` if no chunk came.
+    fn refill_pool(&self, order: u32, gfp: Gfp) -> Option<Taken> {
+        WatermarkCounters::bump(&self.wm_counters.refills, 1);
+        let taken = self.grow(gfp, Some(order))?;
+        while self
+            .zone
+            .with(|zone| zone.core.free_frames() < zone.wm.high)
+        {
+            if self.grow(gfp, None).is_none() {
+                break;
+            }
+        }
+        taken
     }
 
     /// Moves up to a batch of blocks of `order` from the buddy lists onto
-    /// `list`, under one hold of the buddy lock.
+    /// `list`, under one hold of the buddy lock, as long as each leaves the
+    /// free pages at or above `low`.
     ///
     /// # Safety
     ///
@@ -609,6 +830,9 @@ impl<P: Platform> PageAllocator<P> {
     unsafe fn refill(&self, list: &PcpList, order: u32) {
         self.zone.with(|zone| {
             for _ in 0..list.batch {
+                if !zone.above_low(order) {
+                    break;
+                }
                 let Some(block) = zone.core.alloc_block(order) else {
                     break;
                 };
@@ -621,15 +845,22 @@ impl<P: Platform> PageAllocator<P> {
         });
     }
 
-    /// Takes a new chunk from the platform, adds it to the buddy lists and
-    /// allocates a block of `order` from it (under the same lock, so the
-    /// chunk cannot be taken by others first).
-    fn grow_and_alloc(&self, order: u32, gfp: Gfp) -> Option<Taken> {
-        if self.faults.should_fail() {
+    /// Takes a new chunk from the platform and adds it to the buddy lists;
+    /// with `order`, also allocates a block of that order for the caller
+    /// (under the same lock, so the chunk cannot be taken by others first).
+    /// `None` if no chunk came (counted as a refill failure); otherwise the
+    /// block, if one was asked for.
+    fn grow(&self, gfp: Gfp, order: Option<u32>) -> Option<Option<Taken>> {
+        let chunk = if self.faults.should_fail_refill() {
+            None
+        } else {
+            self.platform.alloc_pages(CHUNK_ORDER, plain_gfp(gfp))
+        };
+        let Some(chunk) = chunk else {
+            WatermarkCounters::bump(&self.wm_counters.refill_failures, 1);
             return None;
-        }
+        };
         let gfp = plain_gfp(gfp);
-        let chunk = self.platform.alloc_pages(CHUNK_ORDER, gfp)?;
         let base = chunk.as_ptr() as usize;
         let mut spare_meta: Option<NonNull<ChunkMeta>> = None;
         let mut spare_leaf: Option<NonNull<RadixLeaf>> = None;
@@ -646,7 +877,10 @@ impl<P: Platform> PageAllocator<P> {
                         zone.core
                             .add_chunk(frame_of(base), &mut spare_meta, &mut spare_leaf)
                     };
-                    result.map(|()| zone.alloc(order))
+                    result.map(|()| {
+                        zone.update_watermarks();
+                        order.and_then(|order| zone.alloc(order))
+                    })
                 });
                 match outcome {
                     Ok(taken) => {
@@ -687,11 +921,15 @@ impl<P: Platform> PageAllocator<P> {
             unsafe { self.platform.free_meta(leaf.cast(), RadixLeaf::LAYOUT) };
         }
         match added {
-            Some(taken) => taken,
+            Some(taken) => {
+                WatermarkCounters::bump(&self.wm_counters.refill_chunks, 1);
+                Some(taken)
+            }
             None => {
                 // SAFETY: the chunk came from `alloc_pages` with this order
                 // and was not added to the core.
                 unsafe { self.platform.free_pages(chunk, CHUNK_ORDER) };
+                WatermarkCounters::bump(&self.wm_counters.refill_failures, 1);
                 None
             }
         }
@@ -1008,7 +1246,11 @@ impl<P: Platform> PageAllocator<P> {
     pub fn shrink(&self) -> usize {
         self.drain_all_pcp();
         let mut released = 0;
-        while let Some(base_frame) = self.zone.with(|zone| zone.core.take_free_chunk()) {
+        while let Some(base_frame) = self.zone.with(|zone| {
+            let chunk = zone.core.take_free_chunk();
+            zone.update_watermarks();
+            chunk
+        }) {
             // Chunks are real memory, never at address 0.
             if let Some(chunk) = NonNull::new(addr_of_frame(base_frame) as *mut u8) {
                 // SAFETY: the chunk came from `alloc_pages` with

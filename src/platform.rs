@@ -9,6 +9,7 @@
 //! (see [`crate::host`]). [`Platform`] is the seam between the two.
 
 use crate::gfp::Gfp;
+use crate::page_alloc::ReserveBasis;
 use core::alloc::Layout;
 use core::fmt;
 use core::ptr::NonNull;
@@ -206,4 +207,56 @@ pub trait Platform: Send + Sync + 'static {
     /// A point in a long loop where the caller may be rescheduled
     /// (`cond_resched`). Only called where sleeping is allowed.
     fn cond_resched(&self) {}
+
+    /// What the page allocator's automatic emergency reserve is computed
+    /// from: the kernel's `min_free_kbytes` and the pages it is shared
+    /// among (see [`crate::page_alloc::watermark`]). The default, an empty
+    /// basis, gives no automatic reserve.
+    fn reserve_basis(&self) -> ReserveBasis {
+        ReserveBasis::default()
+    }
+
+    /// Maps `pages`, in order, into one virtually contiguous range of
+    /// kernel addresses, as the kernel's `vmap` does, and returns its
+    /// start; `None` if that is impossible. Each entry is the address of a
+    /// page of the page allocator (from a chunk of
+    /// [`Platform::alloc_pages`]). The range is followed by one unmapped
+    /// guard page, as the kernel's is. May sleep. The default has no
+    /// mapping service and always fails.
+    fn map_pages(&self, _pages: &[NonNull<u8>]) -> Option<NonNull<u8>> {
+        None
+    }
+
+    /// Removes a mapping made by [`Platform::map_pages`] (`vunmap`). The
+    /// pages themselves stay allocated. May sleep.
+    ///
+    /// # Safety
+    ///
+    /// `addr` must have come from `map_pages` of this platform for `count`
+    /// pages, must not have been unmapped already, and nothing may use the
+    /// mapping afterwards.
+    unsafe fn unmap_pages(&self, _addr: NonNull<u8>, _count: usize) {}
+
+    /// The frame number of the page at `page`, an address of the page
+    /// allocator's (the kernel's `page_to_pfn(virt_to_page(page))`). The
+    /// default numbers pages by their address.
+    fn page_frame(&self, page: NonNull<u8>) -> usize {
+        page.as_ptr() as usize >> PAGE_SHIFT
+    }
+
+    /// The frame number of the page mapped at `addr` in a mapping of
+    /// [`Platform::map_pages`], found from the mapping itself (the
+    /// kernel's `vmalloc_to_pfn`, which walks the page tables); `None` if
+    /// nothing is mapped there.
+    fn mapped_frame(&self, _addr: NonNull<u8>) -> Option<usize> {
+        None
+    }
+
+    /// Writes a kernel address for a view that shows addresses, as the
+    /// kernel's `%pK` does for its own views: in the kernel, hashed or
+    /// zeroed unless `kptr_restrict` lets the reader see it; `0x` and 16
+    /// hex digits here.
+    fn write_address(&self, out: &mut dyn fmt::Write, addr: usize) -> fmt::Result {
+        write!(out, "0x{addr:016x}")
+    }
 }

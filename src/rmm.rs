@@ -12,6 +12,7 @@ use kernel::error::Error;
 use kernel::prelude::*;
 
 pub mod address_hash;
+pub mod areas;
 pub mod bench;
 pub mod buddy;
 pub mod control;
@@ -24,6 +25,7 @@ pub mod ratelimit;
 pub mod slab;
 pub mod state;
 pub mod views;
+pub mod vmalloc;
 
 pub mod kernel_layer;
 
@@ -113,6 +115,33 @@ impl ProcShow for StatsView {
     }
 }
 
+/// `/proc/rmm_vmallocinfo`.
+struct VmallocInfoView;
+
+impl ProcShow for VmallocInfoView {
+    fn show(out: &mut SeqWriter<'_>) -> core::fmt::Result {
+        with_state(|rmm| views::write_vmallocinfo(out, rmm)).unwrap_or(Ok(()))
+    }
+}
+
+/// `/proc/rmm_zoneinfo`.
+struct ZoneInfoView;
+
+impl ProcShow for ZoneInfoView {
+    fn show(out: &mut SeqWriter<'_>) -> core::fmt::Result {
+        with_state(|rmm| views::write_zoneinfo(out, rmm)).unwrap_or(Ok(()))
+    }
+}
+
+/// `/proc/rmm_frames`.
+struct FramesView;
+
+impl ProcShow for FramesView {
+    fn show(out: &mut SeqWriter<'_>) -> core::fmt::Result {
+        with_state(|rmm| views::write_frames(out, rmm)).unwrap_or(Ok(()))
+    }
+}
+
 /// `/proc/rmm_ctl`.
 struct ControlFile;
 
@@ -142,6 +171,15 @@ struct RmmModule {
 impl kernel::Module for RmmModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let params = Params::read();
+        let reserve = match params.reserve {
+            None => None,
+            Some(text) => Some(
+                page_alloc::Reserve::parse(text.as_bytes()).map_err(|error| {
+                    pr_err!("reserve={}: {}\n", text, error);
+                    EINVAL
+                })?,
+            ),
+        };
         kernel_layer::bench::run_if_asked(params.bench);
         let rmm = Rmm::new(KernelPlatform::new(), params.debug).map_err(|_| ENOMEM)?;
         let mut module = RmmModule {
@@ -156,6 +194,9 @@ impl kernel::Module for RmmModule {
         module.hotplug = Some(CpuDeadCallback::register::<HandBack>(kernel::c_str!(
             "rmm:dead"
         ))?);
+        if let Some(reserve) = reserve {
+            with_state(|rmm| rmm.pages().set_reserve(reserve))?;
+        }
         if params.fail > 0 {
             with_state(|rmm| rmm.set_fail_every(params.fail as usize))?;
         }
@@ -173,6 +214,18 @@ impl kernel::Module for RmmModule {
                 result.cpus,
                 result.failures
             );
+            match result.reserve {
+                Some(round) => pr_info!(
+                    "irq test: reserve: {} pages taken with GFP_ATOMIC in interrupt context on {} CPUs until the pool ran dry, {} of them from the reserve below min {} in {} allocations, {} given back\n",
+                    round.pages,
+                    round.cpus,
+                    round.reserve_pages,
+                    round.min,
+                    round.reserve_allocs,
+                    round.freed
+                ),
+                None => pr_err!("irq test: reserve: no memory for the round\n"),
+            }
         }
         if params.stress > 0 {
             let ops = params.stress as usize;
@@ -185,7 +238,7 @@ impl kernel::Module for RmmModule {
         }
         let caches = with_state(|rmm| rmm.caches().count())?;
         pr_info!(
-            "loaded: {} caches, debug={}, procfs rmm_slabinfo rmm_buddyinfo rmm_stats rmm_ctl\n",
+            "loaded: {} caches, debug={}, procfs rmm_slabinfo rmm_buddyinfo rmm_stats rmm_vmallocinfo rmm_zoneinfo rmm_frames rmm_ctl\n",
             caches,
             u8::from(params.debug)
         );
@@ -200,6 +253,9 @@ impl RmmModule {
             ProcEntry::view::<SlabInfoView>(c_str!("rmm_slabinfo"), 0o400)?,
             ProcEntry::view::<BuddyInfoView>(c_str!("rmm_buddyinfo"), 0o444)?,
             ProcEntry::view::<StatsView>(c_str!("rmm_stats"), 0o400)?,
+            ProcEntry::view::<VmallocInfoView>(c_str!("rmm_vmallocinfo"), 0o400)?,
+            ProcEntry::view::<ZoneInfoView>(c_str!("rmm_zoneinfo"), 0o444)?,
+            ProcEntry::view::<FramesView>(c_str!("rmm_frames"), 0o400)?,
             ProcEntry::control::<ControlFile>(c_str!("rmm_ctl"), 0o200)?,
         ];
         self.files.reserve(files.len(), flags::GFP_KERNEL)?;

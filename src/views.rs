@@ -82,26 +82,98 @@
 //! to 3; always 0 above), and blocks of that order held for the control
 //! file (`page-alloc`).
 //!
+//! Then one line `zone free= min= low= high= reserve_kb= reserve_auto=
+//! refills= refill_chunks= refill_failures= min_allocs= reserve_allocs=
+//! reserve_pages= refused=`, the watermarks of the page allocator (see
+//! [`crate::page_alloc::watermark`]):
+//! - `free`: free pages on the buddy lists (`pages_free`), what the
+//!   watermarks are compared with.
+//! - `min`, `low`, `high`: the watermarks, in pages, for the pool's
+//!   current size; below `min` lies the emergency reserve.
+//! - `reserve_kb`, `reserve_auto`: the reserve (`min`) in KiB, and 1 if it
+//!   is the pool's share of the kernel's `min_free_kbytes` (`reserve auto`,
+//!   the default), 0 if it was set in KiB.
+//! - `refills`, `refill_chunks`, `refill_failures`: times a request that
+//!   may sleep found the free pages below `low` (or no block of its order)
+//!   and refilled the pool, the chunks it took, and chunk requests refused
+//!   meanwhile.
+//! - `min_allocs`: allocations that went below `low` but not below `min`
+//!   (atomic ones, and sleeping ones whose refill failed).
+//! - `reserve_allocs`, `reserve_pages`: allocations that went below `min`,
+//!   into the reserve (`GFP_ATOMIC` only), and the pages they took there.
+//! - `refused`: requests refused by a watermark (`GFP_NOWAIT` below `low`,
+//!   a sleeping request below `min` after its refill failed, an atomic one
+//!   with too little left even in the reserve).
+//!
+//! Then one line `vmalloc areas= max_areas= pages= vmallocs= vfrees=
+//! failures=`: the control file's vmalloc areas now, their limit, the
+//! pages in them, and the successful `vmalloc` and `vfree` commands and the
+//! `vmalloc` commands that failed for lack of memory or mapping since load.
+//!
 //! Last, one line `rmm user_caches= max_user_caches= corruptions=
 //! large_blocks= kmalloc_errors= reclaimable= reaps= reaped_slabs=
-//! ctl_errors= ctl_errors_unlogged= fail_every= fail_requests=
+//! ctl_errors= ctl_errors_unlogged= fail_every= fail_refill= fail_requests=
 //! fail_injected=`: caches created through the control file and their
 //! limit, corrupted objects found in all caches (destroyed ones included),
 //! large kmalloc blocks outstanding, invalid `kfree`s outside every generic
 //! cache, [`Rmm::reclaimable_pages`], the reaper's passes and the slabs
 //! they gave back ([`Rmm::reap_all`]), the failed control-file commands
 //! and how many of them the rate limit kept out of the kernel log
-//! ([`Rmm::ctl_errors`]), and fault injection (`fail N`): the
-//! current N (0: off), the page requests seen while injection was on, and
-//! the requests it failed. Both counts run from load, over every N set;
-//! while one N stays set, the failures it adds are the requests it adds
-//! divided by N (rounded down). Injected failures of page allocations are
-//! also counted in the `failures` of their order.
+//! ([`Rmm::ctl_errors`]), and fault injection (`fail N [refill]`): the
+//! current N (0: off), 1 if it numbers only refills (`fail N refill`), the
+//! page requests seen while injection was on, and the requests it failed.
+//! Both counts run from load, over every N set; while one N stays set, the
+//! failures it adds are the requests it adds divided by N (rounded down).
+//! Injected failures of page allocations are also counted in the
+//! `failures` of their order.
+//!
+//! # `rmm_vmallocinfo` ([`write_vmallocinfo`])
+//!
+//! `/proc/vmallocinfo`'s format (`mm/vmalloc.c`, `vmalloc_info_show`), one
+//! line per area of the control file, in address order: `0x%pK-0x%pK
+//! %7ld` (the range and size the area takes in the vmalloc address space,
+//! its guard page included, as the kernel prints them), the caller (here
+//! the area's name), `pages=N` and `vmalloc`. Addresses go through
+//! [`Platform::write_address`]: in the kernel they are hashed unless
+//! `kptr_restrict` lets the reader see them, as in `/proc/vmallocinfo`.
+//! rmm's areas, mapped with `vmap`, also show in the kernel's own file, as
+//! `vmap` areas whose caller is `rmm_vmap`.
+//!
+//! # `rmm_zoneinfo` ([`write_zoneinfo`])
+//!
+//! `/proc/zoneinfo`'s format (`mm/vmstat.c`, `zoneinfo_show_print`) for
+//! rmm's one zone: `Node 0, zone      rmm`, then `pages free`, `boost` (0),
+//! `min`, `low`, `high`, `promo` (`high` plus the watermark distance),
+//! `spanned` (pages from the first chunk's start to the last one's end,
+//! holes between chunks included), `present` and `managed` (pages in the
+//! chunks), `cma` (0), `protection: (0)`, the zone counter `nr_free_pages`,
+//! then `pagesets` with every CPU's per-CPU lists: `count` (pages cached,
+//! all orders), `high` and `batch` (of order 0, in pages), and `vm stats
+//! threshold: 0`; last `node_unreclaimable:  0` and `start_pfn:` (the
+//! frame number of the first chunk, 0 without chunks).
+//!
+//! # `rmm_frames` ([`write_frames`])
+//!
+//! Which physical pages back the control file's vmalloc areas and page
+//! blocks, from the pages' own frame numbers. Two header lines starting
+//! with `#`, then for every page of every area (address order) a line
+//! `vmalloc NAME PAGE ADDRESS PFN MAPPED_PFN`: the page's index in the
+//! area, its address in the area (virtual, consecutive), the frame number
+//! of the page rmm allocated for it ([`Platform::page_frame`]:
+//! `page_to_pfn`) and the frame number the mapping leads to at that
+//! address ([`Platform::mapped_frame`]: `vmalloc_to_pfn`, a page-table
+//! walk; `-` if nothing is mapped). Then for every page of every held
+//! `page-alloc` block, by order and most recent block first, a line
+//! `block ORDER BLOCK PAGE ADDRESS PFN`. An area's frame numbers need not
+//! be consecutive; a block's always are.
 
-use crate::platform::Platform;
+use crate::areas::MAX_AREAS;
+use crate::page_alloc::{FailScope, Reserve, MAX_ORDER, PCP_BATCH, PCP_HIGH};
+use crate::platform::{Platform, PAGE_SIZE};
 use crate::slab::{CacheStats, SLABINFO_HEADER};
 use crate::state::{CacheEntry, Rmm, MAX_USER_CACHES};
 use core::fmt::{self, Write};
+use core::ptr::NonNull;
 
 /// Writes `rmm_slabinfo`: the `/proc/slabinfo` 2.1 header lines and a row
 /// per live cache (see the module documentation), each row in the kernel's
@@ -204,11 +276,37 @@ pub fn write_stats<P: Platform>(out: &mut impl Write, rmm: &Rmm<P>) -> fmt::Resu
             rmm.held_blocks(order as u32)
         )?;
     }
+    let wm = rmm.pages().watermarks();
+    let decisions = rmm.pages().watermark_stats();
+    let auto = rmm.pages().reserve() == Reserve::Auto;
+    writeln!(
+        out,
+        "zone free={} min={} low={} high={} reserve_kb={} reserve_auto={} refills={} refill_chunks={} refill_failures={} min_allocs={} reserve_allocs={} reserve_pages={} refused={}",
+        pages.pages_free,
+        wm.min,
+        wm.low,
+        wm.high,
+        wm.min * (PAGE_SIZE / 1024),
+        u8::from(auto),
+        decisions.refills,
+        decisions.refill_chunks,
+        decisions.refill_failures,
+        decisions.min_allocs,
+        decisions.reserve_allocs,
+        decisions.reserve_pages,
+        decisions.refused
+    )?;
+    let areas = rmm.areas().stats();
+    writeln!(
+        out,
+        "vmalloc areas={} max_areas={MAX_AREAS} pages={} vmallocs={} vfrees={} failures={}",
+        areas.areas, areas.pages, areas.vmallocs, areas.vfrees, areas.failures
+    )?;
     let kmalloc = rmm.kmalloc();
     let faults = rmm.fault_stats();
     writeln!(
         out,
-        "rmm user_caches={} max_user_caches={MAX_USER_CACHES} corruptions={} large_blocks={} kmalloc_errors={} reclaimable={} reaps={} reaped_slabs={} ctl_errors={} ctl_errors_unlogged={} fail_every={} fail_requests={} fail_injected={}",
+        "rmm user_caches={} max_user_caches={MAX_USER_CACHES} corruptions={} large_blocks={} kmalloc_errors={} reclaimable={} reaps={} reaped_slabs={} ctl_errors={} ctl_errors_unlogged={} fail_every={} fail_refill={} fail_requests={} fail_injected={}",
         rmm.user_caches(),
         rmm.corruptions(),
         kmalloc.large_blocks(),
@@ -219,7 +317,99 @@ pub fn write_stats<P: Platform>(out: &mut impl Write, rmm: &Rmm<P>) -> fmt::Resu
         rmm.ctl_errors().0,
         rmm.ctl_errors().1,
         faults.every,
+        u8::from(faults.scope == FailScope::Refill),
         faults.requests,
         faults.injected
     )
+}
+
+/// Writes `rmm_vmallocinfo`: one `/proc/vmallocinfo` line per vmalloc
+/// area of the control file (see the module documentation).
+pub fn write_vmallocinfo<P: Platform>(out: &mut impl Write, rmm: &Rmm<P>) -> fmt::Result {
+    let platform = rmm.platform();
+    for (name, area) in rmm.areas().iter() {
+        let start = area.addr().as_ptr() as usize;
+        let size = area.reserved_size();
+        platform.write_address(out, start)?;
+        out.write_char('-')?;
+        platform.write_address(out, start.wrapping_add(size))?;
+        writeln!(out, " {size:7} {name} pages={} vmalloc", area.nr_pages())?;
+    }
+    Ok(())
+}
+
+/// Writes `rmm_zoneinfo`: rmm's zone in `/proc/zoneinfo`'s format (see
+/// the module documentation).
+pub fn write_zoneinfo<P: Platform>(out: &mut impl Write, rmm: &Rmm<P>) -> fmt::Result {
+    let pages = rmm.pages();
+    let platform = rmm.platform();
+    let stats = pages.stats();
+    let wm = pages.watermarks();
+    let (start_pfn, spanned) = match pages.span() {
+        Some((start, end)) => {
+            let first = platform.page_frame(start);
+            let span = end.wrapping_sub(start.as_ptr() as usize) / PAGE_SIZE;
+            (first, span)
+        }
+        None => (0, 0),
+    };
+    write!(out, "Node {}, zone {:>8}", 0, "rmm")?;
+    write!(out, "\n  pages free     {}", stats.pages_free)?;
+    write!(out, "\n        boost    0")?;
+    write!(out, "\n        min      {}", wm.min)?;
+    write!(out, "\n        low      {}", wm.low)?;
+    write!(out, "\n        high     {}", wm.high)?;
+    write!(out, "\n        promo    {}", wm.promo())?;
+    write!(out, "\n        spanned  {spanned}")?;
+    write!(out, "\n        present  {}", stats.pages_total)?;
+    write!(out, "\n        managed  {}", stats.pages_total)?;
+    write!(out, "\n        cma      0")?;
+    write!(out, "\n        protection: (0)")?;
+    write!(out, "\n      {:<12} {}", "nr_free_pages", stats.pages_free)?;
+    write!(out, "\n  pagesets")?;
+    for cpu in 0..platform.nr_cpu_ids() {
+        write!(out, "\n    cpu: {cpu}")?;
+        write!(out, "\n              count: {}", pages.pcp_pages(cpu))?;
+        write!(out, "\n              high:  {PCP_HIGH}")?;
+        write!(out, "\n              batch: {PCP_BATCH}")?;
+        write!(out, "\n  vm stats threshold: 0")?;
+    }
+    write!(out, "\n  node_unreclaimable:  0")?;
+    write!(out, "\n  start_pfn:           {start_pfn}")?;
+    writeln!(out)
+}
+
+/// Header of `rmm_frames`.
+pub const FRAMES_HEADER: &str = "# vmalloc <name> <page> <address> <pfn> <mapped_pfn>\n# block <order> <block> <page> <address> <pfn>";
+
+/// Writes `rmm_frames`: the frame number of every page of every vmalloc
+/// area and held page block (see the module documentation).
+pub fn write_frames<P: Platform>(out: &mut impl Write, rmm: &Rmm<P>) -> fmt::Result {
+    let platform = rmm.platform();
+    writeln!(out, "{FRAMES_HEADER}")?;
+    for (name, area) in rmm.areas().iter() {
+        for (index, page) in area.pages().iter().enumerate() {
+            let addr = area.page_addr(index);
+            write!(out, "vmalloc {name} {index} ")?;
+            platform.write_address(out, addr)?;
+            write!(out, " {}", platform.page_frame(*page))?;
+            match NonNull::new(addr as *mut u8).and_then(|addr| platform.mapped_frame(addr)) {
+                Some(pfn) => writeln!(out, " {pfn}")?,
+                None => writeln!(out, " -")?,
+            }
+        }
+    }
+    for order in 0..=MAX_ORDER {
+        for (block, base) in rmm.held_blocks_of(order).enumerate() {
+            for page in 0..1usize << order {
+                // Inside the block: no overflow, never null.
+                let addr = base.as_ptr().wrapping_add(page * PAGE_SIZE);
+                write!(out, "block {order} {block} {page} ")?;
+                platform.write_address(out, addr as usize)?;
+                let pfn = NonNull::new(addr).map_or(0, |addr| platform.page_frame(addr));
+                writeln!(out, " {pfn}")?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -7,6 +7,9 @@ use rmm_core::control::{
     lines, parse_line, valid_name, Command, Count, CreateOptions, InvalidFree, ParseError,
     MAX_COUNT, MAX_FAIL_EVERY,
 };
+use rmm_core::gfp::Gfp;
+use rmm_core::page_alloc::{FailScope, Reserve};
+use rmm_core::vmalloc::MAX_VMALLOC_SIZE;
 
 const MAX_SIZE: usize = 1 << 20;
 const PAGE: usize = 4096;
@@ -42,7 +45,8 @@ fn every_command_parses() {
         parse("alloc kmalloc-64 10"),
         Ok(Some(Command::Alloc {
             name: "kmalloc-64",
-            count: 10
+            count: 10,
+            gfp: Gfp::KERNEL
         }))
     );
     assert_eq!(
@@ -65,7 +69,8 @@ fn every_command_parses() {
         parse("page-alloc 10 2"),
         Ok(Some(Command::PageAlloc {
             order: 10,
-            count: 2
+            count: 2,
+            gfp: Gfp::KERNEL
         }))
     );
     assert_eq!(
@@ -79,7 +84,8 @@ fn every_command_parses() {
         parse("\t alloc   x\t5  "),
         Ok(Some(Command::Alloc {
             name: "x",
-            count: 5
+            count: 5,
+            gfp: Gfp::KERNEL
         }))
     );
 }
@@ -102,7 +108,8 @@ fn every_rejection() {
         ("page-alloc 3", MissingArgument),
         ("create x 8 bogus", UnexpectedArgument),
         ("shrink x y", UnexpectedArgument),
-        ("alloc x 1 2", UnexpectedArgument),
+        ("alloc x 1 2", BadGfp),
+        ("alloc x 1 atomic 2", UnexpectedArgument),
         ("create x/y 8", BadName),
         ("create abcdefghijklmnopqrstuvwxyz012345 8", BadName),
         ("alloc caf\u{e9} 1", NotText),
@@ -143,7 +150,8 @@ fn counts_at_the_limits() {
         parse(&format!("alloc x {MAX_COUNT}")),
         Ok(Some(Command::Alloc {
             name: "x",
-            count: MAX_COUNT
+            count: MAX_COUNT,
+            gfp: Gfp::KERNEL
         }))
     );
     assert_eq!(
@@ -167,7 +175,10 @@ fn fail_rates() {
     ] {
         assert_eq!(
             parse(line),
-            Ok(Some(Command::Fail { every })),
+            Ok(Some(Command::Fail {
+                every,
+                scope: FailScope::All
+            })),
             "line {line:?}"
         );
     }
@@ -259,6 +270,148 @@ fn invalid_free_kinds() {
 }
 
 #[test]
+fn allocation_flags() {
+    for (word, gfp) in [
+        ("kernel", Gfp::KERNEL),
+        ("GFP_KERNEL", Gfp::KERNEL),
+        ("atomic", Gfp::ATOMIC),
+        ("GFP_ATOMIC", Gfp::ATOMIC),
+        ("nowait", Gfp::NOWAIT),
+        ("GFP_NOWAIT", Gfp::NOWAIT),
+        ("zero", Gfp::KERNEL | Gfp::ZERO),
+        ("__GFP_ZERO", Gfp::KERNEL | Gfp::ZERO),
+        ("atomic|zero", Gfp::ATOMIC | Gfp::ZERO),
+        ("zero|nowait", Gfp::NOWAIT | Gfp::ZERO),
+        ("GFP_ATOMIC|__GFP_ZERO", Gfp::ATOMIC | Gfp::ZERO),
+    ] {
+        assert_eq!(
+            parse(&format!("alloc x 3 {word}")),
+            Ok(Some(Command::Alloc {
+                name: "x",
+                count: 3,
+                gfp
+            })),
+            "{word}"
+        );
+        assert_eq!(
+            parse(&format!("page-alloc 2 1\t{word} ")),
+            Ok(Some(Command::PageAlloc {
+                order: 2,
+                count: 1,
+                gfp
+            })),
+            "{word}"
+        );
+    }
+    // The flags read as the kernel writes them.
+    assert_eq!(
+        (Gfp::ATOMIC | Gfp::ZERO).to_string(),
+        "GFP_ATOMIC|__GFP_ZERO"
+    );
+    assert_eq!(Gfp::NOWAIT.to_string(), "GFP_NOWAIT");
+    assert!(Gfp::ATOMIC.may_use_reserve() && !Gfp::ATOMIC.may_sleep());
+    assert!(!Gfp::NOWAIT.may_use_reserve() && !Gfp::NOWAIT.may_sleep());
+    assert!(!Gfp::KERNEL.may_use_reserve() && Gfp::KERNEL.may_sleep());
+    use ParseError::*;
+    for (line, want) in [
+        ("alloc x 1 ATOMIC", BadGfp),
+        ("alloc x 1 atomic|nowait", BadGfp),
+        ("alloc x 1 kernel|kernel", BadGfp),
+        ("alloc x 1 atomic|", BadGfp),
+        ("alloc x 1 |zero", BadGfp),
+        ("alloc x 1 atomic,zero", BadGfp),
+        ("page-alloc 0 1 GFP_HIGHMEM", BadGfp),
+        ("page-alloc 0 1 atomic zero", UnexpectedArgument),
+        ("free x 1 atomic", UnexpectedArgument),
+    ] {
+        assert_eq!(parse(line), Err(want), "line {line:?}");
+    }
+}
+
+#[test]
+fn vmalloc_sizes_and_names() {
+    for (word, size) in [
+        ("1", 1),
+        ("4096", 4096),
+        ("5000", 5000),
+        ("16k", 16 << 10),
+        ("16K", 16 << 10),
+        ("64M", 64 << 20),
+        ("64m", 64 << 20),
+        ("1G", 1 << 30),
+        ("1048576K", 1 << 30),
+    ] {
+        assert_eq!(
+            parse(&format!("vmalloc buf {word}")),
+            Ok(Some(Command::Vmalloc { name: "buf", size })),
+            "{word}"
+        );
+    }
+    assert_eq!(MAX_VMALLOC_SIZE, 1 << 30);
+    assert_eq!(parse("vfree buf"), Ok(Some(Command::Vfree { name: "buf" })));
+    use ParseError::*;
+    for (line, want) in [
+        ("vmalloc", MissingArgument),
+        ("vmalloc buf", MissingArgument),
+        ("vfree", MissingArgument),
+        ("vmalloc buf 0", BadVmallocSize),
+        ("vmalloc buf 0K", BadVmallocSize),
+        ("vmalloc buf 1073741825", BadVmallocSize),
+        ("vmalloc buf 2G", BadVmallocSize),
+        ("vmalloc buf 1025M", BadVmallocSize),
+        ("vmalloc buf K", BadVmallocSize),
+        ("vmalloc buf 4T", BadVmallocSize),
+        ("vmalloc buf 4KB", BadVmallocSize),
+        ("vmalloc buf -4", BadVmallocSize),
+        ("vmalloc buf 99999999999999999999G", BadVmallocSize),
+        ("vmalloc buf 18014398509481984K", BadVmallocSize),
+        ("vmalloc b/f 4096", BadName),
+        ("vmalloc buf 4096 zero", UnexpectedArgument),
+        ("vfree buf now", UnexpectedArgument),
+        ("vfree b:f", BadName),
+        ("VMALLOC buf 1", UnknownCommand),
+    ] {
+        assert_eq!(parse(line), Err(want), "line {line:?}");
+    }
+}
+
+#[test]
+fn reserve_settings_and_fail_scopes() {
+    assert_eq!(
+        parse("reserve auto"),
+        Ok(Some(Command::Reserve {
+            reserve: Reserve::Auto
+        }))
+    );
+    assert_eq!(
+        parse("reserve 1024"),
+        Ok(Some(Command::Reserve {
+            reserve: Reserve::Kbytes(1024)
+        }))
+    );
+    assert_eq!(
+        parse("fail 1 refill"),
+        Ok(Some(Command::Fail {
+            every: 1,
+            scope: FailScope::Refill
+        }))
+    );
+    use ParseError::*;
+    for (line, want) in [
+        ("reserve", MissingArgument),
+        ("reserve AUTO", BadReserve),
+        ("reserve -1", BadReserve),
+        ("reserve 262145", BadReserve),
+        ("reserve 1M", BadReserve),
+        ("reserve auto 1", UnexpectedArgument),
+        ("fail 1 refill 2", UnexpectedArgument),
+        ("fail 1 refills", UnexpectedArgument),
+    ] {
+        assert_eq!(parse(line), Err(want), "line {line:?}");
+    }
+}
+
+#[test]
 fn names() {
     assert!(valid_name("a"));
     assert!(valid_name(&"n".repeat(31)));
@@ -293,15 +446,20 @@ proptest! {
                         prop_assert!((1..=MAX_SIZE).contains(&size));
                         prop_assert!(options.align == 0 || (options.align.is_power_of_two() && options.align <= PAGE));
                     }
-                    Command::Alloc { name, count } => {
+                    Command::Alloc { name, count, .. } => {
                         prop_assert!(valid_name(name));
                         prop_assert!((1..=MAX_COUNT).contains(&count));
                     }
-                    Command::PageAlloc { order, count } => {
+                    Command::PageAlloc { order, count, .. } => {
                         prop_assert!(order <= 10);
                         prop_assert!((1..=MAX_COUNT).contains(&count));
                     }
-                    Command::Fail { every } => prop_assert!(every <= MAX_FAIL_EVERY),
+                    Command::Fail { every, .. } => prop_assert!(every <= MAX_FAIL_EVERY),
+                    Command::Vmalloc { name, size } => {
+                        prop_assert!(valid_name(name));
+                        prop_assert!((1..=MAX_VMALLOC_SIZE).contains(&size));
+                    }
+                    Command::Vfree { name } => prop_assert!(valid_name(name)),
                     Command::InvalidFree { name, kind } => {
                         prop_assert!(valid_name(name));
                         prop_assert!(InvalidFree::ALL.contains(&kind));
@@ -322,11 +480,17 @@ proptest! {
         kind in proptest::sample::select(InvalidFree::ALL.to_vec()),
     ) {
         let line = format!("alloc {name} {count}");
-        prop_assert_eq!(parse(&line), Ok(Some(Command::Alloc { name: &name, count })));
-        let line = format!("page-alloc {order} {count}");
-        prop_assert_eq!(parse(&line), Ok(Some(Command::PageAlloc { order, count })));
+        prop_assert_eq!(parse(&line), Ok(Some(Command::Alloc { name: &name, count, gfp: Gfp::KERNEL })));
+        let line = format!("page-alloc {order} {count} atomic|zero");
+        prop_assert_eq!(parse(&line), Ok(Some(Command::PageAlloc { order, count, gfp: Gfp::ATOMIC | Gfp::ZERO })));
         let line = format!("fail {every}");
-        prop_assert_eq!(parse(&line), Ok(Some(Command::Fail { every })));
+        prop_assert_eq!(parse(&line), Ok(Some(Command::Fail { every, scope: FailScope::All })));
+        let line = format!("fail {every} refill");
+        prop_assert_eq!(parse(&line), Ok(Some(Command::Fail { every, scope: FailScope::Refill })));
+        let line = format!("vmalloc {name} {count}K");
+        prop_assert_eq!(parse(&line), Ok(Some(Command::Vmalloc { name: &name, size: count << 10 })));
+        let line = format!("vfree {name}");
+        prop_assert_eq!(parse(&line), Ok(Some(Command::Vfree { name: &name })));
         let line = format!("invalid-free {name} {}", kind.as_str());
         prop_assert_eq!(parse(&line), Ok(Some(Command::InvalidFree { name: &name, kind })));
     }

@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use rmm_core::gfp::Gfp;
 use rmm_core::host::HostPlatform;
 use rmm_core::kmalloc::Kmalloc;
-use rmm_core::page_alloc::{FaultStats, PageAllocator, MAX_ORDER};
+use rmm_core::page_alloc::{FailScope, FaultStats, PageAllocator, MAX_ORDER};
 use rmm_core::platform::AllocError;
 use rmm_core::slab::{KmemCache, SlabFlags};
 use rmm_core::state::{errno, pattern_byte, pattern_ctor, CtlError, CtlErrorKind, Rmm, DEMO_CACHE};
@@ -235,6 +235,7 @@ fn page_alloc_requests_fail_every_nth() {
         rmm.fault_stats(),
         FaultStats {
             every: 3,
+            scope: FailScope::All,
             requests: 3,
             injected: 1
         }

@@ -988,7 +988,7 @@ fn teardown_frees_everything_once() {
         &mut rmm,
         "create a 24 ctor\ncreate b 5000 debug\ncreate c 64 hwcache\n\
          alloc a 700\nalloc b 30\nalloc c 1\nalloc kmalloc-8192 3\nalloc kmalloc-96 200\n\
-         page-alloc 0 20\npage-alloc 5 3\npage-alloc 10 1",
+         page-alloc 0 20\npage-alloc 5 3\npage-alloc 10 1\nvmalloc v1 10K\nvmalloc v2 1M",
     );
     let pages_total = rmm.pages().stats().pages_total;
     let summary = rmm.teardown();
@@ -1000,12 +1000,14 @@ fn teardown_frees_everything_once() {
             caches_destroyed: 3 + KMALLOC_NAMES.len(),
             pages_returned: pages_total,
             corruptions: 0,
+            areas_freed: 2,
         }
     );
     assert_eq!(
         summary.to_string(),
-        format!("freed 934 objects and 24 page blocks, destroyed 16 caches, returned {pages_total} pages")
+        format!("freed 934 objects and 24 page blocks, unmapped 2 vmalloc areas, destroyed 16 caches, returned {pages_total} pages")
     );
+    assert_eq!(rmm.areas().stats().areas, 0);
     assert_eq!(platform.host().pages_outstanding(), 0);
     assert!(rmm.is_torn_down());
     assert_eq!(rmm.caches().count(), 0);
@@ -1022,6 +1024,8 @@ fn teardown_frees_everything_once() {
     assert_eq!(rmm.teardown(), TeardownSummary::default());
     let reports = platform.host().take_reports();
     assert_eq!(reports.len(), 2, "{reports:?}");
+    assert_eq!(platform.host().mappings_outstanding(), 0);
+    platform.host().take_infos();
     drop(rmm);
     assert_eq!(platform.host().meta_outstanding(), 0);
     assert!(

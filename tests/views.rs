@@ -434,8 +434,32 @@ const RMM_KEYS: &[&str] = &[
     "ctl_errors",
     "ctl_errors_unlogged",
     "fail_every",
+    "fail_refill",
     "fail_requests",
     "fail_injected",
+];
+const ZONE_KEYS: &[&str] = &[
+    "free",
+    "min",
+    "low",
+    "high",
+    "reserve_kb",
+    "reserve_auto",
+    "refills",
+    "refill_chunks",
+    "refill_failures",
+    "min_allocs",
+    "reserve_allocs",
+    "reserve_pages",
+    "refused",
+];
+const VMALLOC_KEYS: &[&str] = &[
+    "areas",
+    "max_areas",
+    "pages",
+    "vmallocs",
+    "vfrees",
+    "failures",
 ];
 
 /// Splits `key=value` words, checking the keys against `keys`.
@@ -462,7 +486,8 @@ fn stats_lines_carry_the_documented_keys() {
     let mut rmm = new_rmm(nr_cpus);
     run(
         &mut rmm,
-        "create a 40 ctor\nalloc a 500\nfree a 100\npage-alloc 2 3\nalloc kmalloc-32 7",
+        "create a 40 ctor\nalloc a 500\nfree a 100\npage-alloc 2 3\nalloc kmalloc-32 7\n\
+         reserve 64\nvmalloc v 20K\nvmalloc w 1\nvfree w",
     );
     // Allocations from other CPUs show in their per-CPU lines.
     std::thread::scope(|scope| {
@@ -488,6 +513,8 @@ fn stats_lines_carry_the_documented_keys() {
     let mut pcp_pages = 0;
     let mut pages_pcp = None;
     let mut buddy_seen = false;
+    let mut zone_seen = false;
+    let mut vmalloc_seen = false;
     let mut rmm_seen = false;
     for line in text.lines() {
         let words: Vec<&str> = line.split(' ').collect();
@@ -543,12 +570,42 @@ fn stats_lines_carry_the_documented_keys() {
             assert_eq!(number(&map, "chunks") << MAX_ORDER, pages.pages_total);
             pages_pcp = Some(number(&map, "pages_pcp"));
             buddy_seen = true;
+        } else if line.starts_with("zone ") {
+            assert!(buddy_seen && !rmm_seen, "zone line after the buddy lines");
+            let map = pairs(&words[1..], ZONE_KEYS);
+            let wm = rmm.pages().watermarks();
+            assert_eq!(number(&map, "free"), rmm.pages().stats().pages_free);
+            assert_eq!(
+                (
+                    number(&map, "min"),
+                    number(&map, "low"),
+                    number(&map, "high")
+                ),
+                (16, 20, 24),
+                "reserve 64 KiB is 16 pages, delta 4"
+            );
+            assert_eq!(number(&map, "min"), wm.min);
+            assert_eq!(number(&map, "reserve_kb"), 64);
+            assert_eq!(number(&map, "reserve_auto"), 0);
+            assert!(number(&map, "refills") >= 1 && number(&map, "refill_chunks") >= 1);
+            zone_seen = true;
+        } else if line.starts_with("vmalloc ") {
+            let map = pairs(&words[1..], VMALLOC_KEYS);
+            assert_eq!(number(&map, "areas"), 1);
+            assert_eq!(number(&map, "max_areas"), 64);
+            assert_eq!(number(&map, "pages"), 5);
+            assert_eq!(number(&map, "vmallocs"), 2);
+            assert_eq!(number(&map, "vfrees"), 1);
+            assert_eq!(number(&map, "failures"), 0);
+            vmalloc_seen = true;
         } else if line.starts_with("rmm ") {
+            assert!(zone_seen && vmalloc_seen, "the rmm line comes last");
             let map = pairs(&words[1..], RMM_KEYS);
             assert_eq!(number(&map, "user_caches"), 1);
             assert_eq!(number(&map, "max_user_caches"), 64);
             assert_eq!(number(&map, "reclaimable"), rmm.reclaimable_pages());
             assert_eq!(number(&map, "fail_every"), 0);
+            assert_eq!(number(&map, "fail_refill"), 0);
             assert_eq!(number(&map, "fail_injected"), 0);
             rmm_seen = true;
         } else {
@@ -578,7 +635,8 @@ fn stats_lines_carry_the_documented_keys() {
         "{kmalloc_32_cpu2}"
     );
     assert_eq!(orders_seen, MAX_ORDER as usize + 1);
-    assert!(buddy_seen && rmm_seen);
+    assert!(buddy_seen && zone_seen && vmalloc_seen && rmm_seen);
+    rmm.teardown();
 }
 
 fn slab_rows_in_order(rmm: &Rmm<HostPlatform>) -> Vec<String> {

@@ -7,7 +7,7 @@
 //! in the same boot: an rmm [`KmemCache`] against a SLUB `kmem_cache`, rmm's
 //! [`Kmalloc`] against `kmalloc`, rmm's [`PageAllocator`] against
 //! `__get_free_pages`, rmm's [`PerCpuCounter`] against `percpu_counter` and
-//! a plain atomic. Each operation is one out-of-line call on both sides: the
+//! a plain atomic, rmm's [`vmalloc`](crate::vmalloc) against `vmalloc`. Each operation is one out-of-line call on both sides: the
 //! rmm side goes through `#[inline(never)]` wrappers, the kernel side calls
 //! the exported C function directly. Results go to the kernel log as
 //! [`Record`] lines for `scripts/bench`.
@@ -21,7 +21,7 @@ use super::cpu_threads::{self, now, online_cpus, pause, CpuWork};
 use super::platform::KernelPlatform;
 use crate::bench::{
     Case, Record, Selection, BATCH, CTOR_SIZES, MAX_BENCH_ORDER, OBJECT_SIZES, PAGE_BATCH,
-    SMP_SIZES,
+    SMP_SIZES, VMALLOC_PAGES,
 };
 use crate::gfp::Gfp;
 use crate::kmalloc::Kmalloc;
@@ -29,6 +29,7 @@ use crate::page_alloc::PageAllocator;
 use crate::percpu_counter::PerCpuCounter;
 use crate::platform::{Lock, LockClass, PerCpu, Platform};
 use crate::slab::{Ctor, CtorCall, KmemCache, SlabFlags};
+use crate::vmalloc::{self, VmArea};
 use core::hint::black_box;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -81,6 +82,7 @@ pub fn run_if_asked(param: Option<&CStr>) {
             Case::Counter => counters(&selection),
             Case::Ctor => constructors(&selection, &pages),
             Case::Parts => parts(&selection, &pages),
+            Case::Vmalloc => vmallocs(&selection, &pages),
             Case::Smp => parallel(&selection, &pages, &cpus),
         };
         if let Err(error) = result {
@@ -549,6 +551,69 @@ fn log_blocks<B: Blocks>(blocks: &B, selection: &Selection) -> Result {
 fn page_blocks(selection: &Selection, pages: &Pages) -> Result {
     log_blocks(&RmmBlocks(pages), selection)?;
     log_blocks(&KernelBlocks, selection)
+}
+
+// ---------------------------------------------------------------------------
+// vmalloc.
+// ---------------------------------------------------------------------------
+
+/// rmm's vmalloc of `size` bytes (out of line, as the kernel's is).
+#[inline(never)]
+fn rmm_vmalloc(pages: &Pages, size: usize) -> Option<VmArea> {
+    vmalloc::vmalloc(pages, size, Gfp::KERNEL).ok()
+}
+
+/// rmm's vfree.
+///
+/// # Safety
+///
+/// `area` came from [`rmm_vmalloc`] with `pages` and is not used.
+#[inline(never)]
+unsafe fn rmm_vfree(pages: &Pages, area: VmArea) {
+    // SAFETY: The caller's guarantee.
+    unsafe { vmalloc::vfree(pages, area) };
+}
+
+fn rmm_vmalloc_pairs(pages: &Pages, size: usize, iters: u32) -> bool {
+    for _ in 0..iters {
+        let Some(area) = rmm_vmalloc(pages, black_box(size)) else {
+            return false;
+        };
+        // SAFETY: Just allocated from `pages`, not used.
+        unsafe { rmm_vfree(pages, black_box(area)) };
+    }
+    true
+}
+
+fn kernel_vmalloc_pairs(size: usize, iters: u32) -> bool {
+    for _ in 0..iters {
+        // SAFETY: `vmalloc` may sleep, which the benchmark (run at load, in
+        // process context) allows; it returns null on failure.
+        let area = unsafe { bindings::vmalloc_noprof(black_box(size) as c_ulong) };
+        if area.is_null() {
+            return false;
+        }
+        // SAFETY: From `vmalloc` just now, not used again.
+        unsafe { bindings::vfree(black_box(area)) };
+    }
+    true
+}
+
+/// vmalloc and vfree pairs of [`VMALLOC_PAGES`] pages, rmm's (pages from
+/// its page allocator, mapped with `vmap`) against the kernel's.
+fn vmallocs(selection: &Selection, pages: &Pages) -> Result {
+    for nr_pages in VMALLOC_PAGES {
+        let size = nr_pages * crate::platform::PAGE_SIZE;
+        let iters = selection.vmalloc_iters(nr_pages);
+        let warmup = Selection::warmup(iters).min(50);
+        rmm_vmalloc_pairs(pages, size, warmup);
+        let ns = timed(|| rmm_vmalloc_pairs(pages, size, iters))?;
+        log(Record::new("vmalloc", "rmm", iters.into(), ns).size(size));
+        kernel_vmalloc_pairs(size, warmup);
+        let ns = timed(|| kernel_vmalloc_pairs(size, iters))?;
+        log(Record::new("vmalloc", "kernel", iters.into(), ns).size(size));
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------

@@ -5,12 +5,16 @@
  */
 #include <linux/cpumask.h>
 #include <linux/irqflags.h>
+#include <linux/mm.h>
+#include <linux/mmzone.h>
 #include <linux/percpu.h>
 #include <linux/percpu_counter.h>
 #include <linux/processor.h>
 #include <linux/sched.h>
 #include <linux/smp.h>
 #include <linux/spinlock.h>
+#include <linux/sprintf.h>
+#include <linux/vmalloc.h>
 
 #include "helpers.h"
 
@@ -59,6 +63,64 @@ unsigned long rmm_local_irq_save(void)
 void rmm_local_irq_restore(unsigned long flags)
 {
 	local_irq_restore(flags);
+}
+
+/* vmalloc over rmm's pages (kernel_layer/vmap.rs). */
+
+void *rmm_vmap(struct page **pages, unsigned int count)
+{
+	void *addr = vmap(pages, count, VM_MAP, PAGE_KERNEL);
+
+	/*
+	 * Not a tail call: vmap records its caller for /proc/vmallocinfo,
+	 * which is to read rmm_vmap, not the mangled Rust function above.
+	 */
+	barrier();
+	return addr;
+}
+
+void rmm_virt_to_pages(struct page **out, void *const *addrs, unsigned int count)
+{
+	unsigned int i;
+
+	for (i = 0; i < count; i++)
+		out[i] = virt_to_page(addrs[i]);
+}
+
+unsigned long rmm_virt_to_pfn(const void *addr)
+{
+	return page_to_pfn(virt_to_page(addr));
+}
+
+/* An address as the kernel's own views print it, under kptr_restrict. */
+int rmm_format_kptr(char *buf, size_t size, const void *ptr)
+{
+	return scnprintf(buf, size, "%pK", ptr);
+}
+
+/*
+ * The kernel's reserve for rmm's automatic one: the min watermarks and the
+ * managed pages of its low-memory zones, over which __setup_per_zone_wmarks
+ * shares min_free_kbytes.
+ */
+void rmm_kernel_reserve(unsigned long *min_pages, unsigned long *managed_pages)
+{
+	int nid, i;
+
+	*min_pages = 0;
+	*managed_pages = 0;
+	for_each_online_node(nid) {
+		pg_data_t *pgdat = NODE_DATA(nid);
+
+		for (i = 0; i < MAX_NR_ZONES; i++) {
+			struct zone *zone = &pgdat->node_zones[i];
+
+			if (is_highmem(zone) || zone_idx(zone) == ZONE_MOVABLE)
+				continue;
+			*min_pages += min_wmark_pages(zone);
+			*managed_pages += zone_managed_pages(zone);
+		}
+	}
 }
 
 /* For the benchmarks (bench.rs). */

@@ -12,6 +12,8 @@
 #include <linux/spinlock.h>
 #include <linux/types.h>
 
+struct page;
+
 unsigned long rmm_spin_lock_irqsave(spinlock_t *lock);
 void rmm_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
 void __percpu *rmm_alloc_percpu(size_t size, size_t align);
@@ -20,6 +22,12 @@ unsigned int rmm_raw_smp_processor_id(void);
 void rmm_cond_resched(void);
 unsigned long rmm_local_irq_save(void);
 void rmm_local_irq_restore(unsigned long flags);
+/* vmalloc over rmm's pages (kernel_layer/vmap.rs). */
+void *rmm_vmap(struct page **pages, unsigned int count);
+void rmm_virt_to_pages(struct page **out, void *const *addrs, unsigned int count);
+unsigned long rmm_virt_to_pfn(const void *addr);
+int rmm_format_kptr(char *buf, size_t size, const void *ptr);
+void rmm_kernel_reserve(unsigned long *min_pages, unsigned long *managed_pages);
 /* For the benchmarks (bench.rs). */
 int rmm_percpu_counter_init(struct percpu_counter *fbc, s64 amount);
 bool rmm_cpu_online(unsigned int cpu);

@@ -118,7 +118,7 @@ crate::module_param!(
     param_ops_charp,
     "charp",
     null_mut(),
-    "Benchmarks against the kernel's allocators to run at load: all, or cases pair,batch,kmalloc,pages,counter,ctor,parts,smp, and iters=N, reps=N (default: none)"
+    "Benchmarks against the kernel's allocators to run at load: all, or cases pair,batch,kmalloc,pages,vmalloc,counter,ctor,parts,smp, and iters=N, reps=N (default: none)"
 );
 crate::module_param!(
     FAIL,
@@ -158,6 +158,15 @@ crate::module_param!(
 );
 
 crate::module_param!(
+    RESERVE,
+    "reserve",
+    *mut kernel::ffi::c_char,
+    param_ops_charp,
+    "charp",
+    null_mut(),
+    "Emergency reserve of the page allocator, below its min watermark, for GFP_ATOMIC: auto (its share of the kernel's min_free_kbytes) or KiB, 0 for none (default: auto)"
+);
+crate::module_param!(
     REAP_MS,
     "reap_ms",
     u32,
@@ -183,6 +192,8 @@ pub struct Params {
     pub reap_ms: u32,
     /// The benchmarks to run, if any.
     pub bench: Option<&'static CStr>,
+    /// The page allocator's emergency reserve, if given.
+    pub reserve: Option<&'static CStr>,
 }
 
 impl Params {
@@ -193,7 +204,7 @@ impl Params {
         // and their 0444 mode keeps sysfs from writing them afterwards, so
         // nothing writes them while they are read here (module code runs
         // only after they were written).
-        let (demo, debug, fail, irqtest, stress, reap_ms, bench) = unsafe {
+        let (demo, debug, fail, irqtest, stress, reap_ms, bench, reserve) = unsafe {
             (
                 read(addr_of!(DEMO)),
                 read(addr_of!(DEBUG)),
@@ -202,16 +213,11 @@ impl Params {
                 read(addr_of!(STRESS)),
                 read(addr_of!(REAP_MS)),
                 read(addr_of!(BENCH)),
+                read(addr_of!(RESERVE)),
             )
         };
-        let bench = if bench.is_null() {
-            None
-        } else {
-            // SAFETY: a non-null `charp` parameter is a NUL-terminated
-            // string the kernel's parser keeps until the module is
-            // unloaded, and nothing changes it (see above).
-            Some(unsafe { CStr::from_char_ptr(bench) })
-        };
+        // SAFETY: `charp` parameters, as read above.
+        let (bench, reserve) = unsafe { (charp(bench), charp(reserve)) };
         Params {
             demo,
             debug,
@@ -220,6 +226,23 @@ impl Params {
             stress,
             reap_ms,
             bench,
+            reserve,
         }
+    }
+}
+
+/// The string of a `charp` parameter, if set.
+///
+/// # Safety
+///
+/// `param` is a `charp` parameter's value: null, or a NUL-terminated string
+/// the kernel's parser keeps until the module is unloaded and nothing
+/// changes.
+unsafe fn charp(param: *mut kernel::ffi::c_char) -> Option<&'static CStr> {
+    if param.is_null() {
+        None
+    } else {
+        // SAFETY: per the caller's guarantee.
+        Some(unsafe { CStr::from_char_ptr(param) })
     }
 }

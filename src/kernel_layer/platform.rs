@@ -1,18 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The kernel side of [`Platform`]: pages from the kernel's page allocator,
-//! interrupt-safe spinlocks, the kernel's per-CPU areas and `pr_err`.
+//! interrupt-safe spinlocks, the kernel's per-CPU areas, `vmap` and
+//! `pr_err`.
 
 use super::bindings;
 use super::irq_lock::SpinLockIrq;
 use super::percpu::KernelPerCpu;
+use super::vmap;
 use crate::address_hash::{hash_address, scrub_addresses, LineBuffer};
 use crate::gfp::Gfp;
+use crate::page_alloc::ReserveBasis;
 use crate::platform::{AllocError, Lock, LockClass, Platform};
 use core::alloc::Layout;
 use core::fmt::{self, Write};
 use core::pin::Pin;
-use core::ptr::NonNull;
+use core::ptr::{addr_of_mut, NonNull};
 use kernel::alloc::{allocator::Kmalloc, flags, Allocator, Flags, KBox};
 use kernel::init::InPlaceInit;
 use kernel::prelude::*;
@@ -48,10 +51,10 @@ impl KernelPlatform {
 /// The kernel's `gfp_t` for an allocation with `gfp`. rmm reports its own
 /// failures, so the page allocator's warning is turned off.
 fn raw_gfp(gfp: Gfp) -> bindings::gfp_t {
-    let mut raw = if gfp.may_sleep() {
-        bindings::GFP_KERNEL
-    } else {
-        bindings::GFP_ATOMIC
+    let mut raw = match (gfp.may_sleep(), gfp.may_use_reserve()) {
+        (true, _) => bindings::GFP_KERNEL,
+        (false, true) => bindings::GFP_ATOMIC,
+        (false, false) => bindings::GFP_NOWAIT,
     };
     raw |= bindings::__GFP_NOWARN;
     if gfp.zeroed() {
@@ -62,10 +65,10 @@ fn raw_gfp(gfp: Gfp) -> bindings::gfp_t {
 
 /// The same as [`raw_gfp`], for the kernel crate's allocators.
 fn kernel_flags(gfp: Gfp) -> Flags {
-    let mut f = if gfp.may_sleep() {
-        flags::GFP_KERNEL
-    } else {
-        flags::GFP_ATOMIC
+    let mut f = match (gfp.may_sleep(), gfp.may_use_reserve()) {
+        (true, _) => flags::GFP_KERNEL,
+        (false, true) => flags::GFP_ATOMIC,
+        (false, false) => flags::GFP_NOWAIT,
     };
     f = f | flags::__GFP_NOWARN;
     if gfp.zeroed() {
@@ -189,5 +192,55 @@ impl Platform for KernelPlatform {
         // SAFETY: The `Platform` contract only calls this where sleeping is
         // allowed; `DEBUG_ATOMIC_SLEEP` kernels check that it is.
         unsafe { bindings::rmm_cond_resched() };
+    }
+
+    /// The min watermarks and managed pages of the kernel's low-memory
+    /// zones, read now (so a `min_free_kbytes` set through sysctl counts).
+    fn reserve_basis(&self) -> ReserveBasis {
+        let mut min_pages: kernel::ffi::c_ulong = 0;
+        let mut managed_pages: kernel::ffi::c_ulong = 0;
+        // SAFETY: both pointers are to locals; the helper only reads the
+        // zones' watermarks and counters.
+        unsafe {
+            bindings::rmm_kernel_reserve(addr_of_mut!(min_pages), addr_of_mut!(managed_pages))
+        };
+        ReserveBasis {
+            min_pages: min_pages as usize,
+            managed_pages: managed_pages as usize,
+        }
+    }
+
+    fn map_pages(&self, pages: &[NonNull<u8>]) -> Option<NonNull<u8>> {
+        vmap::map_pages(pages)
+    }
+
+    unsafe fn unmap_pages(&self, addr: NonNull<u8>, _count: usize) {
+        // SAFETY: The caller guarantees a live mapping of ours that nothing
+        // uses, in a context that may sleep.
+        unsafe { vmap::unmap_pages(addr) };
+    }
+
+    fn page_frame(&self, page: NonNull<u8>) -> usize {
+        vmap::page_frame(page)
+    }
+
+    fn mapped_frame(&self, addr: NonNull<u8>) -> Option<usize> {
+        vmap::mapped_frame(addr)
+    }
+
+    /// `0x` and the address as `%pK` prints it for the reader: hashed
+    /// with `kptr_restrict` 0, itself for a reader with `CAP_SYSLOG` with
+    /// `kptr_restrict` 1, zeros otherwise.
+    fn write_address(&self, out: &mut dyn fmt::Write, addr: usize) -> fmt::Result {
+        let mut buf = [0u8; 24];
+        // SAFETY: `buf` has room for `buf.len()` bytes, which `scnprintf`
+        // does not exceed (it NUL-terminates within them); `%pK` only
+        // prints the pointer's value, never dereferences it.
+        let len = unsafe {
+            bindings::rmm_format_kptr(buf.as_mut_ptr().cast(), buf.len(), addr as *const _)
+        };
+        let len = usize::try_from(len).unwrap_or(0).min(buf.len());
+        let text = core::str::from_utf8(&buf[..len]).map_err(|_| fmt::Error)?;
+        write!(out, "0x{text}")
     }
 }

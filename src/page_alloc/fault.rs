@@ -4,25 +4,58 @@
 //!
 //! A *page request* is a call of [`super::PageAllocator::alloc_pages`] (a
 //! slab growing by a slab, a large `kmalloc`, a `page-alloc` of the control
-//! file) or a request the page allocator makes to the platform for a new
-//! chunk. With injection on, requests are numbered from 1 from the moment
-//! the rate was set, and request `k * N` fails as if memory had run out:
-//! `N = 1` fails every request, 0 turns injection off. The kernel's
-//! `fail_page_alloc` has the same `interval` idea; this one is deterministic
-//! so that tests can predict which request fails.
+//! file, each page of a vmalloc area), the mapping of a vmalloc area, or a
+//! request the page allocator makes to the platform for a new chunk (a
+//! *refill*). With injection on, requests are numbered from 1 from the
+//! moment the rate was set, and request `k * N` fails as if memory had run
+//! out: `N = 1` fails every request, 0 turns injection off. With the scope
+//! [`FailScope::Refill`] only refills are numbered and failed, so that
+//! tests can make the pool's refills fail while allocations from the free
+//! pages go on. The kernel's `fail_page_alloc` has the same `interval`
+//! idea; this one is deterministic so that tests can predict which request
+//! fails.
 //!
 //! Everything is atomic, so requests from any context and any CPU may
 //! consult the injector; with injection off a request costs one relaxed
 //! load.
 
+use core::fmt;
 use core::num::NonZeroUsize;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+/// Which page requests fault injection numbers and fails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FailScope {
+    /// Every page request (the default).
+    #[default]
+    All,
+    /// Only the pool's refills: chunk requests to the platform.
+    Refill,
+}
+
+impl FailScope {
+    /// The scope's word (`fail N refill`; `all` is the default).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FailScope::All => "all",
+            FailScope::Refill => "refill",
+        }
+    }
+}
+
+impl fmt::Display for FailScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The counters of a [`FaultInjector`], from [`FaultInjector::stats`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FaultStats {
     /// The current rate: every `every`-th request fails; 0 when off.
     pub every: usize,
+    /// Which requests are numbered and failed.
+    pub scope: FailScope,
     /// Page requests seen while injection was on (since the allocator was
     /// created, over every rate set).
     pub requests: u64,
@@ -38,6 +71,8 @@ pub struct FaultStats {
 /// requests numbered `k * N` in `since_set` are exactly the injected ones.
 pub struct FaultInjector {
     every: AtomicUsize,
+    /// Only refills are numbered ([`FailScope::Refill`]).
+    refills_only: AtomicBool,
     since_set: AtomicUsize,
     requests: AtomicU64,
     injected: AtomicU64,
@@ -55,6 +90,7 @@ impl FaultInjector {
         // INVARIANT: nothing seen, nothing injected.
         FaultInjector {
             every: AtomicUsize::new(0),
+            refills_only: AtomicBool::new(false),
             since_set: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             injected: AtomicU64::new(0),
@@ -65,8 +101,25 @@ impl FaultInjector {
     /// number 1); 0 turns injection off. Requests racing with the change
     /// may be numbered under the old or the new rate.
     pub fn set_every(&self, every: usize) {
+        self.set(every, FailScope::All);
+    }
+
+    /// Fails every `every`-th request of `scope` from now on (the next
+    /// such request is number 1); 0 turns injection off.
+    pub fn set(&self, every: usize, scope: FailScope) {
         self.since_set.store(0, Ordering::Relaxed);
+        self.refills_only
+            .store(scope == FailScope::Refill, Ordering::Relaxed);
         self.every.store(every, Ordering::Relaxed);
+    }
+
+    /// The current scope.
+    pub fn scope(&self) -> FailScope {
+        if self.refills_only.load(Ordering::Relaxed) {
+            FailScope::Refill
+        } else {
+            FailScope::All
+        }
     }
 
     /// The current rate (0: off).
@@ -74,11 +127,26 @@ impl FaultInjector {
         self.every.load(Ordering::Relaxed)
     }
 
-    /// Counts one page request and says whether it is to fail.
+    /// Counts one page request that is not a refill (an allocation or a
+    /// mapping) and says whether it is to fail.
+    #[inline(always)]
     pub fn should_fail(&self) -> bool {
+        self.consult(false)
+    }
+
+    /// Counts one refill (a chunk request) and says whether it is to fail.
+    pub fn should_fail_refill(&self) -> bool {
+        self.consult(true)
+    }
+
+    #[inline(always)]
+    fn consult(&self, refill: bool) -> bool {
         let Some(every) = NonZeroUsize::new(self.every.load(Ordering::Relaxed)) else {
             return false;
         };
+        if !refill && self.refills_only.load(Ordering::Relaxed) {
+            return false;
+        }
         self.requests.fetch_add(1, Ordering::Relaxed);
         let number = self
             .since_set
@@ -96,6 +164,7 @@ impl FaultInjector {
     pub fn stats(&self) -> FaultStats {
         FaultStats {
             every: self.every(),
+            scope: self.scope(),
             requests: self.requests.load(Ordering::Relaxed),
             injected: self.injected.load(Ordering::Relaxed),
         }
@@ -132,6 +201,7 @@ mod tests {
             injector.stats(),
             FaultStats {
                 every: 3,
+                scope: FailScope::All,
                 requests: 12,
                 injected: 4
             }
@@ -145,9 +215,34 @@ mod tests {
             injector.stats(),
             FaultStats {
                 every: 0,
+                scope: FailScope::All,
                 requests: 14,
                 injected: 6
             }
         );
+    }
+
+    #[test]
+    fn the_refill_scope_numbers_only_refills() {
+        let injector = FaultInjector::new();
+        injector.set(2, FailScope::Refill);
+        assert_eq!(injector.scope(), FailScope::Refill);
+        // Allocations are neither counted nor failed.
+        assert!(!(0..10).any(|_| injector.should_fail()));
+        let refills: [bool; 4] = core::array::from_fn(|_| injector.should_fail_refill());
+        assert_eq!(refills, [false, true, false, true]);
+        assert_eq!(
+            injector.stats(),
+            FaultStats {
+                every: 2,
+                scope: FailScope::Refill,
+                requests: 4,
+                injected: 2
+            }
+        );
+        // Every request counts again in the default scope.
+        injector.set_every(1);
+        assert!(injector.should_fail() && injector.should_fail_refill());
+        assert_eq!(injector.scope(), FailScope::All);
     }
 }

@@ -313,13 +313,9 @@ unsafe impl<P: Platform> Send for KmemCache<P> {}
 unsafe impl<P: Platform> Sync for KmemCache<P> {}
 
 /// `gfp` without the zeroing request: slab pages and descriptors need no
-/// zeroing.
+/// zeroing (whether the request may sleep or use the reserve is kept).
 fn plain_gfp(gfp: Gfp) -> Gfp {
-    if gfp.may_sleep() {
-        Gfp::KERNEL
-    } else {
-        Gfp::ATOMIC
-    }
+    gfp.without_zero()
 }
 
 impl<P: Platform> KmemCache<P> {
@@ -415,6 +411,11 @@ impl<P: Platform> KmemCache<P> {
     /// Size of the objects as asked for at creation.
     pub fn object_size(&self) -> usize {
         self.layout.object_size()
+    }
+
+    /// Whether the cache has a constructor (which `Gfp::ZERO` would undo).
+    pub fn has_ctor(&self) -> bool {
+        self.ctor.is_some()
     }
 
     /// Bytes per object slot (the stride), red zones and padding included.

@@ -4,6 +4,7 @@
 //! reason, and the errno the write returns.
 
 use super::MAX_USER_CACHES;
+use crate::areas::AreaError;
 use crate::control::{Command, ParseError, MAX_NAME};
 use crate::slab::{CreateError, SlabFreeError};
 use core::fmt;
@@ -51,6 +52,12 @@ pub enum Verb {
     Fail,
     /// `invalid-free`
     InvalidFree,
+    /// `vmalloc`
+    Vmalloc,
+    /// `vfree`
+    Vfree,
+    /// `reserve`
+    Reserve,
 }
 
 impl Verb {
@@ -66,10 +73,13 @@ impl Verb {
             Verb::PageFree => "page-free",
             Verb::Fail => "fail",
             Verb::InvalidFree => "invalid-free",
+            Verb::Vmalloc => "vmalloc",
+            Verb::Vfree => "vfree",
+            Verb::Reserve => "reserve",
         }
     }
 
-    const ALL: [Verb; 9] = [
+    const ALL: [Verb; 12] = [
         Verb::Create,
         Verb::Alloc,
         Verb::Free,
@@ -79,6 +89,9 @@ impl Verb {
         Verb::PageFree,
         Verb::Fail,
         Verb::InvalidFree,
+        Verb::Vmalloc,
+        Verb::Vfree,
+        Verb::Reserve,
     ];
 
     /// The command a line starts with, if its first word is one.
@@ -110,6 +123,9 @@ impl Verb {
             Command::PageFree { .. } => Verb::PageFree,
             Command::Fail { .. } => Verb::Fail,
             Command::InvalidFree { .. } => Verb::InvalidFree,
+            Command::Vmalloc { .. } => Verb::Vmalloc,
+            Command::Vfree { .. } => Verb::Vfree,
+            Command::Reserve { .. } => Verb::Reserve,
         }
     }
 }
@@ -144,6 +160,8 @@ pub(super) enum Subject {
     Cache(NameBuf),
     /// Page blocks of an order.
     Order(u32),
+    /// A vmalloc area.
+    Area(NameBuf),
 }
 
 impl Subject {
@@ -158,7 +176,10 @@ impl Subject {
             Command::PageAlloc { order, .. } | Command::PageFree { order, .. } => {
                 Subject::Order(order)
             }
-            Command::Fail { .. } => Subject::None,
+            Command::Vmalloc { name, .. } | Command::Vfree { name } => {
+                Subject::Area(NameBuf::new(name))
+            }
+            Command::Fail { .. } | Command::Reserve { .. } => Subject::None,
         }
     }
 }
@@ -209,6 +230,11 @@ pub enum CtlErrorKind {
     NeedsDebug,
     /// `invalid-free` was not detected as it should have been (`-EIO`).
     Undetected(Missed),
+    /// `zero` asked of a cache with a constructor; nothing was done
+    /// (`-EINVAL`).
+    ZeroWithCtor,
+    /// A `vmalloc` or `vfree` failed (its own error number).
+    Area(AreaError),
 }
 
 /// How an `invalid-free` escaped detection.
@@ -301,6 +327,7 @@ impl CtlError {
             CtlErrorKind::Parse(_)
             | CtlErrorKind::NotEnoughHeld { .. }
             | CtlErrorKind::NeedsDebug
+            | CtlErrorKind::ZeroWithCtor
             | CtlErrorKind::Create(CreateError::InvalidName)
             | CtlErrorKind::Create(CreateError::Layout(_)) => errno::EINVAL,
             CtlErrorKind::UnknownCache => errno::ENOENT,
@@ -313,6 +340,7 @@ impl CtlError {
             CtlErrorKind::GenericCache => errno::EPERM,
             CtlErrorKind::ShutDown => errno::ENODEV,
             CtlErrorKind::Undetected(_) => errno::EIO,
+            CtlErrorKind::Area(error) => error.errno(),
         }
     }
 
@@ -342,6 +370,7 @@ impl fmt::Display for CtlError {
             Subject::None => {}
             Subject::Cache(name) => write!(f, " {}", name.as_str())?,
             Subject::Order(order) => write!(f, " order {order}")?,
+            Subject::Area(name) => write!(f, " {}", name.as_str())?,
         }
         f.write_str(": ")?;
         let unit = self.verb.map_or("objects", Verb::unit);
@@ -368,6 +397,10 @@ impl fmt::Display for CtlError {
                 "double frees are detected only in debug caches (create ... debug, or debug=1)",
             ),
             CtlErrorKind::Undetected(missed) => write!(f, "{missed}"),
+            CtlErrorKind::ZeroWithCtor => {
+                f.write_str("zeroing would destroy what the cache's constructor built")
+            }
+            CtlErrorKind::Area(error) => write!(f, "{error}"),
         }
     }
 }

@@ -10,6 +10,7 @@ use super::user_caches::{MetaBox, UserCache};
 use super::{Found, Rmm, MAX_USER_CACHES};
 use crate::control::{self, Command, Count, CreateOptions, ParseError};
 use crate::gfp::Gfp;
+use crate::page_alloc::FailScope;
 use crate::platform::{Platform, PAGE_SIZE};
 use crate::ratelimit::Verdict;
 use crate::slab::{Ctor, DestroyError, KmemCache, SlabFlags, MAX_OBJECT_SIZE};
@@ -75,10 +76,13 @@ impl<P: Platform> Rmm<P> {
                 };
                 self.create_cache(name, size, options, ctor).map_err(fail)
             }
-            Command::Alloc { name, count } => {
+            Command::Alloc { name, count, gfp } => {
                 let found = self.find(name).ok_or(fail(CtlErrorKind::UnknownCache))?;
                 self.with_found(found, |pages, cache, held| {
-                    alloc_held(pages, cache, held, count)
+                    if gfp.zeroed() && cache.has_ctor() {
+                        return Err(CtlErrorKind::ZeroWithCtor);
+                    }
+                    alloc_held(pages, cache, held, count, gfp)
                 })
                 .unwrap_or(Err(CtlErrorKind::UnknownCache))
                 .map_err(fail)
@@ -120,7 +124,9 @@ impl<P: Platform> Rmm<P> {
                 Some(Found::Generic(_)) => Err(fail(CtlErrorKind::GenericCache)),
                 Some(Found::User(index)) => self.destroy_user(index).map_err(fail),
             },
-            Command::PageAlloc { order, count } => self.alloc_blocks(order, count).map_err(fail),
+            Command::PageAlloc { order, count, gfp } => {
+                self.alloc_blocks(order, count, gfp).map_err(fail)
+            }
             Command::PageFree { order, count } => {
                 let held = self.held_blocks(order);
                 let wanted = match count {
@@ -149,16 +155,49 @@ impl<P: Platform> Rmm<P> {
                 ));
                 Ok(())
             }
-            Command::Fail { every } => {
-                self.set_fail_every(every);
+            Command::Fail { every, scope } => {
+                self.pages.faults().set(every, scope);
+                let what = match scope {
+                    FailScope::All => "page request",
+                    FailScope::Refill => "refill",
+                };
                 match every {
                     0 => self
                         .platform()
                         .info(format_args!("rmm_ctl: fail 0: fault injection off")),
                     every => self.platform().info(format_args!(
-                        "rmm_ctl: fail {every}: one page request in {every} fails"
+                        "rmm_ctl: fail {every}: one {what} in {every} fails"
                     )),
                 }
+                Ok(())
+            }
+            Command::Vmalloc { name, size } => {
+                let pages = self
+                    .areas
+                    .vmalloc(&self.pages, name, size)
+                    .map_err(|error| fail(CtlErrorKind::Area(error)))?;
+                self.platform().info(format_args!(
+                    "rmm_ctl: vmalloc {name}: {pages} pages mapped"
+                ));
+                Ok(())
+            }
+            Command::Vfree { name } => {
+                let pages = self
+                    .areas
+                    .vfree(&self.pages, name)
+                    .map_err(|error| fail(CtlErrorKind::Area(error)))?;
+                self.platform().info(format_args!(
+                    "rmm_ctl: vfree {name}: {pages} pages unmapped and freed"
+                ));
+                Ok(())
+            }
+            Command::Reserve { reserve } => {
+                self.pages.set_reserve(reserve);
+                let wm = self.pages.watermarks();
+                self.platform().info(format_args!(
+                    "rmm_ctl: reserve {reserve}: watermarks min {} low {} high {} pages",
+                    wm.min, wm.low, wm.high
+                ));
                 Ok(())
             }
         }
@@ -241,7 +280,7 @@ impl<P: Platform> Rmm<P> {
         drop(user);
     }
 
-    fn alloc_blocks(&mut self, order: u32, count: usize) -> Result<(), CtlErrorKind> {
+    fn alloc_blocks(&mut self, order: u32, count: usize, gfp: Gfp) -> Result<(), CtlErrorKind> {
         let Some(stack) = self.blocks.get_mut(order as usize) else {
             return Err(CtlErrorKind::Parse(ParseError::BadOrder));
         };
@@ -249,7 +288,7 @@ impl<P: Platform> Rmm<P> {
         stack.fill(
             pages.platform(),
             count,
-            || pages.alloc_pages(order, Gfp::KERNEL).ok(),
+            || pages.alloc_pages(order, gfp).ok(),
             |block| {
                 // SAFETY: the block was just allocated at this order and
                 // never handed to anyone.

@@ -294,11 +294,12 @@ pub(super) fn alloc_held<P: Platform>(
     cache: &KmemCache<P>,
     held: &mut Held,
     count: usize,
+    gfp: Gfp,
 ) -> Result<(), CtlErrorKind> {
     held.objects.fill(
         pages.platform(),
         count,
-        || cache.alloc(pages, Gfp::KERNEL).ok(),
+        || cache.alloc(pages, gfp).ok(),
         |obj| {
             // SAFETY: the object was just allocated and never handed out.
             let _ = unsafe { cache.free(pages, obj) };

@@ -49,15 +49,29 @@
 //!   the module: destroying one is `-EPERM`.
 //! - `page-alloc ORDER COUNT` / `page-free ORDER COUNT|all`: the same for
 //!   blocks of `2^ORDER` pages from the page allocator.
-//! - `fail N` (N from 0 to 1000000) makes every N-th page request fail
-//!   from now on, as if memory had run out ([`Rmm::set_fail_every`], the
-//!   module's `fail=N`): the page requests are a cache's requests for a new
-//!   slab, the page allocator's requests to the kernel for a new chunk, and
-//!   the blocks `page-alloc` asks for (and large `kmalloc` blocks). `fail 1`
-//!   fails them all, `fail 0` turns it off. Allocations then fail with
-//!   `-ENOMEM` as above; a slab whose pages were refused is not built, so no
-//!   constructor runs for it. The rate and the failures injected show in
-//!   `rmm_stats` (`fail_every`, `fail_requests`, `fail_injected`).
+//! - `alloc` and `page-alloc` take an optional flag word (grammar in
+//!   [`crate::control`]): `kernel` (the default), `atomic` (may not sleep,
+//!   may take the page allocator's emergency reserve), `nowait` (may not
+//!   sleep, stops at the `low` watermark), each optionally `|zero`. `zero`
+//!   on a cache with a constructor is `-EINVAL` (zeroing would destroy the
+//!   constructed state).
+//! - `vmalloc NAME SIZE` / `vfree NAME`: a virtually contiguous area of
+//!   SIZE bytes (`K`, `M`, `G` suffixes) built from order-0 pages of the
+//!   page allocator, held under NAME; see [`crate::areas`] for the errors.
+//! - `reserve auto|KB` sets the page allocator's emergency reserve (the
+//!   `min` watermark): its share of the kernel's `min_free_kbytes`, or KB
+//!   KiB (0: no reserve and no watermarks); the module's `reserve=`.
+//! - `fail N [refill]` (N from 0 to 1000000) makes every N-th page request
+//!   fail from now on, as if memory had run out ([`Rmm::set_fail_every`],
+//!   the module's `fail=N`): the page requests are a cache's requests for a
+//!   new slab, the page allocator's requests to the kernel for a new chunk
+//!   (its refills), the blocks `page-alloc` asks for (and large `kmalloc`
+//!   blocks), the pages of a vmalloc area and its mapping. With `refill`
+//!   only the refills are numbered and failed. `fail 1` fails them all,
+//!   `fail 0` turns it off. Allocations then fail with `-ENOMEM` as above;
+//!   a slab whose pages were refused is not built, so no constructor runs
+//!   for it. The rate and the failures injected show in `rmm_stats`
+//!   (`fail_every`, `fail_refill`, `fail_requests`, `fail_injected`).
 //! - `invalid-free NAME KIND` deliberately frees an invalid pointer into
 //!   cache NAME, to show that rmm detects it (the `invalid_free` function):
 //!   `interior` frees an address inside an object of NAME (half its size
@@ -103,6 +117,7 @@ pub use errors::{errno, CtlError, CtlErrorKind, Missed, Verb};
 pub use held::{pattern_byte, pattern_ctor};
 pub use teardown::TeardownSummary;
 
+use crate::areas::VmAreas;
 use crate::kmalloc::{Kmalloc, KMALLOC_CACHES};
 use crate::page_alloc::{FaultStats, PageAllocator, MAX_ORDER};
 use crate::platform::{AllocError, OfflineCpu, Platform};
@@ -170,11 +185,13 @@ enum Found {
 /// `users` were added with `pages`' platform; their caches are live (not
 /// destroyed) and their names distinct from each other and from the
 /// generic caches' names. `generic_held[i]` holds objects of the generic
-/// cache `i`, `blocks[o]` blocks of order `o` from `pages`. After teardown
-/// (`torn_down`) there are no user caches, every stack is empty and the
-/// generic caches are destroyed.
+/// cache `i`, `blocks[o]` blocks of order `o` from `pages`, `areas` vmalloc
+/// areas from `pages`. After teardown (`torn_down`) there are no user
+/// caches, every stack and `areas` are empty and the generic caches are
+/// destroyed.
 pub struct Rmm<P: Platform> {
     kmalloc: Kmalloc<P>,
+    areas: VmAreas<P>,
     generic_held: [Held; KMALLOC_CACHES],
     users: UserCaches<P>,
     blocks: [AddrStack; NR_BLOCK_ORDERS],
@@ -211,6 +228,7 @@ impl<P: Platform> Rmm<P> {
         // INVARIANT: no user caches, nothing held.
         Ok(Rmm {
             kmalloc,
+            areas: VmAreas::new(),
             generic_held: core::array::from_fn(|_| Held::new(false)),
             users: UserCaches::new(),
             blocks: core::array::from_fn(|_| AddrStack::new()),
@@ -236,6 +254,11 @@ impl<P: Platform> Rmm<P> {
     /// The generic caches.
     pub fn kmalloc(&self) -> &Kmalloc<P> {
         &self.kmalloc
+    }
+
+    /// The vmalloc areas the control file holds.
+    pub fn areas(&self) -> &VmAreas<P> {
+        &self.areas
     }
 
     /// Whether every cache is created with debugging (`debug=1`).
@@ -281,6 +304,15 @@ impl<P: Platform> Rmm<P> {
     /// Page blocks of `order` held for the control file.
     pub fn held_blocks(&self, order: u32) -> usize {
         self.blocks.get(order as usize).map_or(0, AddrStack::len)
+    }
+
+    /// The page blocks of `order` held for the control file, most recently
+    /// allocated first.
+    pub fn held_blocks_of(&self, order: u32) -> impl Iterator<Item = NonNull<u8>> + '_ {
+        self.blocks
+            .get(order as usize)
+            .into_iter()
+            .flat_map(AddrStack::iter)
     }
 
     fn generic(&self, index: usize) -> Option<&KmemCache<P>> {

@@ -21,14 +21,24 @@ pub struct TeardownSummary {
     pub pages_returned: usize,
     /// Held objects found corrupted while freeing them.
     pub corruptions: usize,
+    /// vmalloc areas unmapped and freed.
+    pub areas_freed: usize,
 }
 
 impl fmt::Display for TeardownSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "freed {} objects and {} page blocks, destroyed {} caches, returned {} pages",
-            self.objects_freed, self.blocks_freed, self.caches_destroyed, self.pages_returned
+            "freed {} objects and {} page blocks, ",
+            self.objects_freed, self.blocks_freed
+        )?;
+        if self.areas_freed > 0 {
+            write!(f, "unmapped {} vmalloc areas, ", self.areas_freed)?;
+        }
+        write!(
+            f,
+            "destroyed {} caches, returned {} pages",
+            self.caches_destroyed, self.pages_returned
         )?;
         if self.corruptions > 0 {
             write!(f, ", {} corrupted objects found", self.corruptions)?;
@@ -93,6 +103,7 @@ impl<P: Platform> Rmm<P> {
             let held = self.held_blocks(order);
             summary.blocks_freed += self.free_blocks(order, held);
         }
+        summary.areas_freed = self.areas.free_all(&self.pages);
         summary.pages_returned = self.pages.shrink();
         self.corruptions += summary.corruptions;
         // INVARIANT: the list and every stack are empty, the generic caches

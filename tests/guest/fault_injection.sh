@@ -8,11 +8,14 @@
 # ran only for the slabs that were built, and the books balance. After
 # `fail 0` everything works again, everything frees, shrink gives every
 # chunk back, and after unload the kernel's free memory is back.
+# With `fail 1 refill` only the pool's refills fail: allocations go on down
+# to the min watermark, then fail with ENOMEM, and nothing is lost; vmalloc
+# failing part-way (its pages or its mapping) keeps nothing either.
 . "$(dirname "$0")/ktap.sh"
 . "$(dirname "$0")/rmm_lib.sh"
 
 RATES="1 2 3 7"
-ktap_plan $((3 + 5 * 4 + 7))
+ktap_plan $((3 + 5 * 4 + 5 + 7))
 
 # rmm_stat KEY: a value of the last line ("rmm ...") of rmm_stats.
 rmm_stat() {
@@ -146,6 +149,48 @@ for n in $RATES; do
 	ctl_ok "fail 0" "free fi_small all" "free fi_debug all" "free fi_pages all" "free fi_plain all" \
 		"page-free 2 all" >/dev/null
 done
+
+# zone_stat KEY: KEY on the "zone" line of rmm_stats.
+zone_stat() {
+	awk -v k="$1" '$1 == "zone" { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) print kv[2] } }' /proc/rmm_stats
+}
+chunks0=$(buddy_stat chunks)
+refill_failures0=$(zone_stat refill_failures)
+injected0=$(rmm_stat fail_injected)
+refill_fail_ok() {
+	ctl_ok "fail 1 refill" || return 1
+	ctl_enomem "page-alloc 0 1000000" || return 1
+	ctl_enomem "alloc fi_small 100000" || return 1
+	ctl_enomem "page-alloc 5 1" || return 1
+	[ "$(rmm_stat fail_refill)" = 1 ] || { echo "fail_refill $(rmm_stat fail_refill)"; return 1; }
+	[ "$(buddy_stat chunks)" = "$chunks0" ] || { echo "chunks $chunks0 -> $(buddy_stat chunks)"; return 1; }
+	failed=$(( $(zone_stat refill_failures) - refill_failures0 ))
+	injected=$(( $(rmm_stat fail_injected) - injected0 ))
+	[ "$failed" -ge 3 ] && [ "$failed" = "$injected" ] ||
+		{ echo "$failed refills failed, $injected injected"; return 1; }
+	[ "$(buddy_stat pages_free)" -le "$(zone_stat min)" ] || { echo "free $(buddy_stat pages_free) above min"; return 1; }
+}
+ktap_check "fail 1 refill: every refill fails, allocations run the pool down to min, then ENOMEM" refill_fail_ok
+ktap_print "fail 1 refill: $(( $(zone_stat refill_failures) - refill_failures0 )) refills refused; the pool of $(buddy_stat pages_total) pages ran down to $(buddy_stat pages_free) free pages (min $(zone_stat min))"
+ktap_check "fail 1 refill: no half-built slab, no lost page" books_ok
+ktap_check "fail 1 refill: what was allocated frees" ctl_ok "fail 0" "free fi_small all" "page-free 0 all" "page-free 5 all"
+vmalloc_fail_ok() {
+	for n in 2 3 17; do
+		ctl_ok "fail $n" || return 1
+		ctl_enomem "vmalloc fv 64K" || return 1
+	done
+	ctl_ok "fail 0" || return 1
+	[ "$(awk '$1 == "vmalloc" { print $2 }' /proc/rmm_stats)" = areas=0 ] || { echo "$(grep '^vmalloc ' /proc/rmm_stats)"; return 1; }
+	[ "$(grep -c '\[rmm\] vmap$' /proc/vmallocinfo)" = 0 ] && [ ! -s /proc/rmm_vmallocinfo ] || { echo "something is mapped"; return 1; }
+	books_ok
+}
+ktap_check "vmalloc failing at page 2, 3 or at the mapping (17): ENOMEM, no page held, nothing mapped" vmalloc_fail_ok
+vmalloc_again_ok() {
+	ctl_ok "vmalloc fv 64K" || return 1
+	[ "$(grep -c '\[rmm\] vmap$' /proc/vmallocinfo)" = 1 ] || { echo "not mapped"; return 1; }
+	ctl_ok "vfree fv" && books_ok
+}
+ktap_check "after fail 0 vmalloc works and frees" vmalloc_again_ok
 
 injected_total=$(rmm_stat fail_injected)
 ktap_check "after fail 0 allocations work" ctl_ok "fail 0" "alloc fi_small 4000" "alloc fi_debug 400" \

@@ -4,8 +4,9 @@
 # Fuzzes /proc/rmm_ctl: thousands of generated writes, from valid commands
 # with random arguments to random bytes, lines over 256 bytes, embedded NUL
 # bytes, numbers that overflow 64 bits, negative numbers, huge counts and
-# orders, unknown words, partial and multi-line writes, and fault injection,
-# written by several processes at once. Every write must succeed or fail
+# orders, unknown words, partial and multi-line writes, allocation flags,
+# vmalloc areas, reserve settings and fault injection, written by several
+# processes at once. Every write must succeed or fail
 # with one of the documented errors (malformed ones with EINVAL); afterwards
 # the views are consistent, everything frees and goes back to the kernel,
 # and rmm unloads (vm-run checks the kernel log for crashes, warnings and,
@@ -47,6 +48,14 @@ generate() {
 	function pow2(e,   v) { v = 1; while (e-- > 0) v *= 2; return v }
 	function pick(list,   a, n) { n = split(list, a, " "); return a[rnd(n) + 1] }
 	function name() { return pick("f0 f1 f2 f3 f4 f5 kmalloc-8 kmalloc-64 kmalloc-512 kmalloc-8192 nosuch") }
+	function area() { return pick("v0 v1 v2 v3 f0 nosuch") }
+	function flags() { return rnd(3) ? "" : " " pick("kernel atomic nowait zero atomic|zero nowait|zero GFP_ATOMIC GFP_KERNEL|__GFP_ZERO") }
+	function vsize(   r) {
+		r = rnd(4)
+		if (r < 2) return 1 + rnd(70000)
+		if (r < 3) return (1 + rnd(512)) "K"
+		return (1 + rnd(4)) "M"
+	}
 	function digits(n,   s, i) { s = 1 + rnd(9); for (i = 1; i < n; i++) s = s rnd(10); return s }
 	function letters(n,   s, i) { s = ""; for (i = 0; i < n; i++) s = s substr("abcdefghijklmnopqrstuvwxyz", 1 + rnd(26), 1); return s }
 	function small_count(   r) {
@@ -72,16 +81,19 @@ generate() {
 			if (rnd(4) == 0) line = line " align=" pow2(rnd(13))
 			return line
 		}
-		if (r < 38) return "alloc " name() " " small_count()
-		if (r < 62) return "free " name() " " count_or_all()
-		if (r < 68) return "shrink " name()
-		if (r < 75) return "destroy " name()
-		if (r < 85) {
+		if (r < 33) return "alloc " name() " " small_count() flags()
+		if (r < 53) return "free " name() " " count_or_all()
+		if (r < 58) return "shrink " name()
+		if (r < 64) return "destroy " name()
+		if (r < 73) {
 			o = rnd(11)
-			return "page-alloc " o " " (o >= 8 ? 1 : 1 + rnd(8))
+			return "page-alloc " o " " (o >= 8 ? 1 : 1 + rnd(8)) flags()
 		}
-		if (r < 97) return "page-free " rnd(11) " " (rnd(2) ? "all" : 1 + rnd(4))
-		return "fail " (rnd(2) ? 0 : rnd(8))
+		if (r < 83) return "page-free " rnd(11) " " (rnd(2) ? "all" : 1 + rnd(4))
+		if (r < 89) return "vmalloc " area() " " vsize()
+		if (r < 95) return "vfree " area()
+		if (r < 97) return "reserve " pick("auto 0 64 256 1024")
+		return "fail " (rnd(2) ? 0 : rnd(8)) (rnd(4) ? "" : " refill")
 	}
 	# A number no command accepts.
 	function bad_number(   r) {
@@ -98,7 +110,10 @@ generate() {
 	}
 	# A line the parser must reject (EINVAL whatever the state).
 	function invalid(   r, line, target) {
-		r = rnd(11)
+		r = rnd(14)
+		if (r == 11) return "vmalloc " area() " " pick("0 0K 2G 1025M 4T 12Q -1 K")
+		if (r == 12) return (rnd(2) ? "alloc f0 1" : "page-alloc 0 1") " " pick("atomic|nowait ATOMIC zero|| bogus GFP_HIGHMEM kernel,zero")
+		if (r == 13) return "reserve " pick("-1 262145 1M AUTO x")
 		if (r == 0) return "alloc " name() " " bad_number()
 		if (r == 1) return "create " name() " " bad_number()
 		if (r == 2) return "page-alloc " bad_number() " 1"
@@ -369,10 +384,18 @@ destroy $c" ;; esac
 page-free $o all"
 		o=$((o + 1))
 	done
+	for a in $(awk '{ print $3 }' /proc/rmm_vmallocinfo); do
+		lines="$lines
+vfree $a"
+	done
+	lines="$lines
+reserve auto"
 	# A last shrink gives back the chunks of what the later lines freed.
 	ctl_ok "$lines" "shrink kmalloc-8" || return 1
 	[ "$(buddy_stat pages_allocated)" = 0 ] && [ "$(buddy_stat chunks)" = 0 ] ||
 		{ echo "left: $(buddy_stat pages_allocated) pages allocated, $(buddy_stat chunks) chunks"; return 1; }
+	[ ! -s /proc/rmm_vmallocinfo ] && [ "$(grep -c '\[rmm\] vmap$' /proc/vmallocinfo)" = 0 ] ||
+		{ echo "areas left mapped"; return 1; }
 	[ "$(awk 'NR > 2 && $1 !~ /^kmalloc-/' /proc/rmm_slabinfo)" = "" ] || { echo "user caches left"; return 1; }
 }
 ktap_check "everything frees and destroys; shrink gives every chunk back" release_all
