@@ -149,7 +149,7 @@ impl<P: Platform> Kmalloc<P> {
     /// Creates the generic caches with `flags` (for instance
     /// [`SlabFlags::DEBUG`], like booting with `slab_debug`).
     pub fn with_flags(pages: &PageAllocator<P>, flags: SlabFlags) -> Result<Self, CreateError> {
-        let first_id = reserve_owner_ids(KMALLOC_CACHES + 1).ok_or(CreateError::NoMemory)?;
+        let first_id = reserve_owner_ids(pages, KMALLOC_CACHES + 1).ok_or(CreateError::NoMemory)?;
         let first_cache_id = first_id + 1;
         // Built in place in bookkeeping memory, one cache at a time: the
         // caches are a few kilobytes and kernel stacks small.

@@ -480,6 +480,8 @@ pub struct PageAllocator<P: Platform> {
     invalid_frees: AtomicU64,
     faults: FaultInjector,
     wm_counters: WatermarkCounters,
+    /// The next owner id to hand out (see [`PageAllocator::reserve_owner_ids`]).
+    next_owner_id: AtomicUsize,
     platform: P,
 }
 
@@ -582,8 +584,22 @@ impl<P: Platform> PageAllocator<P> {
             invalid_frees: AtomicU64::new(0),
             faults: FaultInjector::new(),
             wm_counters: WatermarkCounters::default(),
+            next_owner_id: AtomicUsize::new(1),
             platform,
         })
+    }
+
+    /// Reserves `count` consecutive owner ids for the users of this
+    /// allocator's owner words (slab caches, kmalloc instances), or `None`
+    /// once they run out (above `max`). Ids are distinct among the users of
+    /// one page allocator, which is all an owner word needs: a word lives
+    /// in that allocator's pages.
+    pub(crate) fn reserve_owner_ids(&self, count: usize, max: usize) -> Option<usize> {
+        let first = self.next_owner_id.fetch_add(count, Ordering::Relaxed);
+        if first.checked_add(count)? > max {
+            return None;
+        }
+        Some(first)
     }
 
     /// The platform this allocator runs on.

@@ -265,7 +265,8 @@ fn reciprocal(stride: usize) -> u64 {
 ///
 /// # Invariants
 ///
-/// `id` is unique among all caches and kmalloc instances and is the id in
+/// `id` is unique among the caches and kmalloc instances of its page
+/// allocator ([`PageAllocator::reserve_owner_ids`]) and is the id in
 /// the owner tags of this cache's slabs. `recip` is `reciprocal(stride)`,
 /// `span` is `objects * stride`; `slab_tag` is the owner word of this
 /// cache's slabs without their colour;
@@ -332,7 +333,7 @@ impl<P: Platform> KmemCache<P> {
         flags: SlabFlags,
         ctor: Option<Ctor>,
     ) -> Result<Self, CreateError> {
-        let id = reserve_owner_ids(1).ok_or(CreateError::NoMemory)?;
+        let id = reserve_owner_ids(pages, 1).ok_or(CreateError::NoMemory)?;
         Self::create_with_id(pages, name, size, align, flags, ctor, id)
     }
 

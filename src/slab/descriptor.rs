@@ -18,6 +18,8 @@
 //! an object against the page's owner word alone.
 
 use super::layout::SlabLayout;
+use crate::page_alloc::PageAllocator;
+use crate::platform::Platform;
 use core::mem::{align_of, size_of};
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -550,16 +552,13 @@ pub(crate) const MAX_OWNER_ID: usize = usize::MAX >> ID_SHIFT;
 // Every colour a layout may use fits in an owner word.
 const _: () = assert!(super::layout::MAX_COLOURS <= PAYLOAD_MASK + 1);
 
-static NEXT_OWNER_ID: AtomicUsize = AtomicUsize::new(1);
-
-/// Reserves `count` consecutive owner ids (for caches and kmalloc
-/// instances), or `None` once ids run out.
-pub(crate) fn reserve_owner_ids(count: usize) -> Option<usize> {
-    let first = NEXT_OWNER_ID.fetch_add(count, Ordering::Relaxed);
-    if first.checked_add(count)? > MAX_OWNER_ID {
-        return None;
-    }
-    Some(first)
+/// Reserves `count` consecutive owner ids of `pages` (for caches and
+/// kmalloc instances), or `None` once ids run out.
+pub(crate) fn reserve_owner_ids<P: Platform>(
+    pages: &PageAllocator<P>,
+    count: usize,
+) -> Option<usize> {
+    pages.reserve_owner_ids(count, MAX_OWNER_ID)
 }
 
 impl OwnerTag {
@@ -647,8 +646,10 @@ mod tests {
 
     #[test]
     fn owner_ids_are_distinct() {
-        let a = reserve_owner_ids(3).unwrap();
-        let b = reserve_owner_ids(1).unwrap();
+        let pages = PageAllocator::new(crate::host::HostPlatform::new(1)).unwrap();
+        let a = reserve_owner_ids(&pages, 3).unwrap();
+        let b = reserve_owner_ids(&pages, 1).unwrap();
         assert!(b >= a + 3);
+        assert_eq!(pages.reserve_owner_ids(1, b), None, "ids run out");
     }
 }
