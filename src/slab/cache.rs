@@ -266,7 +266,7 @@ fn reciprocal(stride: usize) -> u64 {
 /// # Invariants
 ///
 /// `id` is unique among the caches and kmalloc instances of its page
-/// allocator ([`PageAllocator::reserve_owner_ids`]) and is the id in
+/// allocator (`PageAllocator::reserve_owner_ids`) and is the id in
 /// the owner tags of this cache's slabs. `recip` is `reciprocal(stride)`,
 /// `span` is `objects * stride`; `slab_tag` is the owner word of this
 /// cache's slabs without their colour;
@@ -1013,7 +1013,7 @@ impl<P: Platform> KmemCache<P> {
 
     /// Gives objects from a per-CPU array back to their slabs (SLAB's
     /// `free_block`), releasing slabs that become empty while the free
-    /// objects exceed what the cache keeps ([`NodeLists::keep_free`]).
+    /// objects exceed what the cache keeps (`NodeLists::keep_free`).
     /// Returns the number of slabs released.
     fn free_block(
         &self,
@@ -1188,7 +1188,7 @@ impl<P: Platform> KmemCache<P> {
     /// Ends a reap period (SLAB's `cache_reap`, run periodically): forgets
     /// the recent peak, so that only the objects out of the slabs now count
     /// as recent use, and gives back empty slabs until the free objects are
-    /// within [`NodeLists::keep_free`] again, that is within the free limit
+    /// within `NodeLists::keep_free` again, that is within the free limit
     /// unless objects are out of the slabs. Returns the slabs released.
     ///
     /// A cache used steadily keeps its slabs between reaps; one no longer

@@ -223,7 +223,7 @@ pub enum CtlErrorKind {
         /// Objects or blocks held.
         held: usize,
     },
-    /// [`Rmm::teardown`] has run (`-ENODEV`).
+    /// [`Rmm::teardown`](super::Rmm::teardown) has run (`-ENODEV`).
     ShutDown,
     /// `invalid-free NAME double` on a cache without debugging, where a
     /// double free is not detected; nothing was done (`-EINVAL`).
@@ -308,7 +308,7 @@ impl CtlError {
     }
 
     /// The number of the failed line in its write, from 1 (1 for
-    /// [`Rmm::run_demo`]).
+    /// [`Rmm::run_demo`](super::Rmm::run_demo)).
     pub fn line(&self) -> usize {
         self.line
     }

@@ -101,7 +101,7 @@
 //! [`Rmm::teardown`] every command fails with `-ENODEV`.
 //!
 //! Long loops (`alloc 1048576 ...`) call [`Platform::cond_resched`] every
-//! [`RESCHED_EVERY`] objects and allocate with [`Gfp::KERNEL`]: commands run
+//! [`RESCHED_EVERY`] objects and allocate with [`Gfp::KERNEL`](crate::gfp::Gfp::KERNEL): commands run
 //! in process context with only a sleeping mutex held.
 
 mod demo;
@@ -291,7 +291,7 @@ impl<P: Platform> Rmm<P> {
     /// Makes every `every`-th page request fail from now on, 0 for none
     /// (the control file's `fail N`, the module's `fail=N`; see the module
     /// documentation). Any value is accepted; the control file limits it to
-    /// [`control::MAX_FAIL_EVERY`].
+    /// [`crate::control::MAX_FAIL_EVERY`].
     pub fn set_fail_every(&self, every: usize) {
         self.pages.faults().set_every(every);
     }
