@@ -94,7 +94,7 @@ pub const fn pages_for(size: usize) -> usize {
 ///
 /// `pages` points to an array of `nr_pages` (at least 1) page addresses in
 /// bookkeeping memory from the allocator's platform (`alloc_meta` with
-/// [`VmArea::array_layout`]); each is an order-0 block handed out by the
+/// `VmArea::array_layout`); each is an order-0 block handed out by the
 /// allocator for this area alone; `addr` is the start of their mapping, in
 /// array order, by that platform's `map_pages`.
 pub struct VmArea {
