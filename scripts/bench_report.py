@@ -9,7 +9,7 @@ looks like
 
     rmm_bench: case=pair size=64 impl=rmm ops=100000 ns=42731846
 
-(see src/bench.rs). Single-CPU figures come from an -icount boot, where a
+(see src/bench_spec.rs). Single-CPU figures come from an -icount boot, where a
 guest nanosecond is one guest instruction; multi-CPU figures are wall-time
 ratios taken in the same boot.
 """

@@ -17,7 +17,7 @@
 
 pub mod address_hash;
 pub mod areas;
-pub mod bench;
+pub mod bench_spec;
 pub mod buddy;
 pub mod control;
 pub mod gfp;

@@ -13,7 +13,7 @@ use kernel::prelude::*;
 
 pub mod address_hash;
 pub mod areas;
-pub mod bench;
+pub mod bench_spec;
 pub mod buddy;
 pub mod control;
 pub mod gfp;

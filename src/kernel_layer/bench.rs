@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Benchmarks of rmm against the kernel's own allocators, run at load when
-//! asked (`insmod rmm.ko bench=all`; see [`crate::bench`] for the grammar).
+//! asked (`insmod rmm.ko bench=all`; see [`crate::bench_spec`] for the grammar).
 //!
 //! Every case runs rmm and the kernel in the same loop, with the same sizes,
 //! in the same boot: an rmm [`KmemCache`] against a SLUB `kmem_cache`, rmm's
@@ -19,7 +19,7 @@
 use super::bindings;
 use super::cpu_threads::{self, now, online_cpus, pause, CpuWork};
 use super::platform::KernelPlatform;
-use crate::bench::{
+use crate::bench_spec::{
     Case, Record, Selection, BATCH, CTOR_SIZES, MAX_BENCH_ORDER, OBJECT_SIZES, PAGE_BATCH,
     SMP_SIZES, VMALLOC_PAGES,
 };
