@@ -24,6 +24,7 @@ pub mod platform;
 pub mod ratelimit;
 pub mod slab;
 pub mod state;
+pub mod stress;
 pub mod views;
 pub mod vmalloc;
 
