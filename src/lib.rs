@@ -17,6 +17,8 @@
 
 pub mod address_hash;
 pub mod areas;
+pub mod bench_loops;
+pub mod bench_remote;
 pub mod bench_spec;
 pub mod buddy;
 pub mod control;

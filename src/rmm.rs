@@ -13,6 +13,8 @@ use kernel::prelude::*;
 
 pub mod address_hash;
 pub mod areas;
+pub mod bench_loops;
+pub mod bench_remote;
 pub mod bench_spec;
 pub mod buddy;
 pub mod control;
