@@ -151,6 +151,13 @@ pub fn destroy_caches<P: Platform>(pages: &PageAllocator<P>, caches: &[KmemCache
 }
 
 /// What the threads of a run share.
+///
+/// # Invariants
+///
+/// Every [`StressObject`] in an inbox is an object that a [`Runner`]
+/// allocated and stamped, not freed yet, and owned by the inbox: only
+/// runners push into inboxes (they start empty, [`Shared::new`] checks),
+/// and they push only objects they take out of their own hands.
 pub struct Shared<'a, P: Platform> {
     pages: &'a PageAllocator<P>,
     kmalloc: &'a Kmalloc<P>,
@@ -285,6 +292,14 @@ impl fmt::Display for Summary {
 
 /// One thread of a run while it runs: its random generator, the objects it
 /// holds, its counts.
+///
+/// # Invariants
+///
+/// The first `held_len` entries of `held` are objects this runner allocated
+/// and stamped, not freed yet, that only it holds. With the inboxes'
+/// invariant ([`Shared`]), every object [`Runner::free`] gets (from its
+/// hands, from its inbox, or just allocated) is a live object of this
+/// run's caches or kmalloc that nothing else uses.
 pub struct Runner<'a, P: Platform> {
     shared: &'a Shared<'a, P>,
     id: usize,
@@ -386,6 +401,8 @@ impl<'a, P: Platform> Runner<'a, P> {
         // SAFETY: As above.
         unsafe { words.add(1).write(second) };
         if let Some(slot) = self.held.get_mut(self.held_len) {
+            // INVARIANT: A live object just allocated and stamped, held by
+            // this runner alone.
             *slot = object;
             self.held_len += 1;
         } else {
@@ -403,10 +420,9 @@ impl<'a, P: Platform> Runner<'a, P> {
             self.counts.cross_frees += 1;
         }
         let words = object.addr() as *mut u64;
-        // SAFETY: `object` is an object allocated by `alloc_with`, not
-        // freed yet, that only this thread has now (records are only made
-        // there, and only runners of this run fill the inboxes, which
-        // started empty).
+        // SAFETY: By the type invariants `object` is a live object of at
+        // least two words, word-aligned, allocated by `alloc_with` and not
+        // freed yet, that only this thread has now.
         let found = unsafe { [words.read(), words.add(1).read()] };
         if !object.stamp_matches(found) {
             // Someone else has it too: freeing it again could corrupt the
@@ -451,6 +467,8 @@ impl<'a, P: Platform> Runner<'a, P> {
     fn hand_over(&mut self, object: StressObject, r: u64) {
         let target = hand_over_target(self.id, self.shared.threads, r);
         let refused = match target.and_then(|t| self.shared.inboxes.get(t)) {
+            // INVARIANT: `object` was taken out of this runner's hands: the
+            // inbox alone holds it now.
             Some(inbox) => inbox.with(|ring| ring.push(object)).err(),
             None => Some(object),
         };
