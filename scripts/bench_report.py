@@ -9,7 +9,7 @@ looks like
 
     rmm_bench: case=pair size=64 impl=rmm ops=100000 ns=42731846
 
-(see src/bench.rs). Single-CPU figures come from an -icount boot, where a
+(see src/bench_spec.rs). Single-CPU figures come from an -icount boot, where a
 guest nanosecond is one guest instruction; multi-CPU figures are wall-time
 ratios taken in the same boot.
 """
@@ -23,6 +23,25 @@ import sys
 PREFIX = "rmm_bench:"
 README_START = "<!-- BENCH-START -->"
 README_END = "<!-- BENCH-END -->"
+
+# The pieces of the `parts` case (`case=part impl=NAME` lines), in table
+# order, with what each measures (src/kernel_layer/bench/parts.rs). The
+# last two are only in results of earlier runs, before the fast paths
+# became CPU-local; a piece missing from the results is left out.
+PARTS = (
+    ("with_local", "CPU-local section (PerCpu::with_local: interrupts off and on, "
+                   "per-CPU base %gs-relative, one load), as every fast path runs"),
+    ("lock", "interrupt-safe lock + unlock (spin_lock_irqsave helpers) around an "
+             "increment: the slow paths' locks, the fast paths' before with_local"),
+    ("owner_word", "page owner word, as a free reads it (PageAllocator::owner_word: "
+                   "radix directory, chunk check)"),
+    ("block_owner", "page owner lookup of the slow paths (PageAllocator::block_owner: "
+                    "owner word, else the covering block's head)"),
+    ("contains", "free validation (KmemCache::contains: owner word, tag, slab base, "
+                 "offset range, reciprocal index)"),
+    ("this_cpu", "CPU number (Platform::this_cpu, a C helper)"),
+    ("percpu_get", "per-CPU slot (KernelPerCpu::get: bound check, per_cpu_ptr helper)"),
+)
 
 
 def parse_lines(path):
@@ -227,14 +246,7 @@ def build_tables(single, smp):
     ))
 
     rows = []
-    for name, what in (("this_cpu", "CPU number (Platform::this_cpu, a C helper)"),
-                       ("percpu_get", "per-CPU slot (KernelPerCpu::get: bound check, "
-                                      "per_cpu_ptr helper)"),
-                       ("lock", "interrupt-safe lock + unlock (spin_lock_irqsave "
-                                "helpers) around an increment"),
-                       ("block_owner", "page owner lookup (chunk hash table)"),
-                       ("contains", "free validation (owner lookup, tag decode, "
-                                    "object index)")):
+    for name, what in PARTS:
         cost = single.cost("part", "", "", name)
         if cost is not None:
             rows.append([name, what, fmt(cost)])
@@ -444,7 +456,7 @@ def write_summary_csv(path, single, smp):
             atomic = single.cost(case, "", "", "atomic")
             w.writerow([case, "impl", "atomic", fmt(atomic, 2), "", "", "", "",
                         "instructions/op"])
-        for name in ("this_cpu", "percpu_get", "lock", "block_owner", "contains"):
+        for name, _ in PARTS:
             cost = single.cost("part", "", "", name)
             if cost is not None:
                 w.writerow(["part", "piece", name, fmt(cost, 2), "", "", "", "",

@@ -13,7 +13,9 @@ use kernel::prelude::*;
 
 pub mod address_hash;
 pub mod areas;
-pub mod bench;
+pub mod bench_loops;
+pub mod bench_remote;
+pub mod bench_spec;
 pub mod buddy;
 pub mod control;
 pub mod gfp;
@@ -24,6 +26,7 @@ pub mod platform;
 pub mod ratelimit;
 pub mod slab;
 pub mod state;
+pub mod stress;
 pub mod views;
 pub mod vmalloc;
 

@@ -123,7 +123,10 @@ void rmm_kernel_reserve(unsigned long *min_pages, unsigned long *managed_pages)
 	}
 }
 
-/* For the benchmarks (bench.rs). */
+/*
+ * For the benchmarks (kernel_layer/bench/) and the CPU threads they and the
+ * stress test run on (kernel_layer/cpu_threads.rs).
+ */
 
 /* percpu_counter_init() is a macro with a static lock class key. */
 int rmm_percpu_counter_init(struct percpu_counter *fbc, s64 amount)

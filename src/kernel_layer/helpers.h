@@ -28,7 +28,10 @@ void rmm_virt_to_pages(struct page **out, void *const *addrs, unsigned int count
 unsigned long rmm_virt_to_pfn(const void *addr);
 int rmm_format_kptr(char *buf, size_t size, const void *ptr);
 void rmm_kernel_reserve(unsigned long *min_pages, unsigned long *managed_pages);
-/* For the benchmarks (bench.rs). */
+/*
+ * For the benchmarks (kernel_layer/bench/) and the CPU threads they and the
+ * stress test run on (kernel_layer/cpu_threads.rs).
+ */
 int rmm_percpu_counter_init(struct percpu_counter *fbc, s64 amount);
 bool rmm_cpu_online(unsigned int cpu);
 void rmm_cpu_relax(void);

@@ -3,9 +3,10 @@
 //! What the benchmarks run and how they report, without the kernel.
 //!
 //! `insmod rmm.ko bench=...` runs rmm's allocators against the kernel's own
-//! (SLUB, the page allocator, `percpu_counter`, `vmalloc`) in the same loops, at load
-//! (`kernel_layer::bench` holds the loops). This module is the part that
-//! needs no kernel, so the host tests check it: the grammar of the `bench`
+//! (SLUB, the page allocator, `percpu_counter`, `vmalloc`) in the same
+//! loops ([`crate::bench_loops`]), at load (`kernel_layer::bench` holds the
+//! kernel's sides, the clock and the log). This module says what to run and
+//! how to report it, so the host tests check it: the grammar of the `bench`
 //! parameter ([`Selection::parse`]), the sizes and iteration counts of every
 //! case, and the result lines ([`Record`]) that `scripts/bench` reads back
 //! from the kernel log.
@@ -75,8 +76,9 @@ pub enum Case {
     Smp,
     /// A cache with a constructor: constructor calls per allocation.
     Ctor,
-    /// What pieces of rmm's fast paths cost alone (CPU number, per-CPU
-    /// slot, lock round trip, page owner lookup, free validation).
+    /// What pieces of rmm's fast paths cost alone (the CPU-local section,
+    /// the page owner word, a cache's free validation; for comparison a
+    /// lock round trip and the slow paths' owner lookup).
     Parts,
     /// `vmalloc` and `vfree` pairs of [`VMALLOC_PAGES`] pages.
     Vmalloc,
