@@ -84,17 +84,6 @@ books_ok() {
 		{ echo "pages_allocated $(buddy_stat pages_allocated) != slabs $slab_pages + blocks $block_pages"; return 1; }
 }
 
-# settle: gives back what the kernel keeps cached and would give back on
-# demand, including every slab cache's empty slabs and (on a KASAN kernel)
-# its quarantine of freed objects, so that MemFree compares.
-settle() {
-	sync
-	echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
-	for f in /sys/kernel/slab/*/shrink; do
-		echo 1 > "$f" 2>/dev/null
-	done
-}
-
 # Warm up what the kernel allocates once for any module, as memory.sh does.
 rmm_load demo=0 && rmm_unload
 settle

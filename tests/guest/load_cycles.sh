@@ -14,17 +14,6 @@
 CYCLES=${1:-50}
 ktap_plan 6
 
-# settle: gives back what the kernel keeps cached and would give back on
-# demand: page cache, dentries and inodes, and every slab cache's empty
-# slabs, which on a KASAN kernel also empties its quarantine of freed
-# objects (up to 1/32 of memory, far more than the tolerance).
-settle() {
-	sync
-	echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
-	for f in /sys/kernel/slab/*/shrink; do
-		echo 1 > "$f" 2>/dev/null
-	done
-}
 
 # cycle I: one load, experiment, unload. Prints what went wrong and fails.
 cycle() {

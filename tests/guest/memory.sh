@@ -13,8 +13,7 @@ ktap_plan 6
 # module (sysfs entries, per-CPU chunk population), so that the measured
 # cycle sees only what rmm itself takes.
 rmm_load demo=0 && rmm_unload
-sync
-echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
+settle
 before=$(mem_free_kb)
 ktap_check "load" rmm_load
 ktap_check "hold objects, blocks and caches at unload" ctl_ok "create m1 100 ctor" "create m2 5000" \
@@ -26,7 +25,7 @@ took_memory() {
 }
 ktap_check "the module really took memory (> 4 MiB)" took_memory
 ktap_check "unload" rmm_unload
-echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
+settle
 after=$(mem_free_kb)
 ktap_print "MemFree after unload: $after kB (difference $((before - after)) kB)"
 # Tolerance: 1 MiB, for the kernel's own caches (per-CPU lists, slab caches

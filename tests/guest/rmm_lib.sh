@@ -110,6 +110,19 @@ within_kb() {
 	numbers before="$1" after="$2" && [ $(($1 - $2)) -lt "$3" ]
 }
 
+# settle: gives back what the kernel keeps cached and would give back on
+# demand: page cache, dentries and inodes, and every slab cache's empty
+# slabs, which on a KASAN kernel also empties its quarantine of freed
+# objects (up to 1/32 of memory, far more than the tolerances), so that
+# MemFree readings compare.
+settle() {
+	sync
+	echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
+	for f in /sys/kernel/slab/*/shrink; do
+		echo 1 > "$f" 2>/dev/null
+	done
+}
+
 # mem_free_kb: MemFree from /proc/meminfo.
 mem_free_kb() {
 	awk '$1 == "MemFree:" { print $2 }' /proc/meminfo
