@@ -14,7 +14,6 @@
 CYCLES=${1:-50}
 ktap_plan 6
 
-
 # cycle I: one load, experiment, unload. Prints what went wrong and fails.
 cycle() {
 	i=$1
