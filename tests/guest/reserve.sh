@@ -123,6 +123,7 @@ exhaust_ok() {
 }
 ktap_check "refills failing: ordinary requests stop at min, the reserve intact" exhaust_ok
 nowait_ok() {
+	fresh_log_window
 	refused=$(stat zone refused)
 	ctl_enomem "page-alloc 0 1 nowait" || return 1
 	ctl_enomem "page-alloc 0 1" || return 1
@@ -164,9 +165,7 @@ flags_ok() {
 	ctl_ok "alloc fl 10 kernel|zero" "alloc fl 100 atomic" "alloc fl 100 nowait" "alloc fl 10 GFP_ATOMIC|__GFP_ZERO" \
 		"page-alloc 3 2 nowait|zero" || return 1
 	[ "$(cache_stat fl held)" = 220 ] || { echo "held $(cache_stat fl held)"; return 1; }
-	# The failing commands above filled the rate limit's window (10 lines
-	# per 5 s): wait it out, so that this one's line is logged.
-	sleep 6
+	fresh_log_window
 	ctl_err "Invalid argument" "alloc flc 1 zero" || return 1
 	dmesg | grep -q "rmm_ctl: alloc flc: zeroing would destroy what the cache's constructor built (-EINVAL)" || { echo "no zero line"; return 1; }
 	[ "$(cache_stat flc errors)" = 0 ] && [ "$(cache_stat flc allocs)" = 0 ] || { echo "flc was touched"; return 1; }

@@ -110,6 +110,14 @@ within_kb() {
 	numbers before="$1" after="$2" && [ $(($1 - $2)) -lt "$3" ]
 }
 
+# fresh_log_window: waits until the control file's rate limit for failure
+# lines (10 per 5 s, as the kernel's) starts a new window, so that the next
+# failures are logged: for checks of a failed command's log line that come
+# after many failures.
+fresh_log_window() {
+	sleep 6
+}
+
 # settle: gives back what the kernel keeps cached and would give back on
 # demand: page cache, dentries and inodes, and every slab cache's empty
 # slabs, which on a KASAN kernel also empties its quarantine of freed

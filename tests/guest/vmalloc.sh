@@ -155,6 +155,7 @@ books() {
 before=$(books)
 failures=$(rmm_stat vmalloc failures)
 pages_fail_ok() {
+	fresh_log_window
 	ctl_ok "fail 7" || return 1
 	rmm_ctl "vmalloc f 64K" && { echo "vmalloc under fail 7 succeeded"; return 1; }
 	ctl_ok "fail 0" || return 1
@@ -166,6 +167,7 @@ ktap_check "page 7 of 16 refused: ENOMEM, nothing held or mapped" pages_fail_ok
 map_fail_ok() {
 	# 4 pages are requests 1 to 4 (the pool has room: no refill), the
 	# mapping is request 5.
+	fresh_log_window
 	ctl_ok "fail 5" || return 1
 	rmm_ctl "vmalloc m 16K" && { echo "vmalloc under fail 5 succeeded"; return 1; }
 	ctl_ok "fail 0" || return 1
