@@ -2,6 +2,10 @@
 
 //! The buddy allocator's bookkeeping, on frame numbers.
 //!
+//! Long because the algorithm and the structures it needs to find a frame's
+//! chunk in O(1) (the radix directory, the chunk metadata and its spare
+//! pool) are one piece: each relies on the others' invariants.
+//!
 //! [`BuddyCore`] knows nothing about memory contents: it hands out and takes
 //! back *frame numbers* (an address divided by the page size) from chunks of
 //! [`CHUNK_FRAMES`] frames that the caller adds, each aligned to its size.

@@ -3,6 +3,12 @@
 //! The page allocator: a buddy allocator over chunks of pages taken from the
 //! platform, with per-CPU lists of small blocks in front of it.
 //!
+//! Long because one concept, the allocator over the buddy core, has many
+//! faces that share its tags and lists: chunks in and out, the per-CPU
+//! lists of four orders, page tags and owner words, watermarks, draining
+//! for CPU hotplug and shrinking, statistics; the buddy algorithm itself,
+//! the fault injector and the watermark arithmetic are in their own files.
+//!
 //! - Memory comes from [`Platform::alloc_pages`] in chunks of
 //!   `2^CHUNK_ORDER` pages, taken when the free lists cannot serve a
 //!   request. [`PageAllocator::shrink`] gives chunks whose pages are all free

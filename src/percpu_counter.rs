@@ -3,6 +3,9 @@
 //! Per-CPU counters in the manner of the kernel's `percpu_counter`, and plain
 //! per-CPU statistics.
 //!
+//! About a third of the file is the loom model of the counter's CPU-local
+//! protocol, kept next to the code it checks.
+//!
 //! A [`PerCpuCounter`] lets many CPUs add to one number without all of them
 //! writing the same cache line: every CPU accumulates its changes in its own
 //! slot and only moves them into a shared total once they reach `batch` in
