@@ -91,58 +91,35 @@ impl ShrinkerOps for Reclaim {
     }
 }
 
-/// `/proc/rmm_slabinfo`.
-struct SlabInfoView;
+/// The read-only views: each a type whose `show` formats the state with one
+/// of [`views`]' writers, under the state's mutex (nothing if the module is
+/// going away).
+macro_rules! state_views {
+    ($($(#[$doc:meta])* $view:ident => $write:path;)*) => {$(
+        $(#[$doc])*
+        struct $view;
 
-impl ProcShow for SlabInfoView {
-    fn show(out: &mut SeqWriter<'_>) -> core::fmt::Result {
-        with_state(|rmm| views::write_slabinfo(out, rmm)).unwrap_or(Ok(()))
-    }
+        impl ProcShow for $view {
+            fn show(out: &mut SeqWriter<'_>) -> core::fmt::Result {
+                with_state(|rmm| $write(out, rmm)).unwrap_or(Ok(()))
+            }
+        }
+    )*};
 }
 
-/// `/proc/rmm_buddyinfo`.
-struct BuddyInfoView;
-
-impl ProcShow for BuddyInfoView {
-    fn show(out: &mut SeqWriter<'_>) -> core::fmt::Result {
-        with_state(|rmm| views::write_buddyinfo(out, rmm)).unwrap_or(Ok(()))
-    }
-}
-
-/// `/proc/rmm_stats`.
-struct StatsView;
-
-impl ProcShow for StatsView {
-    fn show(out: &mut SeqWriter<'_>) -> core::fmt::Result {
-        with_state(|rmm| views::write_stats(out, rmm)).unwrap_or(Ok(()))
-    }
-}
-
-/// `/proc/rmm_vmallocinfo`.
-struct VmallocInfoView;
-
-impl ProcShow for VmallocInfoView {
-    fn show(out: &mut SeqWriter<'_>) -> core::fmt::Result {
-        with_state(|rmm| views::write_vmallocinfo(out, rmm)).unwrap_or(Ok(()))
-    }
-}
-
-/// `/proc/rmm_zoneinfo`.
-struct ZoneInfoView;
-
-impl ProcShow for ZoneInfoView {
-    fn show(out: &mut SeqWriter<'_>) -> core::fmt::Result {
-        with_state(|rmm| views::write_zoneinfo(out, rmm)).unwrap_or(Ok(()))
-    }
-}
-
-/// `/proc/rmm_frames`.
-struct FramesView;
-
-impl ProcShow for FramesView {
-    fn show(out: &mut SeqWriter<'_>) -> core::fmt::Result {
-        with_state(|rmm| views::write_frames(out, rmm)).unwrap_or(Ok(()))
-    }
+state_views! {
+    /// `/proc/rmm_slabinfo`.
+    SlabInfoView => views::write_slabinfo;
+    /// `/proc/rmm_buddyinfo`.
+    BuddyInfoView => views::write_buddyinfo;
+    /// `/proc/rmm_stats`.
+    StatsView => views::write_stats;
+    /// `/proc/rmm_vmallocinfo`.
+    VmallocInfoView => views::write_vmallocinfo;
+    /// `/proc/rmm_zoneinfo`.
+    ZoneInfoView => views::write_zoneinfo;
+    /// `/proc/rmm_frames`.
+    FramesView => views::write_frames;
 }
 
 /// `/proc/rmm_ctl`.
