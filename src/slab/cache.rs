@@ -770,7 +770,7 @@ impl<P: Platform> KmemCache<P> {
         slab: SlabPtr,
     ) {
         // SAFETY: per the caller's guarantee the slab is ours and live.
-        let base = unsafe { slab.s_mem() } & !(self.layout.slab_bytes() - 1);
+        let base = unsafe { slab.s_mem() } & self.slab_mask;
         // SAFETY: as above.
         unsafe { slab.clear_magic() };
         if !self.layout.on_slab() {
@@ -1414,7 +1414,7 @@ impl<P: Platform> KmemCache<P> {
         if cache_id != self.id {
             return Err("slab of another cache on our list");
         }
-        let base = s_mem & !(layout.slab_bytes() - 1);
+        let base = s_mem & self.slab_mask;
         if s_mem != base + layout.colour_offset(colour) || colour >= layout.colour_cycle() {
             return Err("slab's first slot does not match its colour");
         }

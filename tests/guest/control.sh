@@ -75,9 +75,6 @@ ktap_check "every error logged one line naming the command" \
 # Thousands of failing writes: every one counted in rmm_stats, but the
 # kernel log gets at most 10 lines per 5 seconds (the kernel's default rate
 # limit), and a line saying how many were left out.
-rmm_stat() {
-	awk -v k="$1" '$1 == "rmm" { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) print kv[2] } }' /proc/rmm_stats
-}
 errors_before=$(rmm_stat ctl_errors)
 start=$(date +%s)
 i=0

@@ -17,32 +17,11 @@
 RATES="1 2 3 7"
 ktap_plan $((3 + 5 * 4 + 5 + 7))
 
-# rmm_stat KEY: a value of the last line ("rmm ...") of rmm_stats.
-rmm_stat() {
-	awk -v k="$1" '
-		$1 == "rmm" {
-			for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) { print kv[2]; exit } }
-		}' /proc/rmm_stats
-}
-
 # buddy_failures: failed page allocations, all orders.
 buddy_failures() {
 	awk '$1 == "buddy" && $2 ~ /^order=/ {
 			for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "failures") n += kv[2] } }
 		END { print n + 0 }' /proc/rmm_stats
-}
-
-# ctl_enomem LINE: the write fails with ENOMEM (glibc and musl word it
-# differently).
-ctl_enomem() {
-	if rmm_ctl "$1"; then
-		echo "write '$1' succeeded, expected ENOMEM"
-		return 1
-	fi
-	case "$RMM_CTL_ERR" in
-	*"Cannot allocate memory"* | *"Out of memory"*) return 0 ;;
-	*) echo "write '$1' failed with '$RMM_CTL_ERR', expected ENOMEM"; return 1 ;;
-	esac
 }
 
 # Caches with the pattern constructor: small on-slab objects, debug with

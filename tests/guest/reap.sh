@@ -36,9 +36,6 @@ reaped_ok() {
 	return 1
 }
 ktap_check "the reaper gives back the empty slabs of an idle cache" reaped_ok
-rmm_stat() {
-	awk -v k="$1" '$1 == "rmm" { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) print kv[2] } }' /proc/rmm_stats
-}
 counted_ok() {
 	[ "$(cache_stat c reaped)" -gt 0 ] || { echo "cache reaped=0"; return 1; }
 	[ $(( $(cache_stat c grown) - $(cache_stat c reaped) )) = "$(slab_field c 15)" ] ||

@@ -15,28 +15,9 @@
 
 ktap_plan 17
 
-# stat LINE KEY: KEY on the rmm_stats line starting with the word LINE.
-stat() {
-	awk -v w="$1" -v k="$2" '
-		$1 == w && $2 !~ /^(order|cpu)=/ {
-			for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) { print kv[2]; exit } }
-		}' /proc/rmm_stats
-}
-
 # zoneinfo KEY: a value of /proc/rmm_zoneinfo (first occurrence).
 zoneinfo() {
 	awk -v k="$1" '{ v = $NF; $NF = ""; sub(/ +$/, ""); sub(/^ +/, ""); sub(/:$/, "") } $0 == k { print v; exit }' /proc/rmm_zoneinfo
-}
-
-ctl_enomem() {
-	if rmm_ctl "$1"; then
-		echo "write '$1' succeeded, expected ENOMEM"
-		return 1
-	fi
-	case "$RMM_CTL_ERR" in
-	*"Cannot allocate memory"* | *"Out of memory"*) return 0 ;;
-	*) echo "write '$1' failed with '$RMM_CTL_ERR', expected ENOMEM"; return 1 ;;
-	esac
 }
 
 ktap_check "load with reserve=256 (KiB)" rmm_load demo=0 reserve=256
@@ -47,16 +28,16 @@ no_refill_ok() {
 	for line in "page-alloc 0 1 atomic" "page-alloc 0 1 nowait" "page-alloc 4 1 atomic" "alloc kmalloc-64 1 atomic"; do
 		ctl_enomem "$line" || return 1
 	done
-	[ "$(buddy_stat chunks)" = 0 ] && [ "$(stat zone refills)" = 0 ] ||
-		{ echo "chunks $(buddy_stat chunks), refills $(stat zone refills)"; return 1; }
+	[ "$(buddy_stat chunks)" = 0 ] && [ "$(line_stat zone refills)" = 0 ] ||
+		{ echo "chunks $(buddy_stat chunks), refills $(line_stat zone refills)"; return 1; }
 }
 ktap_check "an empty pool: atomic and nowait requests fail, they never refill" no_refill_ok
 
 refill_ok() {
 	ctl_ok "page-alloc 0 1" "page-free 0 1" || return 1
-	[ "$(buddy_stat chunks)" = 1 ] && [ "$(stat zone refills)" = 1 ] && [ "$(stat zone refill_chunks)" = 1 ] ||
+	[ "$(buddy_stat chunks)" = 1 ] && [ "$(line_stat zone refills)" = 1 ] && [ "$(line_stat zone refill_chunks)" = 1 ] ||
 		{ echo "$(grep '^zone ' /proc/rmm_stats)"; return 1; }
-	[ "$(stat zone free)" -ge "$(stat zone high)" ] || { echo "free $(stat zone free) below high"; return 1; }
+	[ "$(line_stat zone free)" -ge "$(line_stat zone high)" ] || { echo "free $(line_stat zone free) below high"; return 1; }
 }
 ktap_check "a sleeping request refills the pool above high" refill_ok
 
@@ -64,8 +45,8 @@ zoneinfo_ok() {
 	head -n 1 /proc/rmm_zoneinfo | grep -qx 'Node 0, zone      rmm' || { echo "first line: $(head -n 1 /proc/rmm_zoneinfo)"; return 1; }
 	keys=$(awk 'NR > 1 { $NF = ""; sub(/ +$/, ""); sub(/^ +/, ""); print }' /proc/rmm_zoneinfo | sed -n '1,10p' | tr '\n' ,)
 	[ "$keys" = "pages free,boost,min,low,high,promo,spanned,present,managed,cma," ] || { echo "keys: $keys"; return 1; }
-	[ "$(zoneinfo min)" = "$(stat zone min)" ] && [ "$(zoneinfo low)" = "$(stat zone low)" ] &&
-		[ "$(zoneinfo high)" = "$(stat zone high)" ] || { echo "watermarks differ from rmm_stats"; return 1; }
+	[ "$(zoneinfo min)" = "$(line_stat zone min)" ] && [ "$(zoneinfo low)" = "$(line_stat zone low)" ] &&
+		[ "$(zoneinfo high)" = "$(line_stat zone high)" ] || { echo "watermarks differ from rmm_stats"; return 1; }
 	[ "$(zoneinfo 'pages free')" = "$(buddy_stat pages_free)" ] && [ "$(zoneinfo nr_free_pages)" = "$(buddy_stat pages_free)" ] ||
 		{ echo "pages free $(zoneinfo 'pages free'), buddy $(buddy_stat pages_free)"; return 1; }
 	[ "$(zoneinfo managed)" = 1024 ] && [ "$(zoneinfo present)" = 1024 ] && [ "$(zoneinfo spanned)" = 1024 ] ||
@@ -96,8 +77,8 @@ auto_ok() {
 		zone != "Movable" && zone != "HighMem" && $1 == "min" { min += $2 }
 		zone != "Movable" && zone != "HighMem" && $1 == "managed" { managed += $2 }
 		END { printf "%d\n", min * pool / managed }' /proc/zoneinfo)
-	[ "$(stat zone min)" = "$want" ] || { echo "auto min $(stat zone min), expected $want"; return 1; }
-	[ "$want" -gt 0 ] && [ "$(stat zone reserve_auto)" = 1 ] || { echo "auto min is $want"; return 1; }
+	[ "$(line_stat zone min)" = "$want" ] || { echo "auto min $(line_stat zone min), expected $want"; return 1; }
+	[ "$want" -gt 0 ] && [ "$(line_stat zone reserve_auto)" = 1 ] || { echo "auto min is $want"; return 1; }
 	ctl_ok "reserve 256"
 }
 ktap_check "reserve auto: rmm's share of the kernel's min watermarks, as /proc/zoneinfo shows them" auto_ok
@@ -114,30 +95,30 @@ allocated0=$(buddy_stat pages_allocated)
 exhaust_ok() {
 	ctl_ok "fail 1 refill" || return 1
 	ctl_enomem "page-alloc 0 5000" || return 1
-	[ "$(stat zone free)" = 64 ] && [ "$(buddy_stat pages_pcp)" = 0 ] ||
-		{ echo "free $(stat zone free), pcp $(buddy_stat pages_pcp) after ordinary requests ran out"; return 1; }
-	[ "$(stat zone reserve_allocs)" = 0 ] && [ "$(stat zone refill_failures)" -ge 1 ] && [ "$(stat zone refused)" -ge 1 ] &&
-		[ "$(stat zone min_allocs)" -ge 1 ] || { echo "$(grep '^zone ' /proc/rmm_stats)"; return 1; }
-	[ "$(stat rmm fail_refill)" = 1 ] && [ "$(stat rmm fail_injected)" -ge 1 ] || { echo "refills not injected"; return 1; }
+	[ "$(line_stat zone free)" = 64 ] && [ "$(buddy_stat pages_pcp)" = 0 ] ||
+		{ echo "free $(line_stat zone free), pcp $(buddy_stat pages_pcp) after ordinary requests ran out"; return 1; }
+	[ "$(line_stat zone reserve_allocs)" = 0 ] && [ "$(line_stat zone refill_failures)" -ge 1 ] && [ "$(line_stat zone refused)" -ge 1 ] &&
+		[ "$(line_stat zone min_allocs)" -ge 1 ] || { echo "$(grep '^zone ' /proc/rmm_stats)"; return 1; }
+	[ "$(line_stat rmm fail_refill)" = 1 ] && [ "$(line_stat rmm fail_injected)" -ge 1 ] || { echo "refills not injected"; return 1; }
 	[ "$(buddy_stat chunks)" = 1 ] || { echo "chunks $(buddy_stat chunks)"; return 1; }
 }
 ktap_check "refills failing: ordinary requests stop at min, the reserve intact" exhaust_ok
 nowait_ok() {
 	fresh_log_window
-	refused=$(stat zone refused)
+	refused=$(line_stat zone refused)
 	ctl_enomem "page-alloc 0 1 nowait" || return 1
 	ctl_enomem "page-alloc 0 1" || return 1
-	[ "$(stat zone free)" = 64 ] && [ "$(stat zone refused)" = $((refused + 2)) ] ||
-		{ echo "free $(stat zone free), refused $refused -> $(stat zone refused)"; return 1; }
+	[ "$(line_stat zone free)" = 64 ] && [ "$(line_stat zone refused)" = $((refused + 2)) ] ||
+		{ echo "free $(line_stat zone free), refused $refused -> $(line_stat zone refused)"; return 1; }
 	dmesg | grep -q 'rmm_ctl: page-alloc order 0: out of memory after 0 of 1 blocks, 0 kept (-ENOMEM)' || { echo "no ENOMEM line"; return 1; }
 }
 ktap_check "GFP_NOWAIT (and GFP_KERNEL, its refill failing) fails cleanly at min: ENOMEM, nothing taken" nowait_ok
 atomic_ok() {
 	ctl_ok "page-alloc 0 1 atomic" || return 1
-	[ "$(stat zone free)" = 63 ] && [ "$(stat zone reserve_allocs)" = 1 ] && [ "$(stat zone reserve_pages)" = 1 ] ||
+	[ "$(line_stat zone free)" = 63 ] && [ "$(line_stat zone reserve_allocs)" = 1 ] && [ "$(line_stat zone reserve_pages)" = 1 ] ||
 		{ echo "$(grep '^zone ' /proc/rmm_stats)"; return 1; }
 	ctl_ok "page-alloc 0 63 GFP_ATOMIC" || return 1
-	[ "$(stat zone free)" = 0 ] && [ "$(stat zone reserve_pages)" = 64 ] || { echo "$(grep '^zone ' /proc/rmm_stats)"; return 1; }
+	[ "$(line_stat zone free)" = 0 ] && [ "$(line_stat zone reserve_pages)" = 64 ] || { echo "$(grep '^zone ' /proc/rmm_stats)"; return 1; }
 	ctl_enomem "page-alloc 0 1 atomic"
 }
 ktap_check "GFP_ATOMIC still succeeds, from the reserve, down to its last page" atomic_ok
@@ -149,11 +130,11 @@ books_ok() {
 }
 ktap_check "nothing lost: every page of the pool is held" books_ok
 refilled_ok() {
-	refills=$(stat zone refills)
+	refills=$(line_stat zone refills)
 	ctl_ok "fail 0" "page-alloc 0 1" || return 1
-	[ "$(stat zone refills)" = $((refills + 1)) ] && [ "$(buddy_stat chunks)" = 2 ] ||
-		{ echo "refills $refills -> $(stat zone refills), chunks $(buddy_stat chunks)"; return 1; }
-	[ "$(stat zone free)" -ge "$(stat zone high)" ] || { echo "free $(stat zone free) below high $(stat zone high)"; return 1; }
+	[ "$(line_stat zone refills)" = $((refills + 1)) ] && [ "$(buddy_stat chunks)" = 2 ] ||
+		{ echo "refills $refills -> $(line_stat zone refills), chunks $(buddy_stat chunks)"; return 1; }
+	[ "$(line_stat zone free)" -ge "$(line_stat zone high)" ] || { echo "free $(line_stat zone free) below high $(line_stat zone high)"; return 1; }
 	ctl_ok "page-alloc 0 10 atomic" "page-alloc 0 10 nowait"
 }
 ktap_check "process context allocating again refills the pool and the reserve" refilled_ok

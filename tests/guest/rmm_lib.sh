@@ -46,6 +46,19 @@ ctl_ok() {
 	fi
 }
 
+# ctl_enomem LINE: the write fails with ENOMEM (glibc and musl word it
+# differently).
+ctl_enomem() {
+	if rmm_ctl "$1"; then
+		echo "write '$1' succeeded, expected ENOMEM"
+		return 1
+	fi
+	case "$RMM_CTL_ERR" in
+	*"Cannot allocate memory"* | *"Out of memory"*) return 0 ;;
+	*) echo "write '$1' failed with '$RMM_CTL_ERR', expected ENOMEM"; return 1 ;;
+	esac
+}
+
 # ctl_err TEXT LINE...: the write fails and its error message contains TEXT
 # (the C library's strerror text of the errno, e.g. "Invalid argument").
 ctl_err() {
@@ -65,6 +78,22 @@ ctl_err() {
 cache_stat() {
 	awk -v c="cache=$1" -v k="$2" '
 		$1 == c && $2 !~ /^cpu=/ {
+			for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) { print kv[2]; exit } }
+		}' /proc/rmm_stats
+}
+
+# rmm_stat KEY: a value of the last line ("rmm ...") of rmm_stats.
+rmm_stat() {
+	awk -v k="$1" '
+		$1 == "rmm" {
+			for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) { print kv[2]; exit } }
+		}' /proc/rmm_stats
+}
+
+# line_stat LINE KEY: KEY on the stats line starting with the word LINE.
+line_stat() {
+	awk -v w="$1" -v k="$2" '
+		$1 == w && $2 !~ /^(order|cpu)=/ {
 			for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) { print kv[2]; exit } }
 		}' /proc/rmm_stats
 }

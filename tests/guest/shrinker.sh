@@ -9,10 +9,6 @@
 
 ktap_plan 11
 
-rmm_stat() {
-	awk -v k="$1" '$1 == "rmm" { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) print kv[2] } }' /proc/rmm_stats
-}
-
 ktap_check "load" rmm_load demo=0
 ktap_check "allocate 40 MiB of objects and free them without shrinking" \
 	ctl_ok "create big 2000" "alloc big 20000" "free big all"

@@ -18,14 +18,6 @@ ktap_plan 22
 # Real addresses for root in the %pK views (rmm's and the kernel's).
 echo 1 > /proc/sys/kernel/kptr_restrict
 
-# rmm_stat LINE KEY: KEY on the stats line starting with the word LINE.
-rmm_stat() {
-	awk -v w="$1" -v k="$2" '
-		$1 == w && $2 !~ /^(order|cpu)=/ {
-			for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) { print kv[2]; exit } }
-		}' /proc/rmm_stats
-}
-
 # kernel_rmm_maps: rmm's areas in the kernel's own /proc/vmallocinfo
 # (vmap areas whose caller is in the rmm module).
 kernel_rmm_maps() {
@@ -115,7 +107,7 @@ big_frames_ok() {
 }
 ktap_check "big: 16384 consecutive virtual pages, each mapping its own frame" big_frames_ok
 big_books_ok() {
-	[ "$(rmm_stat vmalloc areas)" = 2 ] && [ "$(rmm_stat vmalloc pages)" = $((64 + 16384)) ] ||
+	[ "$(line_stat vmalloc areas)" = 2 ] && [ "$(line_stat vmalloc pages)" = $((64 + 16384)) ] ||
 		{ echo "vmalloc line: $(grep '^vmalloc ' /proc/rmm_stats)"; return 1; }
 	[ "$(buddy_stat pages_allocated)" = $((allocated_before + 16384)) ] ||
 		{ echo "pages_allocated $allocated_before -> $(buddy_stat pages_allocated)"; return 1; }
@@ -150,10 +142,10 @@ ktap_check "at most 64 areas (ENOSPC), and they all go again" too_many_ok
 
 # books: what a failed vmalloc must leave as it was.
 books() {
-	echo "$(rmm_stat vmalloc areas) $(rmm_stat vmalloc pages) $(buddy_stat pages_allocated) $(kernel_rmm_maps) $(wc -l < /proc/rmm_vmallocinfo)"
+	echo "$(line_stat vmalloc areas) $(line_stat vmalloc pages) $(buddy_stat pages_allocated) $(kernel_rmm_maps) $(wc -l < /proc/rmm_vmallocinfo)"
 }
 before=$(books)
-failures=$(rmm_stat vmalloc failures)
+failures=$(line_stat vmalloc failures)
 pages_fail_ok() {
 	fresh_log_window
 	ctl_ok "fail 7" || return 1
@@ -174,7 +166,7 @@ map_fail_ok() {
 	dmesg | grep -q 'rmm_ctl: vmalloc m: mapping the pages failed, all given back (-ENOMEM)' ||
 		{ echo "no mapping failure line"; return 1; }
 	[ "$(books)" = "$before" ] || { echo "books $before -> $(books)"; return 1; }
-	[ "$(rmm_stat vmalloc failures)" = $((failures + 2)) ] || { echo "failures not counted"; return 1; }
+	[ "$(line_stat vmalloc failures)" = $((failures + 2)) ] || { echo "failures not counted"; return 1; }
 }
 ktap_check "the mapping refused: ENOMEM, the pages given back, nothing mapped" map_fail_ok
 
