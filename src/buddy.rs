@@ -40,9 +40,19 @@
 //! Besides the buddy's own records, each [`ChunkMeta`] carries two atomic
 //! words per frame for the user of the core (the page allocator keeps its
 //! "handed out" tag and the owner word there); the core only zeroes them.
+//!
+//! # Nodes
+//!
+//! Every chunk belongs to a memory node, given when it is added and kept in
+//! its metadata ([`ChunkMeta::node`], readable without a lock). The free
+//! lists are kept per node ([`FreeArea`], the kernel's `free_area` of a
+//! node's zone): a block is split from and merged into its own chunk, so it
+//! never changes node, and an allocation names the node whose lists it
+//! takes from. The chunk table is shared by all nodes: an address finds its
+//! chunk, and so its node, in one lookup whatever the node.
 
 use crate::gfp::Gfp;
-use crate::platform::{AllocError, Platform};
+use crate::platform::{AllocError, Platform, MAX_NODES};
 use core::alloc::Layout;
 use core::cell::UnsafeCell;
 use core::fmt;
@@ -125,6 +135,8 @@ pub struct ChunkMeta {
     chunk_key: AtomicUsize,
     /// Index of the slot holding this metadata (while `chunk_key != 0`).
     slot: AtomicUsize,
+    /// Memory node of the chunk (while `chunk_key != 0`).
+    node: AtomicUsize,
 }
 
 // SAFETY: `frames` is only touched by the owning `BuddyCore` under its
@@ -169,6 +181,7 @@ impl ChunkMeta {
             ptr::addr_of_mut!((*meta).next_spare).write(AtomicPtr::new(ptr::null_mut()));
             ptr::addr_of_mut!((*meta).chunk_key).write(AtomicUsize::new(0));
             ptr::addr_of_mut!((*meta).slot).write(AtomicUsize::new(0));
+            ptr::addr_of_mut!((*meta).node).write(AtomicUsize::new(0));
         }
         // The caller handed in a non-null pointer.
         mem.cast()
@@ -193,6 +206,13 @@ impl ChunkMeta {
     #[inline(always)]
     pub fn tag(&self, offset: usize) -> &AtomicU8 {
         &self.tags[offset & (CHUNK_FRAMES - 1)]
+    }
+
+    /// The memory node of the chunk (meaningful while the chunk is in a
+    /// core: the node it was added on).
+    #[inline(always)]
+    pub fn node(&self) -> usize {
+        self.node.load(Ordering::Relaxed)
     }
 
     /// The first of the chunk's frame records.
@@ -357,6 +377,8 @@ pub enum AddChunkError {
     NeedMeta,
     /// The chunk needs a new radix leaf and none was given.
     NeedLeaf,
+    /// The node number is not below [`MAX_NODES`].
+    BadNode,
 }
 
 impl fmt::Display for AddChunkError {
@@ -367,6 +389,7 @@ impl fmt::Display for AddChunkError {
             AddChunkError::TableFull => "chunk table full",
             AddChunkError::NeedMeta => "chunk metadata needed",
             AddChunkError::NeedLeaf => "radix leaf needed",
+            AddChunkError::BadNode => "node number out of range",
         })
     }
 }
@@ -456,9 +479,11 @@ pub struct AllocatedBlock {
 ///   block's first frame has kind `Free` or `Allocated` and its order, all
 ///   other frames of the block have kind `Tail`.
 /// - A block of order `k` starts at a multiple of `2^k` within its chunk.
-/// - Free blocks of order `k` are exactly the members of `free_heads[k]`'s
-///   list, and `free_blocks[k]` counts them; `free_frames` is the sum of
-///   `free_blocks[k] << k`.
+/// - Free blocks of order `k` in chunks of node `n` are exactly the members
+///   of `areas[n].heads[k]`'s list, and `areas[n].blocks[k]` counts them;
+///   `areas[n].frames` is the sum of `areas[n].blocks[k] << k`, and
+///   `areas[n].chunks` counts the live chunks of node `n` (their sum is
+///   `chunks`). A live chunk's metadata names its node, below `MAX_NODES`.
 /// - No free block below `MAX_ORDER` has a free buddy of the same order.
 /// - `slots` and `slot_mask` are the table's `slots` and `slot_count - 1`.
 pub struct BuddyCore {
@@ -470,12 +495,29 @@ pub struct BuddyCore {
     table_layout: Layout,
     max_chunks: usize,
     chunks: usize,
-    free_heads: [u32; NR_ORDERS],
-    free_blocks: [usize; NR_ORDERS],
+    areas: [FreeArea; MAX_NODES],
+    spare_metas: *mut ChunkMeta,
+}
+
+/// One node's free lists (the kernel's `free_area` array of a zone).
+#[derive(Clone, Copy, Debug)]
+struct FreeArea {
+    heads: [u32; NR_ORDERS],
+    blocks: [usize; NR_ORDERS],
     /// Frames in free blocks, kept so that the page allocator's watermark
     /// checks read one word.
-    free_frames: usize,
-    spare_metas: *mut ChunkMeta,
+    frames: usize,
+    /// Live chunks of the node.
+    chunks: usize,
+}
+
+impl FreeArea {
+    const EMPTY: FreeArea = FreeArea {
+        heads: [NIL; NR_ORDERS],
+        blocks: [0; NR_ORDERS],
+        frames: 0,
+        chunks: 0,
+    };
 }
 
 // SAFETY: the core owns its table and chunk metadata, which hold plain data
@@ -533,9 +575,7 @@ impl BuddyCore {
             table_layout,
             max_chunks,
             chunks: 0,
-            free_heads: [NIL; NR_ORDERS],
-            free_blocks: [0; NR_ORDERS],
-            free_frames: 0,
+            areas: [FreeArea::EMPTY; MAX_NODES],
             spare_metas: ptr::null_mut(),
         })
     }
@@ -581,9 +621,7 @@ impl BuddyCore {
             }
         }
         self.chunks = 0;
-        self.free_heads = [NIL; NR_ORDERS];
-        self.free_blocks = [0; NR_ORDERS];
-        self.free_frames = 0;
+        self.areas = [FreeArea::EMPTY; MAX_NODES];
         // SAFETY: the table came from this platform's `alloc_meta` with
         // `table_layout` (type invariants); the caller guarantees nothing
         // uses it any more.
@@ -618,15 +656,53 @@ impl BuddyCore {
         self.chunks * CHUNK_FRAMES
     }
 
-    /// Free blocks per order (the kernel's `/proc/buddyinfo` line).
+    /// Free blocks per order, all nodes together.
     pub fn free_blocks(&self) -> [usize; NR_ORDERS] {
-        self.free_blocks
+        let mut total = [0; NR_ORDERS];
+        for area in &self.areas {
+            for (sum, count) in total.iter_mut().zip(&area.blocks) {
+                *sum += count;
+            }
+        }
+        total
     }
 
-    /// Frames in free blocks.
-    #[inline(always)]
+    /// Frames in free blocks, all nodes together.
     pub fn free_frames(&self) -> usize {
-        self.free_frames
+        self.areas.iter().map(|area| area.frames).sum()
+    }
+
+    /// The area of `node` (masked below [`MAX_NODES`], a power of two).
+    #[inline(always)]
+    fn area(&self, node: usize) -> &FreeArea {
+        &self.areas[node & (MAX_NODES - 1)]
+    }
+
+    #[inline(always)]
+    fn area_mut(&mut self, node: usize) -> &mut FreeArea {
+        &mut self.areas[node & (MAX_NODES - 1)]
+    }
+
+    /// Chunks present on `node`.
+    pub fn chunks_on(&self, node: usize) -> usize {
+        self.area(node).chunks
+    }
+
+    /// Frames in the chunks of `node`.
+    pub fn total_frames_on(&self, node: usize) -> usize {
+        self.area(node).chunks * CHUNK_FRAMES
+    }
+
+    /// Free blocks per order on `node` (a line of the kernel's
+    /// `/proc/buddyinfo`).
+    pub fn free_blocks_on(&self, node: usize) -> [usize; NR_ORDERS] {
+        self.area(node).blocks
+    }
+
+    /// Frames in free blocks on `node`.
+    #[inline(always)]
+    pub fn free_frames_on(&self, node: usize) -> usize {
+        self.area(node).frames
     }
 
     /// The metadata in `slot` (null if it holds none).
@@ -711,20 +787,22 @@ impl BuddyCore {
         }
     }
 
-    fn push_free(&mut self, order: usize, id: u32) {
+    fn push_free(&mut self, node: usize, order: usize, id: u32) {
         let rec = self.frame_ptr(id);
         // SAFETY: `rec` is the record of `id`.
-        unsafe { self.push_free_rec(order, id, rec) }
+        unsafe { self.push_free_rec(node, order, id, rec) }
     }
 
-    /// Pushes the block `id` on the free list of `order`, writing its record.
+    /// Pushes the block `id` on `node`'s free list of `order`, writing its
+    /// record.
     ///
     /// # Safety
     ///
-    /// `rec` is the record of frame `id` (`frame_ptr(id)`), in a live chunk.
+    /// `rec` is the record of frame `id` (`frame_ptr(id)`), in a live chunk
+    /// of `node`.
     #[inline(always)]
-    unsafe fn push_free_rec(&mut self, order: usize, id: u32, rec: *mut FrameState) {
-        let head = self.free_heads[order];
+    unsafe fn push_free_rec(&mut self, node: usize, order: usize, id: u32, rec: *mut FrameState) {
+        let head = self.area(node).heads[order];
         // SAFETY: per the caller, `rec` is a record of ours; `&mut self`
         // makes this the only access.
         unsafe {
@@ -738,30 +816,32 @@ impl BuddyCore {
         if head != NIL {
             self.state_mut(head).prev = id;
         }
-        self.free_heads[order] = id;
+        let area = self.area_mut(node);
+        area.heads[order] = id;
         // At most one count per frame: cannot overflow.
-        self.free_blocks[order] = self.free_blocks[order].wrapping_add(1);
-        self.free_frames = self.free_frames.wrapping_add(1 << order);
+        area.blocks[order] = area.blocks[order].wrapping_add(1);
+        area.frames = area.frames.wrapping_add(1 << order);
     }
 
-    fn unlink_free(&mut self, order: usize, id: u32) {
+    fn unlink_free(&mut self, node: usize, order: usize, id: u32) {
         let rec = self.frame_ptr(id);
         // SAFETY: `rec` is the record of `id`.
-        unsafe { self.unlink_free_rec(order, rec) }
+        unsafe { self.unlink_free_rec(node, order, rec) }
     }
 
-    /// Takes the free block whose record is `rec` off the list of `order`.
+    /// Takes the free block whose record is `rec` off `node`'s list of
+    /// `order`.
     ///
     /// # Safety
     ///
     /// `rec` is the record of a member of that list, in a live chunk.
     #[inline(always)]
-    unsafe fn unlink_free_rec(&mut self, order: usize, rec: *mut FrameState) {
+    unsafe fn unlink_free_rec(&mut self, node: usize, order: usize, rec: *mut FrameState) {
         // SAFETY: per the caller, `rec` is a record of ours; `&mut self`
         // makes this the only access.
         let FrameState { next, prev, .. } = unsafe { rec.read() };
         if prev == NIL {
-            self.free_heads[order] = next;
+            self.area_mut(node).heads[order] = next;
         } else {
             self.state_mut(prev).next = next;
         }
@@ -774,11 +854,29 @@ impl BuddyCore {
             (*rec).prev = NIL;
         }
         // The block was counted when pushed.
-        self.free_blocks[order] = self.free_blocks[order].wrapping_sub(1);
-        self.free_frames = self.free_frames.wrapping_sub(1 << order);
+        let area = self.area_mut(node);
+        area.blocks[order] = area.blocks[order].wrapping_sub(1);
+        area.frames = area.frames.wrapping_sub(1 << order);
     }
 
-    /// Adds a chunk of [`CHUNK_FRAMES`] free frames starting at `base_frame`.
+    /// Adds a chunk of [`CHUNK_FRAMES`] free frames starting at `base_frame`,
+    /// on node 0 (see [`BuddyCore::add_chunk_on`]).
+    ///
+    /// # Safety
+    ///
+    /// As [`BuddyCore::add_chunk_on`].
+    pub unsafe fn add_chunk(
+        &mut self,
+        base_frame: usize,
+        spare_meta: &mut Option<NonNull<ChunkMeta>>,
+        spare_leaf: &mut Option<NonNull<RadixLeaf>>,
+    ) -> Result<(), AddChunkError> {
+        // SAFETY: the caller's guarantees, passed on.
+        unsafe { self.add_chunk_on(base_frame, 0, spare_meta, spare_leaf) }
+    }
+
+    /// Adds a chunk of [`CHUNK_FRAMES`] free frames starting at `base_frame`,
+    /// whose memory is on `node` (below [`MAX_NODES`]).
     ///
     /// The chunk gets metadata from the core's pool of spare metadata (left
     /// by removed chunks), or else takes `spare_meta`, leaving `None` behind;
@@ -795,14 +893,18 @@ impl BuddyCore {
     /// [`BuddyCore::destroy`], initialised with [`ChunkMeta::init`], and not
     /// be used by the caller once taken; a `spare_leaf` likewise with
     /// [`RadixLeaf::LAYOUT`] and [`RadixLeaf::init`].
-    pub unsafe fn add_chunk(
+    pub unsafe fn add_chunk_on(
         &mut self,
         base_frame: usize,
+        node: usize,
         spare_meta: &mut Option<NonNull<ChunkMeta>>,
         spare_leaf: &mut Option<NonNull<RadixLeaf>>,
     ) -> Result<(), AddChunkError> {
         if base_frame % CHUNK_FRAMES != 0 {
             return Err(AddChunkError::Misaligned);
+        }
+        if node >= MAX_NODES {
+            return Err(AddChunkError::BadNode);
         }
         let table = self.table();
         if table.find(base_frame).is_some() {
@@ -854,33 +956,39 @@ impl BuddyCore {
         // SAFETY: `meta` is live metadata now owned by the slot.
         let meta_ref = unsafe { meta.as_ref() };
         meta_ref.slot.store(index, Ordering::Relaxed);
+        meta_ref.node.store(node, Ordering::Relaxed);
         meta_ref.chunk_key.store(chunk + 1, Ordering::Release);
         if let Some(entry) = table.leaf_entry(chunk) {
             entry.store(meta.as_ptr(), Ordering::Release);
         }
         self.chunks += 1;
-        // INVARIANT: the new chunk is a single free block of the top order.
+        self.area_mut(node).chunks += 1;
+        // INVARIANT: the new chunk is a single free block of the top order,
+        // on the lists of its node.
         let id = (index << MAX_ORDER) as u32;
-        self.push_free(MAX_ORDER as usize, id);
+        self.push_free(node, MAX_ORDER as usize, id);
         Ok(())
     }
 
-    /// Allocates a block of `2^order` frames; returns its first frame, or
-    /// `None` if no free block is large enough (or `order > MAX_ORDER`).
+    /// Allocates a block of `2^order` frames from any node, the lowest
+    /// numbered first; returns its first frame, or `None` if no free block
+    /// is large enough (or `order > MAX_ORDER`).
     pub fn alloc(&mut self, order: u32) -> Option<usize> {
-        self.alloc_block(order).map(|block| block.frame)
+        (0..MAX_NODES).find_map(|node| self.alloc_block(order, node).map(|block| block.frame))
     }
 
-    /// [`BuddyCore::alloc`], also returning the metadata of the block's
-    /// chunk. Touches the records of the block taken from a list and of the
-    /// halves it frees on the way down, never the frames inside them.
-    pub fn alloc_block(&mut self, order: u32) -> Option<AllocatedBlock> {
+    /// Allocates a block of `2^order` frames from `node`'s lists, returning
+    /// it with the metadata of its chunk. Touches the records of the block
+    /// taken from a list and of the halves it frees on the way down, never
+    /// the frames inside them.
+    pub fn alloc_block(&mut self, order: u32, node: usize) -> Option<AllocatedBlock> {
         if order > MAX_ORDER {
             return None;
         }
         let order = order as usize;
-        let found = (order..NR_ORDERS).find(|&o| self.free_heads[o] != NIL)?;
-        let id = self.free_heads[found];
+        let heads = &self.area(node).heads;
+        let found = (order..NR_ORDERS).find(|&o| heads[o] != NIL)?;
+        let id = heads[found];
         let slot = id as usize >> MAX_ORDER;
         let offset = id as usize & (CHUNK_FRAMES - 1);
         let meta = self.meta_ptr(slot);
@@ -892,7 +1000,7 @@ impl BuddyCore {
         let records = unsafe { ChunkMeta::records(meta) };
         // SAFETY: `offset < CHUNK_FRAMES`: the record of `id`, a member of
         // the list of `found`.
-        unsafe { self.unlink_free_rec(found, records.add(offset)) };
+        unsafe { self.unlink_free_rec(node, found, records.add(offset)) };
         // Split: keep the lower half, free the upper half, down to `order`.
         for lower in (order..found).rev() {
             // `offset` is aligned to `2^found`, so `offset | half` is the
@@ -900,7 +1008,7 @@ impl BuddyCore {
             let half = 1usize << lower;
             // SAFETY: the record of frame `offset | half` of the same chunk.
             unsafe {
-                self.push_free_rec(lower, id | half as u32, records.add(offset | half));
+                self.push_free_rec(node, lower, id | half as u32, records.add(offset | half));
             }
         }
         // SAFETY: the record of `id`, as above.
@@ -1014,6 +1122,8 @@ impl BuddyCore {
                 })
             }
         }
+        // SAFETY: `meta` is live per the caller.
+        let node = unsafe { &*meta }.node();
         // Slots are below 2^20, so ids fit 32 bits.
         let base_id = (slot << MAX_ORDER) as u32;
         let mut offset = offset;
@@ -1028,7 +1138,7 @@ impl BuddyCore {
                 break;
             }
             // SAFETY: a free head of `order` is on that order's list.
-            unsafe { self.unlink_free_rec(order, buddy_rec) };
+            unsafe { self.unlink_free_rec(node, order, buddy_rec) };
             // INVARIANT: the upper half's head becomes a tail of the merged
             // block; the lower half's head is re-pushed below.
             // SAFETY: a record of the same chunk.
@@ -1037,19 +1147,25 @@ impl BuddyCore {
             order += 1;
         }
         // SAFETY: the record of frame `offset` of the chunk.
-        unsafe { self.push_free_rec(order, base_id | offset as u32, records.add(offset)) };
+        unsafe { self.push_free_rec(node, order, base_id | offset as u32, records.add(offset)) };
         Ok(())
     }
 
-    /// Removes one chunk whose frames are all free and returns its first
-    /// frame, or `None` if there is none. Its slot keeps the metadata for a
-    /// later chunk.
+    /// Removes one chunk whose frames are all free, from any node, and
+    /// returns its first frame, or `None` if there is none. Its slot keeps
+    /// the metadata for a later chunk.
     pub fn take_free_chunk(&mut self) -> Option<usize> {
-        let id = self.free_heads[MAX_ORDER as usize];
+        (0..MAX_NODES).find_map(|node| self.take_free_chunk_on(node))
+    }
+
+    /// [`BuddyCore::take_free_chunk`] of a chunk of `node`.
+    pub fn take_free_chunk_on(&mut self, node: usize) -> Option<usize> {
+        let id = self.area(node).heads[MAX_ORDER as usize];
         if id == NIL {
             return None;
         }
-        self.unlink_free(MAX_ORDER as usize, id);
+        self.unlink_free(node, MAX_ORDER as usize, id);
+        self.area_mut(node).chunks -= 1;
         let slot = id as usize >> MAX_ORDER;
         let base_frame = self.base_frame_of_slot(slot);
         self.unpublish(slot, base_frame);
@@ -1071,6 +1187,9 @@ impl BuddyCore {
             key != KEY_EMPTY && key != KEY_TOMBSTONE
         })?;
         let base_frame = self.base_frame_of_slot(slot);
+        let meta = self.meta_ptr(slot);
+        // SAFETY: a live slot's metadata is valid (table invariants).
+        let node = unsafe { &*meta }.node();
         let mut allocated_frames = 0;
         let mut offset = 0;
         while offset < CHUNK_FRAMES {
@@ -1078,7 +1197,7 @@ impl BuddyCore {
             let state = self.state(id);
             let order = usize::from(state.order);
             match state.kind {
-                FrameKind::Free => self.unlink_free(order, id),
+                FrameKind::Free => self.unlink_free(node, order, id),
                 FrameKind::Allocated => allocated_frames += 1 << order,
                 // Broken tiling (cannot happen): count the frame and go on.
                 FrameKind::Tail => {
@@ -1102,6 +1221,7 @@ impl BuddyCore {
         self.unpublish(slot, base_frame);
         self.retire_slot_meta(slot);
         self.chunks -= 1;
+        self.area_mut(node).chunks -= 1;
         Some(EvictedChunk {
             base_frame,
             allocated_frames,
@@ -1123,14 +1243,21 @@ impl BuddyCore {
     /// (O(frames); for tests and debugging). Returns what is broken.
     pub fn check_invariants(&self) -> Result<(), &'static str> {
         let table = self.table();
-        let mut free_heads_seen = [0usize; NR_ORDERS];
+        let mut free_heads_seen = [[0usize; NR_ORDERS]; MAX_NODES];
         let mut chunks = 0;
+        let mut node_chunks = [0usize; MAX_NODES];
         for slot in 0..table.slot_count {
             let key = table.slot(slot).key.load(Ordering::Relaxed);
             if key == KEY_EMPTY || key == KEY_TOMBSTONE {
                 continue;
             }
             chunks += 1;
+            // SAFETY: a live slot's metadata is valid (table invariants).
+            let node = unsafe { &*self.meta_ptr(slot) }.node();
+            if node >= MAX_NODES {
+                return Err("chunk node out of range");
+            }
+            node_chunks[node] += 1;
             if table.find((key - 1) << MAX_ORDER) != Some(slot) {
                 return Err("chunk not found by lookup");
             }
@@ -1150,7 +1277,7 @@ impl BuddyCore {
                     }
                 }
                 if state.kind == FrameKind::Free {
-                    free_heads_seen[order] += 1;
+                    free_heads_seen[node][order] += 1;
                     if order < MAX_ORDER as usize {
                         let buddy = offset ^ (1 << order);
                         let buddy_state = self.state(((slot << MAX_ORDER) + buddy) as u32);
@@ -1168,14 +1295,37 @@ impl BuddyCore {
             return Err("chunk count wrong");
         }
         let limit = self.total_frames();
-        for (order, &heads_seen) in free_heads_seen.iter().enumerate() {
-            let mut id = self.free_heads[order];
+        for (node, area) in self.areas.iter().enumerate() {
+            if area.chunks != node_chunks[node] {
+                return Err("node chunk count wrong");
+            }
+            self.check_area(node, area, &free_heads_seen[node], limit)?;
+        }
+        Ok(())
+    }
+
+    /// Checks the lists of `node` against the free heads found in its
+    /// chunks (`heads_seen`), with `limit` frames at most on a list.
+    fn check_area(
+        &self,
+        node: usize,
+        area: &FreeArea,
+        heads_seen: &[usize; NR_ORDERS],
+        limit: usize,
+    ) -> Result<(), &'static str> {
+        for (order, &heads_seen) in heads_seen.iter().enumerate() {
+            let mut id = area.heads[order];
             let mut prev = NIL;
             let mut length = 0;
             while id != NIL {
                 let state = self.state(id);
                 if state.kind != FrameKind::Free || usize::from(state.order) != order {
                     return Err("free list member is not a free block of its order");
+                }
+                // SAFETY: list members are in live chunks, whose metadata
+                // is valid (type invariants).
+                if unsafe { &*self.meta_ptr(id as usize >> MAX_ORDER) }.node() != node {
+                    return Err("free block on another node's list");
                 }
                 if state.prev != prev {
                     return Err("free list back link wrong");
@@ -1187,17 +1337,17 @@ impl BuddyCore {
                 prev = id;
                 id = state.next;
             }
-            if length != self.free_blocks[order] || length != heads_seen {
+            if length != area.blocks[order] || length != heads_seen {
                 return Err("free block count wrong");
             }
         }
-        let counted: usize = self
-            .free_blocks
+        let counted: usize = area
+            .blocks
             .iter()
             .enumerate()
             .map(|(order, count)| count << order)
             .sum();
-        if counted != self.free_frames {
+        if counted != area.frames {
             return Err("free frame count wrong");
         }
         Ok(())

@@ -20,6 +20,7 @@ extern crate std;
 
 use self::std::alloc::{alloc, alloc_zeroed, dealloc};
 use self::std::boxed::Box;
+use self::std::collections::BTreeMap;
 use self::std::cell::Cell;
 use self::std::string::{String, ToString};
 use self::std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -27,7 +28,9 @@ use self::std::sync::{Arc, Mutex};
 use self::std::vec::Vec;
 use crate::gfp::Gfp;
 use crate::page_alloc::ReserveBasis;
-use crate::platform::{AllocError, Lock, LockClass, PerCpu, Platform, PAGE_SHIFT, PAGE_SIZE};
+use crate::platform::{
+    AllocError, Lock, LockClass, PerCpu, Platform, MAX_NODES, PAGE_SHIFT, PAGE_SIZE,
+};
 use core::alloc::Layout;
 use core::fmt;
 use core::ptr::NonNull;
@@ -52,8 +55,23 @@ impl HostMapping {
 }
 
 /// A [`Platform`] for tests on the host.
+///
+/// It may have several memory nodes ([`HostPlatform::with_nodes`]): CPUs
+/// are spread over them in equal runs (CPUs 0 and 1 on node 0, 2 and 3 on
+/// node 1 with four CPUs and two nodes), every page block handed out is
+/// recorded with its node so that [`Platform::page_node`] answers as the
+/// kernel's `page_to_nid` does, and a node can be given a page limit to
+/// exhaust it.
 pub struct HostPlatform {
     nr_cpus: usize,
+    nr_nodes: usize,
+    /// Every block handed out and not freed: start, then end and node.
+    blocks: Mutex<BTreeMap<usize, (usize, usize)>>,
+    /// Pages each node may have out at once (`usize::MAX`: no limit).
+    node_limit: [AtomicUsize; MAX_NODES],
+    node_pages_out: [AtomicUsize; MAX_NODES],
+    /// Page requests refused because of a node's limit.
+    node_refusals: AtomicUsize,
     pages_out: AtomicUsize,
     page_requests: AtomicUsize,
     fail_every: AtomicUsize,
@@ -68,11 +86,23 @@ pub struct HostPlatform {
 }
 
 impl HostPlatform {
-    /// A platform with `nr_cpus` CPUs.
+    /// A platform with `nr_cpus` CPUs on one node.
     pub fn new(nr_cpus: usize) -> Self {
+        Self::with_nodes(nr_cpus, 1)
+    }
+
+    /// A platform with `nr_cpus` CPUs spread over `nr_nodes` memory nodes
+    /// (1 to [`MAX_NODES`], at most one per CPU).
+    pub fn with_nodes(nr_cpus: usize, nr_nodes: usize) -> Self {
         assert!(nr_cpus > 0);
+        assert!((1..=MAX_NODES.min(nr_cpus)).contains(&nr_nodes));
         HostPlatform {
             nr_cpus,
+            nr_nodes,
+            blocks: Mutex::new(BTreeMap::new()),
+            node_limit: [(); MAX_NODES].map(|_| AtomicUsize::new(usize::MAX)),
+            node_pages_out: [(); MAX_NODES].map(|_| AtomicUsize::new(0)),
+            node_refusals: AtomicUsize::new(0),
             pages_out: AtomicUsize::new(0),
             page_requests: AtomicUsize::new(0),
             fail_every: AtomicUsize::new(0),
@@ -171,6 +201,38 @@ impl HostPlatform {
     /// Takes and clears the informational lines logged so far.
     pub fn take_infos(&self) -> Vec<String> {
         core::mem::take(&mut *self.infos.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Lets `node` have at most `pages` pages out at once from now on
+    /// (`None`: no limit). Requests beyond it fail, as `__GFP_THISNODE`
+    /// requests to an exhausted node do.
+    pub fn set_node_limit(&self, node: usize, pages: Option<usize>) {
+        self.node_limit[node].store(pages.unwrap_or(usize::MAX), Ordering::SeqCst);
+    }
+
+    /// Pages of `node` currently taken and not given back.
+    pub fn node_pages_outstanding(&self, node: usize) -> usize {
+        self.node_pages_out[node].load(Ordering::SeqCst)
+    }
+
+    /// Page requests refused because a node reached its limit.
+    pub fn node_refusals(&self) -> usize {
+        self.node_refusals.load(Ordering::SeqCst)
+    }
+
+    /// Takes `pages` pages of `node`'s limit, or says no.
+    fn charge_node(&self, node: usize, pages: usize) -> bool {
+        let limit = self.node_limit[node].load(Ordering::SeqCst);
+        let out = &self.node_pages_out[node];
+        let charged = out
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| {
+                now.checked_add(pages).filter(|&after| after <= limit)
+            })
+            .is_ok();
+        if !charged {
+            self.node_refusals.fetch_add(1, Ordering::SeqCst);
+        }
+        charged
     }
 
     fn should_fail(&self) -> bool {
@@ -276,12 +338,39 @@ impl Platform for HostPlatform {
         host_this_cpu(self.nr_cpus)
     }
 
-    fn alloc_pages(&self, order: u32, gfp: Gfp) -> Option<NonNull<u8>> {
-        if order > 20 || self.should_fail() {
+    fn nr_nodes(&self) -> usize {
+        self.nr_nodes
+    }
+
+    fn node_has_memory(&self, node: usize) -> bool {
+        node < self.nr_nodes
+    }
+
+    fn cpu_node(&self, cpu: usize) -> usize {
+        (cpu * self.nr_nodes / self.nr_cpus).min(self.nr_nodes - 1)
+    }
+
+    fn page_node(&self, page: NonNull<u8>) -> usize {
+        let addr = page.as_ptr() as usize;
+        let blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        match blocks.range(..=addr).next_back() {
+            Some((_, &(end, node))) if addr < end => node,
+            _ => panic!("page_node of {addr:#x}, which is no page of this platform"),
+        }
+    }
+
+    fn alloc_pages(&self, order: u32, gfp: Gfp, node: usize) -> Option<NonNull<u8>> {
+        if order > 20 || node >= self.nr_nodes || self.should_fail() {
+            return None;
+        }
+        if !self.charge_node(node, 1 << order) {
             return None;
         }
         let size = PAGE_SIZE << order;
-        let layout = Layout::from_size_align(size, size).ok()?;
+        let Ok(layout) = Layout::from_size_align(size, size) else {
+            self.node_pages_out[node].fetch_sub(1 << order, Ordering::SeqCst);
+            return None;
+        };
         // SAFETY: `layout` has a non-zero size.
         let ptr = unsafe {
             if gfp.zeroed() {
@@ -290,7 +379,15 @@ impl Platform for HostPlatform {
                 alloc(layout)
             }
         };
-        let ptr = NonNull::new(ptr)?;
+        let Some(ptr) = NonNull::new(ptr) else {
+            self.node_pages_out[node].fetch_sub(1 << order, Ordering::SeqCst);
+            return None;
+        };
+        let start = ptr.as_ptr() as usize;
+        self.blocks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(start, (start + size, node));
         if !gfp.zeroed() {
             // Fill fresh pages with garbage so that code relying on
             // unrequested zeroing fails its tests.
@@ -303,6 +400,18 @@ impl Platform for HostPlatform {
 
     unsafe fn free_pages(&self, ptr: NonNull<u8>, order: u32) {
         let size = PAGE_SIZE << order;
+        let start = ptr.as_ptr() as usize;
+        let record = self
+            .blocks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&start);
+        match record {
+            Some((end, node)) if end == start + size => {
+                self.node_pages_out[node].fetch_sub(1 << order, Ordering::SeqCst);
+            }
+            _ => panic!("free_pages of {start:#x} order {order}, not a block handed out"),
+        }
         // SAFETY: `alloc_pages` made this exact layout for this order.
         let layout = unsafe { Layout::from_size_align_unchecked(size, size) };
         // SAFETY: the caller guarantees `ptr` came from `alloc_pages` with
@@ -415,8 +524,14 @@ pub struct SharedHostPlatform {
 impl SharedHostPlatform {
     /// A shared platform with `nr_cpus` CPUs.
     pub fn new(nr_cpus: usize) -> Self {
+        Self::with_nodes(nr_cpus, 1)
+    }
+
+    /// A shared platform with `nr_cpus` CPUs over `nr_nodes` nodes (see
+    /// [`HostPlatform::with_nodes`]).
+    pub fn with_nodes(nr_cpus: usize, nr_nodes: usize) -> Self {
         SharedHostPlatform {
-            host: Arc::new(HostPlatform::new(nr_cpus)),
+            host: Arc::new(HostPlatform::with_nodes(nr_cpus, nr_nodes)),
             resched: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -459,8 +574,24 @@ impl Platform for SharedHostPlatform {
         self.host.this_cpu()
     }
 
-    fn alloc_pages(&self, order: u32, gfp: Gfp) -> Option<NonNull<u8>> {
-        self.host.alloc_pages(order, gfp)
+    fn nr_nodes(&self) -> usize {
+        self.host.nr_nodes()
+    }
+
+    fn node_has_memory(&self, node: usize) -> bool {
+        self.host.node_has_memory(node)
+    }
+
+    fn cpu_node(&self, cpu: usize) -> usize {
+        self.host.cpu_node(cpu)
+    }
+
+    fn page_node(&self, page: NonNull<u8>) -> usize {
+        self.host.page_node(page)
+    }
+
+    fn alloc_pages(&self, order: u32, gfp: Gfp, node: usize) -> Option<NonNull<u8>> {
+        self.host.alloc_pages(order, gfp, node)
     }
 
     unsafe fn free_pages(&self, ptr: NonNull<u8>, order: u32) {

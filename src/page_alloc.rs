@@ -13,8 +13,13 @@
 //!   `2^CHUNK_ORDER` pages, taken when the free lists cannot serve a
 //!   request. [`PageAllocator::shrink`] gives chunks whose pages are all free
 //!   back; dropping the allocator gives back every chunk.
+//! - Memory is kept per node (see [`numa`]): chunks are taken from the
+//!   platform on a given node, the buddy lists are per node, a CPU's lists
+//!   hold blocks of its own node only, and a request is served from its
+//!   preferred node first, then from the others by distance, counted.
 //! - The buddy state ([`BuddyCore`]) sits under one [`LockClass::Buddy`]
-//!   lock. Blocks of orders 0 to [`PCP_MAX_ORDER`] (the kernel's
+//!   lock, all nodes' lists together (the kernel has a lock per zone; here
+//!   the per-CPU lists in front take the lock once per batch). Blocks of orders 0 to [`PCP_MAX_ORDER`] (the kernel's
 //!   `PAGE_ALLOC_COSTLY_ORDER`) go through one list per CPU and order, like
 //!   the kernel's `pcp` lists: only their CPU touches them, with interrupts
 //!   off ([`PerCpu::with_local`]) and no lock, so the common allocation and
@@ -57,11 +62,14 @@
 //! one request (or only the chunk requests, [`FailScope::Refill`]).
 
 pub mod fault;
+pub mod numa;
 pub mod watermark;
 
 pub use self::fault::{FailScope, FaultInjector, FaultStats};
+pub use self::numa::NodeStats;
 pub use self::watermark::{Reserve, ReserveBasis, WatermarkStats, Watermarks};
 
+use self::numa::{count_alloc, NodeCounters, NodeOrder};
 use self::watermark::{reserve_pages, WatermarkCounters};
 
 use crate::buddy::{
@@ -69,7 +77,9 @@ use crate::buddy::{
     CHUNK_FRAMES, NR_ORDERS,
 };
 use crate::gfp::Gfp;
-use crate::platform::{AllocError, Lock, LockClass, PerCpu, Platform, PAGE_SHIFT, PAGE_SIZE};
+use crate::platform::{
+    AllocError, Lock, LockClass, PerCpu, Platform, MAX_NODES, PAGE_SHIFT, PAGE_SIZE,
+};
 use core::fmt;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -188,22 +198,35 @@ pub struct PageStats {
     pub failures: [u64; NR_ORDERS],
     /// Frees rejected as invalid.
     pub invalid_frees: u64,
+    /// Number of node numbers: `nodes[..nr_nodes]` are meaningful.
+    pub nr_nodes: usize,
+    /// Each node's pages, allocations and frees.
+    pub nodes: [NodeStats; MAX_NODES],
 }
 
 /// The state under the buddy lock.
 ///
 /// # Invariants
 ///
-/// `wm` is the watermarks of `reserve` and `basis` for the pages of the
-/// chunks in `core` ([`Zone::update_watermarks`] after every change).
+/// `nodes[n].wm` is the watermarks of node `n`'s share of the reserve of
+/// `reserve` and `basis` (in proportion to its pages), for the pages of
+/// its chunks in `core` ([`Zone::update_watermarks`] after every change).
 struct Zone {
     core: BuddyCore,
-    /// Allocations per order served by the buddy lists directly (for the
-    /// per-CPU orders only when a request bypasses the lists: a new chunk,
-    /// a request below `low`, or a retry after draining).
-    allocs: [u64; NR_ORDERS],
+    nodes: [NodeZone; MAX_NODES],
     reserve: Reserve,
     basis: ReserveBasis,
+}
+
+/// One node's part of the [`Zone`], as each node has its own zone in the
+/// kernel.
+#[derive(Clone, Copy, Default)]
+struct NodeZone {
+    /// Allocations per order served by the buddy lists directly (for the
+    /// per-CPU orders only when a request bypasses the lists: a new chunk,
+    /// a request below `low`, a pinned or fallback request, or a retry
+    /// after draining).
+    allocs: [u64; NR_ORDERS],
     wm: Watermarks,
 }
 
@@ -218,29 +241,37 @@ enum Short {
 }
 
 impl Zone {
-    /// Allocates a block of `order` for a caller, counting it.
     #[inline(always)]
-    fn alloc(&mut self, order: u32) -> Option<Taken> {
-        let block = self.core.alloc_block(order)?;
-        if let Some(count) = self.allocs.get_mut(order as usize) {
+    fn node(&self, node: usize) -> &NodeZone {
+        &self.nodes[node & (MAX_NODES - 1)]
+    }
+
+    /// Allocates a block of `order` on `node` for a caller, counting it.
+    #[inline(always)]
+    fn alloc(&mut self, order: u32, node: usize) -> Option<Taken> {
+        let block = self.core.alloc_block(order, node)?;
+        let zone = &mut self.nodes[node & (MAX_NODES - 1)];
+        if let Some(count) = zone.allocs.get_mut(order as usize) {
             *count = count.wrapping_add(1);
         }
         Some(Taken::from(block))
     }
 
-    /// Whether taking a block of `order` leaves at least `low` free pages.
+    /// Whether taking a block of `order` leaves at least `low` free pages
+    /// on `node`.
     #[inline(always)]
-    fn above_low(&self, order: u32) -> bool {
-        self.core.free_frames() >= pages_of(order).wrapping_add(self.wm.low)
+    fn above_low(&self, order: u32, node: usize) -> bool {
+        self.core.free_frames_on(node) >= pages_of(order).wrapping_add(self.node(node).wm.low)
     }
 
-    /// [`Zone::alloc`] if the block leaves at least `low` free pages.
+    /// [`Zone::alloc`] if the block leaves at least `low` free pages on
+    /// `node`.
     #[inline(always)]
-    fn alloc_above_low(&mut self, order: u32) -> Option<Taken> {
-        if !self.above_low(order) {
+    fn alloc_above_low(&mut self, order: u32, node: usize) -> Option<Taken> {
+        if !self.above_low(order, node) {
             return None;
         }
-        self.alloc(order)
+        self.alloc(order, node)
     }
 
     /// [`Zone::alloc`] down to the lowest level `gfp` allows: `low` for
@@ -250,42 +281,66 @@ impl Zone {
     fn alloc_to_floor(
         &mut self,
         order: u32,
+        node: usize,
         gfp: Gfp,
         counters: &WatermarkCounters,
     ) -> Result<Taken, Short> {
         let pages = pages_of(order);
         let after = self
             .core
-            .free_frames()
+            .free_frames_on(node)
             .checked_sub(pages)
             .ok_or(Short::Empty)?;
+        let wm = self.node(node).wm;
         let floor = if gfp.may_use_reserve() {
             0
         } else if gfp.may_sleep() {
-            self.wm.min
+            wm.min
         } else {
-            self.wm.low
+            wm.low
         };
         if after < floor {
             return Err(Short::Watermark);
         }
-        let taken = self.alloc(order).ok_or(Short::Empty)?;
-        if after < self.wm.min {
+        let taken = self.alloc(order, node).ok_or(Short::Empty)?;
+        if after < wm.min {
             WatermarkCounters::bump(&counters.reserve_allocs, 1);
-            let below = (self.wm.min - after).min(pages);
+            let below = (wm.min - after).min(pages);
             WatermarkCounters::bump(&counters.reserve_pages, below as u64);
-        } else if after < self.wm.low {
+        } else if after < wm.low {
             WatermarkCounters::bump(&counters.min_allocs, 1);
         }
         Ok(taken)
     }
 
-    /// Recomputes the watermarks after the pool or the reserve changed.
+    /// Recomputes the watermarks after the pool or the reserve changed:
+    /// the reserve of the whole pool is shared among the nodes in
+    /// proportion to their pages, as `__setup_per_zone_wmarks` shares
+    /// `min_free_kbytes` among zones.
     fn update_watermarks(&mut self) {
         let managed = self.core.total_frames();
-        let reserve = reserve_pages(self.reserve, self.basis, managed);
-        // INVARIANT: the watermarks of the current pool and reserve.
-        self.wm = Watermarks::compute(reserve, managed);
+        let reserve = reserve_pages(self.reserve, self.basis, managed) as u64;
+        for (node, zone) in self.nodes.iter_mut().enumerate() {
+            let node_managed = self.core.total_frames_on(node);
+            let share = reserve
+                .saturating_mul(node_managed as u64)
+                .checked_div(managed as u64)
+                .unwrap_or(0) as usize;
+            // INVARIANT: the node's watermarks for the current pool and
+            // reserve.
+            zone.wm = Watermarks::compute(share, node_managed);
+        }
+    }
+
+    /// The watermarks of all nodes added up.
+    fn total_watermarks(&self) -> Watermarks {
+        self.nodes
+            .iter()
+            .fold(Watermarks::default(), |sum, zone| Watermarks {
+                min: sum.min + zone.wm.min,
+                low: sum.low + zone.wm.low,
+                high: sum.high + zone.wm.high,
+            })
     }
 }
 
@@ -362,6 +417,8 @@ struct PcpList {
     batch: usize,
     /// Allocations served from this list.
     allocs: LocalCount,
+    /// Frees put on this list.
+    frees: LocalCount,
 }
 
 impl PcpList {
@@ -373,6 +430,7 @@ impl PcpList {
             high: pcp_high(order),
             batch: pcp_batch(order),
             allocs: LocalCount::default(),
+            frees: LocalCount::default(),
         }
     }
 
@@ -446,13 +504,20 @@ impl PcpList {
 }
 
 /// One CPU's per-CPU lists, one per order `0..=PCP_MAX_ORDER`.
+///
+/// # Invariants
+///
+/// Every block on the lists is on node `node`, the CPU's node.
 struct PcpLists {
     lists: [PcpList; PCP_ORDERS],
+    node: usize,
 }
 
 impl PcpLists {
-    fn new() -> Self {
+    fn new(node: usize) -> Self {
+        // INVARIANT: empty lists.
         PcpLists {
+            node,
             lists: [
                 PcpList::new(0),
                 PcpList::new(1),
@@ -488,6 +553,8 @@ pub struct PageAllocator<P: Platform> {
     wm_counters: WatermarkCounters,
     /// The next owner id to hand out (see [`PageAllocator::reserve_owner_ids`]).
     next_owner_id: AtomicUsize,
+    nodes: NodeOrder,
+    node_counters: [NodeCounters; MAX_NODES],
     platform: P,
 }
 
@@ -558,17 +625,21 @@ impl<P: Platform> PageAllocator<P> {
     /// reuse after the chunk is given back, until the allocator is dropped.
     /// So metadata follows the largest number of chunks held at once.
     pub fn with_max_chunks(platform: P, max_chunks: usize) -> Result<Self, AllocError> {
-        let pcp = platform.new_percpu(|_| Ok(PcpLists::new()))?;
+        let nodes = NodeOrder::new(&platform);
+        let pcp = platform.new_percpu(|cpu| {
+            Ok(PcpLists::new(
+                platform.cpu_node(cpu).min(nodes.nr_nodes() - 1),
+            ))
+        })?;
         let core = BuddyCore::new(&platform, max_chunks, Gfp::KERNEL)?;
         let table = NonNull::from(core.table());
         let table_layout = core.table_layout();
         // INVARIANT: no chunks, so no watermarks whatever the reserve.
         let zone = Zone {
             core,
-            allocs: [0; NR_ORDERS],
+            nodes: [NodeZone::default(); MAX_NODES],
             reserve: Reserve::Auto,
             basis: platform.reserve_basis(),
-            wm: Watermarks::default(),
         };
         let zone = match platform.new_lock(zone, LockClass::Buddy) {
             Ok(zone) => zone,
@@ -591,6 +662,8 @@ impl<P: Platform> PageAllocator<P> {
             faults: FaultInjector::new(),
             wm_counters: WatermarkCounters::default(),
             next_owner_id: AtomicUsize::new(1),
+            nodes,
+            node_counters: Default::default(),
             platform,
         })
     }
@@ -636,9 +709,48 @@ impl<P: Platform> PageAllocator<P> {
         self.zone.with(|zone| zone.reserve)
     }
 
-    /// The watermarks of the pool as it is now (they follow its size).
+    /// The watermarks of the pool as it is now (they follow its size), all
+    /// nodes' added up.
     pub fn watermarks(&self) -> Watermarks {
-        self.zone.with(|zone| zone.wm)
+        self.zone.with(|zone| zone.total_watermarks())
+    }
+
+    /// The watermarks of `node`'s part of the pool.
+    pub fn node_watermarks(&self, node: usize) -> Watermarks {
+        self.zone.with(|zone| zone.node(node).wm)
+    }
+
+    /// Number of node numbers (`nr_node_ids`, at most [`MAX_NODES`]).
+    pub fn nr_nodes(&self) -> usize {
+        self.nodes.nr_nodes()
+    }
+
+    /// Whether requests may name `node`: a node with memory, present when
+    /// the allocator was created.
+    pub fn node_has_memory(&self, node: usize) -> bool {
+        self.nodes.has_memory(node)
+    }
+
+    /// The nodes a request preferring `node` tries, in order: `node`, then
+    /// the others with memory by distance.
+    pub fn fallback_order(&self, node: usize) -> &[u8] {
+        self.nodes.fallbacks(node)
+    }
+
+    /// The node of the calling CPU (a hint, like [`Platform::this_cpu`]).
+    #[inline]
+    pub fn this_node(&self) -> usize {
+        self.pcp.get(self.platform.this_cpu()).node
+    }
+
+    /// The node of the block containing `addr`, from its chunk (no lock);
+    /// `None` if `addr` is in no chunk of ours. Reliable for blocks the
+    /// caller holds.
+    #[inline]
+    pub fn node_of(&self, addr: *const u8) -> Option<usize> {
+        self.table()
+            .lookup(frame_of(addr as usize))
+            .map(|meta| meta.node())
     }
 
     /// The watermarks' decisions so far.
@@ -716,6 +828,9 @@ impl<P: Platform> PageAllocator<P> {
     /// fault injector fails the request; failures of valid orders are
     /// counted in [`PageStats::failures`], the watermarks' decisions in
     /// [`WatermarkStats`].
+    ///
+    /// The request prefers the calling CPU's node; see
+    /// [`PageAllocator::alloc_pages_node`] for the nodes it falls back to.
     #[inline]
     pub fn alloc_pages(&self, order: u32, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
         if order > MAX_ORDER {
@@ -730,15 +845,54 @@ impl<P: Platform> PageAllocator<P> {
             self.pcp
                 .with_local(|lists| unsafe { lists.list(order).pop_for_caller() })
         } else {
-            self.zone.with(|zone| zone.alloc_above_low(order))
+            None
         };
         let taken = match taken {
             Some(taken) => taken,
-            None => match self.alloc_slow(order, gfp) {
+            None => match self.alloc_slow(order, gfp, None) {
                 Some(taken) => taken,
                 None => return Err(self.count_failure(order)),
             },
         };
+        self.hand_out(taken, order, gfp)
+    }
+
+    /// [`PageAllocator::alloc_pages`] preferring node `node` (the kernel's
+    /// `alloc_pages_node`): the block comes from `node`'s lists (refilled
+    /// from the platform on that node if the request may sleep), and only
+    /// if `node` cannot serve it at the request's floor from the other
+    /// nodes with memory in increasing distance. The node that served it is
+    /// counted ([`NodeStats`]). A request for the calling CPU's node takes
+    /// the per-CPU lists as `alloc_pages` does; one for another node goes
+    /// to the buddy lists. Fails for a node without memory.
+    pub fn alloc_pages_node(
+        &self,
+        order: u32,
+        gfp: Gfp,
+        node: usize,
+    ) -> Result<NonNull<u8>, AllocError> {
+        if order > MAX_ORDER {
+            return Err(AllocError);
+        }
+        if !self.nodes.has_memory(node) {
+            return Err(self.count_failure(order));
+        }
+        if node == self.this_node() {
+            return self.alloc_pages(order, gfp);
+        }
+        if self.faults.should_fail() {
+            return Err(self.count_failure(order));
+        }
+        match self.alloc_slow(order, gfp, Some(node)) {
+            Some(taken) => self.hand_out(taken, order, gfp),
+            None => Err(self.count_failure(order)),
+        }
+    }
+
+    /// Tags a block just taken for a caller as handed out, zeroes it if
+    /// asked, and returns its address.
+    #[inline(always)]
+    fn hand_out(&self, taken: Taken, order: u32, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
         // SAFETY: chunk metadata stays valid until `drop` (type invariants).
         let meta = unsafe { taken.meta.as_ref() };
         // The block is ours: its first page's tag says it is handed out.
@@ -766,17 +920,26 @@ impl<P: Platform> PageAllocator<P> {
     }
 
     /// When the first try found nothing: the steps of
-    /// [`PageAllocator::alloc_pages`]. A per-CPU order first refills this
-    /// CPU's list from the buddy lists (above `low`).
+    /// [`PageAllocator::alloc_pages`], node by node. A request that is not
+    /// pinned to a node (`pinned` is `None`) prefers the calling CPU's node
+    /// and, for a per-CPU order, first refills this CPU's list from that
+    /// node's buddy lists (above `low`). Then each node in the preferred
+    /// node's fallback order gets the steps of
+    /// [`PageAllocator::alloc_on_node`]; if none serves the request, the
+    /// per-CPU lists are drained and every node is tried once more at the
+    /// request's floor.
     #[cold]
     #[inline(never)]
-    fn alloc_slow(&self, order: u32, gfp: Gfp) -> Option<Taken> {
-        if order <= PCP_MAX_ORDER {
+    fn alloc_slow(&self, order: u32, gfp: Gfp, pinned: Option<usize>) -> Option<Taken> {
+        let cpu_node = self.this_node();
+        let wanted = pinned.unwrap_or(cpu_node);
+        if pinned.is_none() && order <= PCP_MAX_ORDER {
             let taken = self.pcp.with_local(|lists| {
                 let list = lists.list(order);
-                // SAFETY: `with_local` gives exclusive use of the list.
+                // SAFETY: `with_local` gives exclusive use of the list,
+                // which holds blocks of `lists.node`.
                 unsafe {
-                    self.refill(list, order);
+                    self.refill(list, order, lists.node);
                     list.pop_for_caller()
                 }
             });
@@ -784,19 +947,18 @@ impl<P: Platform> PageAllocator<P> {
                 return taken;
             }
         }
-        if gfp.may_sleep() {
-            if let Some(taken) = self.refill_pool(order, gfp) {
-                return Some(taken);
+        let counters = &self.wm_counters;
+        let mut refused = false;
+        for &node in self.nodes.fallbacks(wanted) {
+            let node = usize::from(node);
+            match self.alloc_on_node(order, gfp, node) {
+                Ok(taken) => {
+                    count_alloc(&self.node_counters, wanted, node, cpu_node);
+                    return Some(taken);
+                }
+                Err(short) => refused |= short == Short::Watermark,
             }
         }
-        let counters = &self.wm_counters;
-        let first = self
-            .zone
-            .with(|zone| zone.alloc_to_floor(order, gfp, counters));
-        let short = match first {
-            Ok(taken) => return Some(taken),
-            Err(short) => short,
-        };
         // As the kernel drains its per-CPU lists before declaring memory
         // exhausted: the pages cached there count as free again.
         if gfp.may_sleep() {
@@ -809,53 +971,76 @@ impl<P: Platform> PageAllocator<P> {
             self.pcp
                 .with_local(|lists| unsafe { self.drain_lists(lists) });
         }
-        match self
-            .zone
-            .with(|zone| zone.alloc_to_floor(order, gfp, counters))
-        {
-            Ok(taken) => Some(taken),
-            Err(again) => {
-                if again == Short::Watermark || short == Short::Watermark {
-                    WatermarkCounters::bump(&counters.refused, 1);
+        for &node in self.nodes.fallbacks(wanted) {
+            let node = usize::from(node);
+            match self
+                .zone
+                .with(|zone| zone.alloc_to_floor(order, node, gfp, counters))
+            {
+                Ok(taken) => {
+                    count_alloc(&self.node_counters, wanted, node, cpu_node);
+                    return Some(taken);
                 }
-                None
+                Err(short) => refused |= short == Short::Watermark,
             }
         }
+        if refused {
+            WatermarkCounters::bump(&counters.refused, 1);
+        }
+        None
     }
 
-    /// Refills the pool for a request that may sleep and found the free
-    /// pages below `low` (or no block of its order): takes a chunk and the
-    /// request's block from it, then more chunks while the free pages are
-    /// below `high`. Returns the block, or `None` if no chunk came.
-    fn refill_pool(&self, order: u32, gfp: Gfp) -> Option<Taken> {
+    /// Tries `node` for a request: its buddy lists above `low`; if that
+    /// fails and the request may sleep, a refill of the node's pool from
+    /// the platform; then the lists down to the request's floor.
+    fn alloc_on_node(&self, order: u32, gfp: Gfp, node: usize) -> Result<Taken, Short> {
+        if let Some(taken) = self.zone.with(|zone| zone.alloc_above_low(order, node)) {
+            return Ok(taken);
+        }
+        if gfp.may_sleep() {
+            if let Some(taken) = self.refill_pool(order, gfp, node) {
+                return Ok(taken);
+            }
+        }
+        let counters = &self.wm_counters;
+        self.zone
+            .with(|zone| zone.alloc_to_floor(order, node, gfp, counters))
+    }
+
+    /// Refills `node`'s pool for a request that may sleep and found its
+    /// free pages below `low` (or no block of its order): takes a chunk on
+    /// the node and the request's block from it, then more chunks while
+    /// the node's free pages are below `high`. Returns the block, or `None`
+    /// if no chunk came.
+    fn refill_pool(&self, order: u32, gfp: Gfp, node: usize) -> Option<Taken> {
         WatermarkCounters::bump(&self.wm_counters.refills, 1);
-        let taken = self.grow(gfp, Some(order))?;
+        let taken = self.grow(gfp, Some(order), node)?;
         while self
             .zone
-            .with(|zone| zone.core.free_frames() < zone.wm.high)
+            .with(|zone| zone.core.free_frames_on(node) < zone.node(node).wm.high)
         {
-            if self.grow(gfp, None).is_none() {
+            if self.grow(gfp, None, node).is_none() {
                 break;
             }
         }
         taken
     }
 
-    /// Moves up to a batch of blocks of `order` from the buddy lists onto
-    /// `list`, under one hold of the buddy lock, as long as each leaves the
-    /// free pages at or above `low`.
+    /// Moves up to a batch of blocks of `order` from `node`'s buddy lists
+    /// onto `list`, under one hold of the buddy lock, as long as each leaves
+    /// the node's free pages at or above `low`.
     ///
     /// # Safety
     ///
     /// The caller has exclusive use of `list`, which is the list of `order`
-    /// of some CPU.
-    unsafe fn refill(&self, list: &PcpList, order: u32) {
+    /// of some CPU of node `node`.
+    unsafe fn refill(&self, list: &PcpList, order: u32, node: usize) {
         self.zone.with(|zone| {
             for _ in 0..list.batch {
-                if !zone.above_low(order) {
+                if !zone.above_low(order, node) {
                     break;
                 }
-                let Some(block) = zone.core.alloc_block(order) else {
+                let Some(block) = zone.core.alloc_block(order, node) else {
                     break;
                 };
                 // SAFETY: exclusive use per the caller; the block was just
@@ -867,21 +1052,25 @@ impl<P: Platform> PageAllocator<P> {
         });
     }
 
-    /// Takes a new chunk from the platform and adds it to the buddy lists;
-    /// with `order`, also allocates a block of that order for the caller
-    /// (under the same lock, so the chunk cannot be taken by others first).
-    /// `None` if no chunk came (counted as a refill failure); otherwise the
-    /// block, if one was asked for.
-    fn grow(&self, gfp: Gfp, order: Option<u32>) -> Option<Option<Taken>> {
+    /// Takes a new chunk on `node` from the platform and adds it to the
+    /// node's buddy lists; with `order`, also allocates a block of that
+    /// order for the caller (under the same lock, so the chunk cannot be
+    /// taken by others first). `None` if no chunk came (counted as a refill
+    /// failure); otherwise the block, if one was asked for. A chunk the
+    /// platform put on another node than asked (it should not) is added on
+    /// its own node, without a block for the caller.
+    fn grow(&self, gfp: Gfp, order: Option<u32>, node: usize) -> Option<Option<Taken>> {
         let chunk = if self.faults.should_fail_refill() {
             None
         } else {
-            self.platform.alloc_pages(CHUNK_ORDER, plain_gfp(gfp))
+            self.platform.alloc_pages(CHUNK_ORDER, plain_gfp(gfp), node)
         };
         let Some(chunk) = chunk else {
             WatermarkCounters::bump(&self.wm_counters.refill_failures, 1);
             return None;
         };
+        let actual = self.platform.page_node(chunk);
+        let order = order.filter(|_| actual == node);
         let gfp = plain_gfp(gfp);
         let base = chunk.as_ptr() as usize;
         let mut spare_meta: Option<NonNull<ChunkMeta>> = None;
@@ -896,12 +1085,16 @@ impl<P: Platform> PageAllocator<P> {
                     // platform's `alloc_meta` with their layouts,
                     // initialised, and are not used here once taken.
                     let result = unsafe {
-                        zone.core
-                            .add_chunk(frame_of(base), &mut spare_meta, &mut spare_leaf)
+                        zone.core.add_chunk_on(
+                            frame_of(base),
+                            actual,
+                            &mut spare_meta,
+                            &mut spare_leaf,
+                        )
                     };
                     result.map(|()| {
                         zone.update_watermarks();
-                        order.and_then(|order| zone.alloc(order))
+                        order.and_then(|order| zone.alloc(order, actual))
                     })
                 });
                 match outcome {
@@ -980,28 +1173,53 @@ impl<P: Platform> PageAllocator<P> {
             Ok(meta) => meta,
             Err(error) => return Err(self.refuse_free(addr, order, error)),
         };
+        let node = meta.node();
         if order <= PCP_MAX_ORDER {
-            self.pcp.with_local(|lists| {
+            let cached = self.pcp.with_local(|lists| {
+                if lists.node != node {
+                    // A CPU's lists hold its own node's blocks only.
+                    return false;
+                }
                 let list = lists.list(order);
+                list.frees.bump();
                 // SAFETY: `with_local` gives exclusive use of the list; the
                 // block was handed out at this order and has just been
                 // claimed back from the caller (owner words cleared), so it
-                // is ours alone; `meta` is its chunk's.
+                // is ours alone; `meta` is its chunk's, on the list's node.
                 if unsafe { list.push(addr_value, NonNull::from(meta)) } {
                     // SAFETY: exclusive use, as above.
                     unsafe { self.drain_batch(list, order) };
                 }
+                true
             });
-        } else {
-            let offset = offset_in_chunk(frame_of(addr_value));
-            let result = self
-                .zone
-                .with(|zone| zone.core.free_in_chunk(meta, offset, order));
-            if let Err(error) = result {
-                self.report_disagreement(error);
+            if !cached {
+                self.free_to_buddy(meta, addr_value, order);
             }
+        } else {
+            self.free_to_buddy(meta, addr_value, order);
         }
         Ok(())
+    }
+
+    /// Gives a claimed block straight back to its node's buddy lists (a
+    /// large block, or a block of another node than the freeing CPU's),
+    /// counting the free as local or remote on the block's node.
+    #[inline(never)]
+    fn free_to_buddy(&self, meta: &ChunkMeta, addr: usize, order: u32) {
+        let node = meta.node();
+        let counters = &self.node_counters[node & (MAX_NODES - 1)];
+        if node == self.this_node() {
+            NodeCounters::bump(&counters.free_local);
+        } else {
+            NodeCounters::bump(&counters.free_remote);
+        }
+        let offset = offset_in_chunk(frame_of(addr));
+        let result = self
+            .zone
+            .with(|zone| zone.core.free_in_chunk(meta, offset, order));
+        if let Err(error) = result {
+            self.report_disagreement(error);
+        }
     }
 
     /// Counts and reports a refused free.
@@ -1285,32 +1503,70 @@ impl<P: Platform> PageAllocator<P> {
         released
     }
 
-    /// Free blocks per order on the buddy lists, like a line of
-    /// `/proc/buddyinfo`. Blocks cached on the per-CPU lists are not
-    /// included, as in the kernel; see [`PageStats::pcp_blocks`].
+    /// Free blocks per order on the buddy lists, all nodes together.
+    /// Blocks cached on the per-CPU lists are not included, as in the
+    /// kernel; see [`PageStats::pcp_blocks`].
     pub fn buddyinfo(&self) -> [usize; NR_ORDERS] {
         self.zone.with(|zone| zone.core.free_blocks())
+    }
+
+    /// Free blocks per order on `node`'s buddy lists: the node's line of
+    /// `/proc/buddyinfo`.
+    pub fn node_buddyinfo(&self, node: usize) -> [usize; NR_ORDERS] {
+        self.zone.with(|zone| zone.core.free_blocks_on(node))
     }
 
     /// The allocator's counters.
     pub fn stats(&self) -> PageStats {
         let mut pcp_blocks = [0; NR_ORDERS];
         let mut pcp_allocs = [0; NR_ORDERS];
+        let mut nodes = [NodeStats::default(); MAX_NODES];
         for cpu in 0..self.platform.nr_cpu_ids() {
             let lists = self.pcp.get(cpu);
+            let node = &mut nodes[lists.node & (MAX_NODES - 1)];
             for (order, list) in lists.lists.iter().enumerate() {
-                pcp_blocks[order] += list.count();
-                pcp_allocs[order] += list.allocs.get();
+                let (count, allocs) = (list.count(), list.allocs.get());
+                pcp_blocks[order] += count;
+                pcp_allocs[order] += allocs;
+                // Per-CPU lists serve their own CPU from its own node.
+                node.pages_pcp += count << order;
+                node.numa_hit = node.numa_hit.wrapping_add(allocs);
+                node.local_node = node.local_node.wrapping_add(allocs);
+                node.free_local = node.free_local.wrapping_add(list.frees.get());
             }
         }
-        let mut stats = self.zone.with(|zone| PageStats {
-            chunks: zone.core.chunks(),
-            max_chunks: zone.core.max_chunks(),
-            pages_total: zone.core.total_frames(),
-            pages_free: zone.core.free_frames(),
-            allocs: zone.allocs,
-            ..PageStats::default()
+        let mut stats = self.zone.with(|zone| {
+            let mut allocs = [0u64; NR_ORDERS];
+            for (node, part) in zone.nodes.iter().enumerate() {
+                for (sum, count) in allocs.iter_mut().zip(&part.allocs) {
+                    *sum = sum.wrapping_add(*count);
+                }
+                let stats = &mut nodes[node];
+                stats.chunks = zone.core.chunks_on(node);
+                stats.pages_total = zone.core.total_frames_on(node);
+                stats.pages_free = zone.core.free_frames_on(node);
+            }
+            PageStats {
+                chunks: zone.core.chunks(),
+                max_chunks: zone.core.max_chunks(),
+                pages_total: zone.core.total_frames(),
+                pages_free: zone.core.free_frames(),
+                allocs,
+                ..PageStats::default()
+            }
         });
+        for (stats, counters) in nodes.iter_mut().zip(&self.node_counters) {
+            let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+            stats.numa_hit = stats.numa_hit.wrapping_add(get(&counters.numa_hit));
+            stats.numa_miss = get(&counters.numa_miss);
+            stats.numa_foreign = get(&counters.numa_foreign);
+            stats.local_node = stats.local_node.wrapping_add(get(&counters.local_node));
+            stats.other_node = get(&counters.other_node);
+            stats.free_local = stats.free_local.wrapping_add(get(&counters.free_local));
+            stats.free_remote = get(&counters.free_remote);
+        }
+        stats.nr_nodes = self.nodes.nr_nodes();
+        stats.nodes = nodes;
         for (order, (allocs, pcp)) in stats.allocs.iter_mut().zip(pcp_allocs).enumerate() {
             *allocs = allocs.wrapping_add(pcp);
             stats.pages_pcp += pcp_blocks[order] << order;

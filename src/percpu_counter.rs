@@ -515,7 +515,7 @@ mod loom_tests {
             THIS_CPU.with(|c| c.get())
         }
 
-        fn alloc_pages(&self, _: u32, _: Gfp) -> Option<NonNull<u8>> {
+        fn alloc_pages(&self, _: u32, _: Gfp, _: usize) -> Option<NonNull<u8>> {
             None
         }
 

@@ -21,6 +21,18 @@ pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
 /// Size of a hardware cache line, as on x86-64 (`L1_CACHE_BYTES`).
 pub const CACHE_LINE_SIZE: usize = 64;
 
+/// Most memory nodes the allocators keep apart, a power of two: the
+/// kernel's `MAX_NUMNODES` in rmm's test kernels (`CONFIG_NODES_SHIFT=3`),
+/// checked when the module is built. Node numbers are below
+/// [`Platform::nr_nodes`], which is at most this.
+pub const MAX_NODES: usize = 8;
+
+/// Distance between a node and itself, as the kernel's `LOCAL_DISTANCE`.
+pub const LOCAL_DISTANCE: u32 = 10;
+/// Distance between two nodes the platform says nothing about, as the
+/// kernel's `REMOTE_DISTANCE`.
+pub const REMOTE_DISTANCE: u32 = 20;
+
 /// An allocation could not be satisfied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AllocError;
@@ -167,9 +179,49 @@ pub trait Platform: Send + Sync + 'static {
     /// interrupt-disabling lock is held.
     fn on_each_cpu<T: Send + Sync>(&self, data: &Self::PerCpu<T>, f: &(dyn Fn(usize, &T) + Sync));
 
+    /// Number of possible node numbers (`nr_node_ids`), from 1 to
+    /// [`MAX_NODES`]. The default is one node.
+    fn nr_nodes(&self) -> usize {
+        1
+    }
+
+    /// Whether `node` is online and has memory (`node_state(node,
+    /// N_MEMORY)`): only such nodes are asked for pages. The default has
+    /// node 0 alone.
+    fn node_has_memory(&self, node: usize) -> bool {
+        node == 0
+    }
+
+    /// The node `cpu` belongs to (`cpu_to_node`), below
+    /// [`Platform::nr_nodes`]. A CPU's node does not change while the
+    /// platform lives. The default puts every CPU on node 0.
+    fn cpu_node(&self, _cpu: usize) -> usize {
+        0
+    }
+
+    /// How far memory of node `to` is from CPUs of node `from`
+    /// (`node_distance`): [`LOCAL_DISTANCE`] for the same node, more for
+    /// others. The default has every other node at [`REMOTE_DISTANCE`].
+    fn node_distance(&self, from: usize, to: usize) -> u32 {
+        if from == to {
+            LOCAL_DISTANCE
+        } else {
+            REMOTE_DISTANCE
+        }
+    }
+
     /// Takes `2^order` contiguous pages, aligned to their size, from the
-    /// underlying page allocator; zeroed if `gfp` asks for it.
-    fn alloc_pages(&self, order: u32, gfp: Gfp) -> Option<NonNull<u8>>;
+    /// underlying page allocator, on node `node` only (`__GFP_THISNODE`: no
+    /// fallback to another node; the caller chooses where to fall back);
+    /// zeroed if `gfp` asks for it.
+    fn alloc_pages(&self, order: u32, gfp: Gfp, node: usize) -> Option<NonNull<u8>>;
+
+    /// The node of the page at `page`, an address of a page from
+    /// [`Platform::alloc_pages`] (the kernel's
+    /// `page_to_nid(virt_to_page(page))`). The default is node 0.
+    fn page_node(&self, _page: NonNull<u8>) -> usize {
+        0
+    }
 
     /// Returns pages taken with [`Platform::alloc_pages`].
     ///

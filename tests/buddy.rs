@@ -227,10 +227,10 @@ fn alloc_block_names_its_chunk_and_free_in_chunk_checks_it() {
     c.add(BASE + 3 * CHUNK_FRAMES).unwrap();
     let mut other = Core::new(1);
     other.add(BASE).unwrap();
-    let foreign = other.core.alloc_block(0).unwrap();
+    let foreign = other.core.alloc_block(0, 0).unwrap();
     let mut blocks = Vec::new();
     for order in 0..=MAX_ORDER {
-        let block = c.core.alloc_block(order).unwrap();
+        let block = c.core.alloc_block(order, 0).unwrap();
         let meta = c.core.table().lookup(block.frame).unwrap();
         assert!(std::ptr::eq(block.meta.as_ptr(), meta), "order {order}");
         assert_eq!(
@@ -461,7 +461,7 @@ proptest! {
                 Op::Alloc(order, by_block) => {
                     let can = c.core.free_blocks()[order as usize..].iter().any(|&n| n > 0);
                     let got = if by_block {
-                        c.core.alloc_block(order).map(|block| {
+                        c.core.alloc_block(order, 0).map(|block| {
                             let meta = c.core.table().lookup(block.frame);
                             assert!(meta.is_some_and(|meta| std::ptr::eq(meta, block.meta.as_ptr())));
                             block.frame

@@ -55,8 +55,8 @@ impl Platform for Shared {
         self.0.this_cpu()
     }
 
-    fn alloc_pages(&self, order: u32, gfp: Gfp) -> Option<NonNull<u8>> {
-        self.0.alloc_pages(order, gfp)
+    fn alloc_pages(&self, order: u32, gfp: Gfp, node: usize) -> Option<NonNull<u8>> {
+        self.0.alloc_pages(order, gfp, node)
     }
 
     unsafe fn free_pages(&self, ptr: NonNull<u8>, order: u32) {

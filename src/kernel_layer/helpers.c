@@ -143,3 +143,33 @@ void rmm_cpu_relax(void)
 {
 	cpu_relax();
 }
+
+/* Memory nodes (kernel_layer/platform.rs). */
+
+/* __get_free_pages on one node only: no fallback to another node. */
+void *rmm_alloc_pages_node(gfp_t gfp, unsigned int order, int nid)
+{
+	struct page *page = __alloc_pages_noprof(gfp | __GFP_THISNODE, order, nid, NULL);
+
+	return page ? page_address(page) : NULL;
+}
+
+int rmm_page_nid(const void *addr)
+{
+	return page_to_nid(virt_to_page(addr));
+}
+
+int rmm_cpu_to_node(unsigned int cpu)
+{
+	return cpu_to_node(cpu);
+}
+
+bool rmm_node_has_memory(int nid)
+{
+	return node_state(nid, N_MEMORY);
+}
+
+int rmm_node_distance(int from, int to)
+{
+	return node_distance(from, to);
+}

@@ -35,5 +35,11 @@ void rmm_kernel_reserve(unsigned long *min_pages, unsigned long *managed_pages);
 int rmm_percpu_counter_init(struct percpu_counter *fbc, s64 amount);
 bool rmm_cpu_online(unsigned int cpu);
 void rmm_cpu_relax(void);
+/* Memory nodes (kernel_layer/platform.rs). */
+void *rmm_alloc_pages_node(gfp_t gfp, unsigned int order, int nid);
+int rmm_page_nid(const void *addr);
+int rmm_cpu_to_node(unsigned int cpu);
+bool rmm_node_has_memory(int nid);
+int rmm_node_distance(int from, int to);
 
 #endif

@@ -23,6 +23,8 @@ use kernel::prelude::*;
 /// The kernel's services, as the allocator core sees them.
 pub struct KernelPlatform {
     nr_cpus: usize,
+    /// `nr_node_ids`, at most `MAX_NODES` (checked at build time).
+    nr_nodes: usize,
     /// Key for hashing addresses in report lines (random per load).
     address_key: u64,
 }
@@ -39,10 +41,14 @@ impl KernelPlatform {
         // SAFETY: `nr_cpu_ids` is set during boot, before modules load, and
         // never changes afterwards.
         let nr_cpus = unsafe { bindings::nr_cpu_ids } as usize;
+        // SAFETY: `nr_node_ids` is set during boot, before modules load, and
+        // never changes afterwards.
+        let nr_nodes = unsafe { bindings::nr_node_ids } as usize;
         // SAFETY: `get_random_u64` may be called from any context.
         let address_key = unsafe { bindings::get_random_u64() };
         KernelPlatform {
             nr_cpus,
+            nr_nodes: nr_nodes.clamp(1, crate::platform::MAX_NODES),
             address_key,
         }
     }
@@ -134,11 +140,52 @@ impl Platform for KernelPlatform {
         unsafe { bindings::rmm_raw_smp_processor_id() as usize }
     }
 
-    fn alloc_pages(&self, order: u32, gfp: Gfp) -> Option<NonNull<u8>> {
-        // SAFETY: Any flags and order are accepted; the kernel returns 0 when
-        // it cannot satisfy the request (including orders above its maximum).
-        let addr = unsafe { bindings::get_free_pages_noprof(raw_gfp(gfp), order) };
-        NonNull::new(addr as *mut u8)
+    fn nr_nodes(&self) -> usize {
+        self.nr_nodes
+    }
+
+    fn node_has_memory(&self, node: usize) -> bool {
+        // SAFETY: any node number below `nr_node_ids` may be asked about.
+        node < self.nr_nodes && unsafe { bindings::rmm_node_has_memory(node as i32) }
+    }
+
+    fn cpu_node(&self, cpu: usize) -> usize {
+        if cpu >= self.nr_cpus {
+            return 0;
+        }
+        // SAFETY: `cpu` is a possible CPU number (below `nr_cpu_ids`),
+        // whose node the kernel set up at boot.
+        let node = unsafe { bindings::rmm_cpu_to_node(cpu as u32) };
+        usize::try_from(node).unwrap_or(0)
+    }
+
+    fn node_distance(&self, from: usize, to: usize) -> u32 {
+        if from >= self.nr_nodes || to >= self.nr_nodes {
+            return crate::platform::REMOTE_DISTANCE;
+        }
+        // SAFETY: both node numbers are below `nr_node_ids`.
+        let distance = unsafe { bindings::rmm_node_distance(from as i32, to as i32) };
+        u32::try_from(distance).unwrap_or(crate::platform::REMOTE_DISTANCE)
+    }
+
+    fn alloc_pages(&self, order: u32, gfp: Gfp, node: usize) -> Option<NonNull<u8>> {
+        if !self.node_has_memory(node) {
+            return None;
+        }
+        // SAFETY: any flags and order are accepted for a node with memory;
+        // the kernel returns NULL when it cannot satisfy the request
+        // (including orders above its maximum). `__GFP_THISNODE` is added
+        // by the helper.
+        let addr = unsafe { bindings::rmm_alloc_pages_node(raw_gfp(gfp), order, node as i32) };
+        NonNull::new(addr.cast::<u8>())
+    }
+
+    fn page_node(&self, page: NonNull<u8>) -> usize {
+        // SAFETY: the `Platform` contract: `page` is in pages from
+        // `alloc_pages`, so in the kernel's direct map, where
+        // `virt_to_page` is valid.
+        let node = unsafe { bindings::rmm_page_nid(page.as_ptr().cast()) };
+        usize::try_from(node).unwrap_or(0)
     }
 
     unsafe fn free_pages(&self, ptr: NonNull<u8>, order: u32) {
