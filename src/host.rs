@@ -20,8 +20,8 @@ extern crate std;
 
 use self::std::alloc::{alloc, alloc_zeroed, dealloc};
 use self::std::boxed::Box;
-use self::std::collections::BTreeMap;
 use self::std::cell::Cell;
+use self::std::collections::BTreeMap;
 use self::std::string::{String, ToString};
 use self::std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use self::std::sync::{Arc, Mutex};

@@ -48,11 +48,7 @@ impl NodeOrder {
             }
             let key = |node: &u8| {
                 let node = usize::from(*node);
-                (
-                    node != from,
-                    platform.node_distance(from, node),
-                    node,
-                )
+                (node != from, platform.node_distance(from, node), node)
             };
             nodes[..count].sort_unstable_by_key(key);
             order[from] = nodes;
