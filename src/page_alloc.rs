@@ -227,6 +227,9 @@ struct NodeZone {
     /// a request below `low`, a pinned or fallback request, or a retry
     /// after draining).
     allocs: [u64; NR_ORDERS],
+    /// Frees given straight to the buddy lists (not through a per-CPU
+    /// list), local and remote.
+    frees: u64,
     wm: Watermarks,
 }
 
@@ -740,7 +743,7 @@ impl<P: Platform> PageAllocator<P> {
     /// The node of the calling CPU (a hint, like [`Platform::this_cpu`]).
     #[inline]
     pub fn this_node(&self) -> usize {
-        self.pcp.get(self.platform.this_cpu()).node
+        self.pcp.with_local(|lists| lists.node)
     }
 
     /// The node of the block containing `addr`, from its chunk (no lock);
@@ -845,7 +848,8 @@ impl<P: Platform> PageAllocator<P> {
             self.pcp
                 .with_local(|lists| unsafe { lists.list(order).pop_for_caller() })
         } else {
-            None
+            let node = self.this_node();
+            self.zone.with(|zone| zone.alloc_above_low(order, node))
         };
         let taken = match taken {
             Some(taken) => taken,
@@ -1203,20 +1207,20 @@ impl<P: Platform> PageAllocator<P> {
 
     /// Gives a claimed block straight back to its node's buddy lists (a
     /// large block, or a block of another node than the freeing CPU's),
-    /// counting the free as local or remote on the block's node.
+    /// counting the free on the block's node (and apart, as remote, if the
+    /// freeing CPU is on another node).
     #[inline(never)]
     fn free_to_buddy(&self, meta: &ChunkMeta, addr: usize, order: u32) {
         let node = meta.node();
-        let counters = &self.node_counters[node & (MAX_NODES - 1)];
-        if node == self.this_node() {
-            NodeCounters::bump(&counters.free_local);
-        } else {
-            NodeCounters::bump(&counters.free_remote);
+        if node != self.this_node() {
+            NodeCounters::bump(&self.node_counters[node & (MAX_NODES - 1)].free_remote);
         }
         let offset = offset_in_chunk(frame_of(addr));
-        let result = self
-            .zone
-            .with(|zone| zone.core.free_in_chunk(meta, offset, order));
+        let result = self.zone.with(|zone| {
+            let part = &mut zone.nodes[node & (MAX_NODES - 1)];
+            part.frees = part.frees.wrapping_add(1);
+            zone.core.free_in_chunk(meta, offset, order)
+        });
         if let Err(error) = result {
             self.report_disagreement(error);
         }
@@ -1538,10 +1542,15 @@ impl<P: Platform> PageAllocator<P> {
         let mut stats = self.zone.with(|zone| {
             let mut allocs = [0u64; NR_ORDERS];
             for (node, part) in zone.nodes.iter().enumerate() {
+                let stats = &mut nodes[node];
                 for (sum, count) in allocs.iter_mut().zip(&part.allocs) {
                     *sum = sum.wrapping_add(*count);
+                    // Served by the buddy lists: hits and local for now,
+                    // misses and others taken out below.
+                    stats.numa_hit = stats.numa_hit.wrapping_add(*count);
+                    stats.local_node = stats.local_node.wrapping_add(*count);
                 }
-                let stats = &mut nodes[node];
+                stats.free_local = stats.free_local.wrapping_add(part.frees);
                 stats.chunks = zone.core.chunks_on(node);
                 stats.pages_total = zone.core.total_frames_on(node);
                 stats.pages_free = zone.core.free_frames_on(node);
@@ -1557,13 +1566,15 @@ impl<P: Platform> PageAllocator<P> {
         });
         for (stats, counters) in nodes.iter_mut().zip(&self.node_counters) {
             let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-            stats.numa_hit = stats.numa_hit.wrapping_add(get(&counters.numa_hit));
             stats.numa_miss = get(&counters.numa_miss);
             stats.numa_foreign = get(&counters.numa_foreign);
-            stats.local_node = stats.local_node.wrapping_add(get(&counters.local_node));
             stats.other_node = get(&counters.other_node);
-            stats.free_local = stats.free_local.wrapping_add(get(&counters.free_local));
             stats.free_remote = get(&counters.free_remote);
+            // Every allocation served is a hit or a miss, local or other;
+            // every free local or remote.
+            stats.numa_hit = stats.numa_hit.wrapping_sub(stats.numa_miss);
+            stats.local_node = stats.local_node.wrapping_sub(stats.other_node);
+            stats.free_local = stats.free_local.wrapping_sub(stats.free_remote);
         }
         stats.nr_nodes = self.nodes.nr_nodes();
         stats.nodes = nodes;

@@ -114,17 +114,17 @@ pub struct NodeStats {
     pub free_remote: u64,
 }
 
-/// One node's counters of allocations and frees outside the per-CPU fast
-/// paths (those are counted per CPU list and added in
-/// [`super::PageAllocator::stats`]).
+/// One node's counters of what is rare: allocations that did not stay on
+/// their node and frees from another node. Everything a node serves is
+/// counted where it is served, without an atomic (per CPU list, or under
+/// the buddy lock); [`super::PageAllocator::stats`] takes these out of
+/// those totals to get hits and local ones, as the kernel's numastat
+/// counts every event once.
 #[derive(Default)]
 pub(crate) struct NodeCounters {
-    pub(crate) numa_hit: AtomicU64,
     pub(crate) numa_miss: AtomicU64,
     pub(crate) numa_foreign: AtomicU64,
-    pub(crate) local_node: AtomicU64,
     pub(crate) other_node: AtomicU64,
-    pub(crate) free_local: AtomicU64,
     pub(crate) free_remote: AtomicU64,
 }
 
@@ -135,7 +135,7 @@ impl NodeCounters {
 }
 
 /// Counts an allocation that preferred node `wanted`, was served by node
-/// `served`, for a CPU of node `cpu_node`.
+/// `served`, for a CPU of node `cpu_node`, if it left its node.
 pub(crate) fn count_alloc(
     counters: &[NodeCounters; MAX_NODES],
     wanted: usize,
@@ -143,15 +143,11 @@ pub(crate) fn count_alloc(
     cpu_node: usize,
 ) {
     let here = &counters[served & (MAX_NODES - 1)];
-    if wanted == served {
-        NodeCounters::bump(&here.numa_hit);
-    } else {
+    if wanted != served {
         NodeCounters::bump(&here.numa_miss);
         NodeCounters::bump(&counters[wanted & (MAX_NODES - 1)].numa_foreign);
     }
-    if cpu_node == served {
-        NodeCounters::bump(&here.local_node);
-    } else {
+    if cpu_node != served {
         NodeCounters::bump(&here.other_node);
     }
 }
