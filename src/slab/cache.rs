@@ -19,10 +19,11 @@ use super::descriptor::{
     STATE_FREE,
 };
 use super::layout::{LayoutError, SlabFlags, SlabLayout};
-use super::stats::{CacheStats, SlabInfo, SlabInfoRow};
+use super::node::{NodeLists, NodeSet};
+use super::stats::{CacheNodeStats, CacheStats, SlabInfo, SlabInfoRow};
 use crate::gfp::Gfp;
 use crate::page_alloc::PageAllocator;
-use crate::platform::{AllocError, Lock, LockClass, PerCpu, Platform};
+use crate::platform::{AllocError, Lock, LockClass, PerCpu, Platform, MAX_NODES};
 use core::alloc::Layout;
 use core::fmt;
 use core::ptr::NonNull;
@@ -129,120 +130,61 @@ impl fmt::Display for DestroyError {
     }
 }
 
-/// The cache's slab lists, under its [`LockClass::SlabNode`] lock (SLAB's
-/// `kmem_cache_node`).
-///
-/// # Invariants
-///
-/// Every live slab of the cache is on exactly one of `full`, `partial`,
-/// `empty`, matching its `inuse` (all, some, none of its objects);
-/// `free_objects` is the sum of the free objects of all slabs and
-/// `slab_active` of their `inuse`; `high_water >= slab_active` and
-/// `recent_peak >= slab_active`. `spare` holds released off-slab
-/// descriptors of this cache. Once `destroyed`, all lists are empty.
-struct NodeLists {
-    full: SlabList,
-    partial: SlabList,
-    empty: SlabList,
-    spare: SlabList,
-    free_objects: usize,
-    slab_active: usize,
-    high_water: usize,
-    /// Most objects out of the slabs at once since the last reap: how many
-    /// free objects the cache keeps when frees empty its slabs (see
-    /// [`KmemCache::reap`]).
-    recent_peak: usize,
-    destroyed: bool,
-}
-
-// SAFETY: the descriptors the lists point to belong to the cache and are
-// only touched under the lock that protects this value.
-unsafe impl Send for NodeLists {}
-
-impl NodeLists {
-    fn new() -> Self {
-        NodeLists {
-            full: SlabList::new(ListKind::Full),
-            partial: SlabList::new(ListKind::Partial),
-            empty: SlabList::new(ListKind::Empty),
-            spare: SlabList::new(ListKind::Detached),
-            free_objects: 0,
-            slab_active: 0,
-            high_water: 0,
-            recent_peak: 0,
-            destroyed: false,
-        }
-    }
-
-    fn list_mut(&mut self, kind: ListKind) -> Option<&mut SlabList> {
-        match kind {
-            ListKind::Full => Some(&mut self.full),
-            ListKind::Partial => Some(&mut self.partial),
-            ListKind::Empty => Some(&mut self.empty),
-            ListKind::Detached => None,
-        }
-    }
-
-    /// How many free objects the lists keep when frees empty slabs: the
-    /// free limit, or as many as were out of the slabs at the recent peak
-    /// and are back now, if more. A cache that just had `n` objects out
-    /// will likely want them again: keeping their slabs until the next
-    /// reap (SLAB's `cache_reap`, every two seconds in the kernel module)
-    /// saves rebuilding them. The peak is forgotten only by
-    /// [`KmemCache::reap`] and [`KmemCache::shrink`]: an owner that never
-    /// reaps keeps up to its all-time peak until it shrinks (the module's
-    /// memory shrinker does, under pressure).
-    fn keep_free(&self, free_limit: usize) -> usize {
-        free_limit.max(self.recent_peak - self.slab_active)
-    }
-
-    /// Moves `slab` to the list matching its `inuse`.
-    ///
-    /// # Safety
-    ///
-    /// `slab` is a live slab of this cache on one of the three lists; the
-    /// lock is held (we have `&mut self`).
-    #[inline]
-    unsafe fn relist(&mut self, slab: SlabPtr, objects: usize) {
-        // SAFETY: lock held, slab live.
-        let (inuse, current) = unsafe { (slab.inuse(), slab.list()) };
-        let wanted = if inuse == 0 {
-            ListKind::Empty
-        } else if inuse == objects {
-            ListKind::Full
-        } else {
-            ListKind::Partial
-        };
-        if wanted == current {
-            return;
-        }
-        if let Some(list) = self.list_mut(current) {
-            // SAFETY: the slab is on `current`.
-            unsafe { list.remove(slab) };
-        }
-        if let Some(list) = self.list_mut(wanted) {
-            // SAFETY: the slab is detached now.
-            unsafe { list.push_front(slab) };
-        }
-    }
-}
-
 /// Result of trying to allocate from a CPU's array.
 enum ArrayAlloc {
     /// An object.
     Got(NonNull<u8>),
-    /// The array and the lists are empty: the cache must grow.
-    Empty,
+    /// The array and its node's lists are empty (and no other node's lists
+    /// may be used instead): the cache must grow a slab for `node`.
+    Empty {
+        /// The array's node.
+        node: usize,
+    },
+    /// The request is for `node`, another node than the array's.
+    Remote {
+        /// The node asked for.
+        node: usize,
+    },
     /// The cache is destroyed.
     Dead,
+}
+
+/// What a slab just grown gave the allocation that grew it.
+enum Grown {
+    /// The CPU's array was refilled from the slab's node.
+    Refilled,
+    /// One object straight from the slab's node's lists, the array left
+    /// alone.
+    Direct(Option<NonNull<u8>>),
 }
 
 /// Fast-path flag: allocations take the slow path (debug state tracking).
 const SLOW_ALLOC: u32 = 1 << 0;
 
-/// A tag no owner word matches in `OwnerTag::colour_if_tagged`: the test
-/// masks the colour bits out of the word, and they are set here.
+/// A tag no owner word matches in `OwnerTag::colour_if_tagged_on`: the
+/// test masks the colour bits out of the word, and they are set here.
 const NEVER_MATCHES: usize = usize::MAX;
+
+/// The node whose objects the array of `cpu` holds: the CPU's node, or for
+/// a CPU of a node without memory the nearest node with memory (SLAB's
+/// `numa_mem_id`).
+fn array_node<P: Platform>(pages: &PageAllocator<P>, cpu: usize) -> usize {
+    let node = pages.platform().cpu_node(cpu);
+    pages
+        .fallback_order(node)
+        .first()
+        .map_or(0, |&node| usize::from(node))
+}
+
+/// Runs `f` with `lists` locked; `None` if there are no lists (a node
+/// number that cannot hold slabs of ours).
+#[inline]
+fn with_lists<L: Lock<NodeLists>, R>(
+    lists: Option<&L>,
+    f: impl FnOnce(&mut NodeLists) -> R,
+) -> Option<R> {
+    lists.map(|lists| lists.with(f))
+}
 
 /// `ceil(2^32 / stride)`: the multiplier that turns an offset in a slab into
 /// an object index without a division, as SLUB's `obj_to_index` does with
@@ -256,7 +198,8 @@ fn reciprocal(stride: usize) -> u64 {
 
 /// A slab cache: objects of one size and alignment, carved from slabs of
 /// `2^order` pages, with a per-CPU array of free objects in front of the
-/// cache's lists of full, partial and empty slabs.
+/// cache's lists of full, partial and empty slabs, one set of lists per
+/// memory node.
 ///
 /// Operations take the [`PageAllocator`] the cache was created with; the
 /// cache does not keep a reference to it. Using a cache with another page
@@ -275,21 +218,22 @@ fn reciprocal(stride: usize) -> u64 {
 /// allocator (`PageAllocator::reserve_owner_ids`) and is the id in
 /// the owner tags of this cache's slabs. `recip` is `reciprocal(stride)`,
 /// `span` is `objects * stride`; `slab_tag` is the owner word of this
-/// cache's slabs without their colour;
+/// cache's slabs without their colour and node;
 /// `slab_mask`, `colour_off`, `first_obj` and
 /// `stride` are the layout's slab address mask, colour unit, object offset
 /// in a slot and stride, copied for the free fast path. `slow_paths` has
 /// `SLOW_ALLOC` set exactly when the layout tracks object states; then
-/// `fast_free_tag` is `NEVER_MATCHES`, otherwise `slab_tag` (so that a
-/// free in debug mode fails the fast path's check without testing a flag
-/// of its own).
+/// every array's `free_tag` is `NEVER_MATCHES`, otherwise `slab_tag` with
+/// the array's node bits (so that a free in debug mode fails the fast
+/// path's check without testing a flag of its own). `nodes` has lists for
+/// every node with memory, and every array's node is one of them.
+/// `free_limit` is the sum of the nodes' free limits.
 pub struct KmemCache<P: Platform> {
     slow_paths: u32,
     id: usize,
     recip: u64,
     span: usize,
     slab_tag: usize,
-    fast_free_tag: usize,
     slab_mask: usize,
     colour_off: usize,
     first_obj: usize,
@@ -305,7 +249,7 @@ pub struct KmemCache<P: Platform> {
     batchcount: usize,
     free_limit: usize,
     nr_cpus: usize,
-    node: P::Lock<NodeLists>,
+    nodes: NodeSet<P::Lock<NodeLists>>,
     destroyed: AtomicBool,
     colour_next: AtomicUsize,
     /// Constructor calls started, for [`CtorCall::number`].
@@ -361,29 +305,46 @@ impl<P: Platform> KmemCache<P> {
         let nr_cpus = platform.nr_cpu_ids();
         let limit = cpucache_limit(layout.stride());
         let batchcount = batchcount_for(limit);
-        let cpus = platform
-            .new_percpu(|_| Ok(CpuArray::new(limit)))
-            .map_err(|AllocError| CreateError::NoMemory)?;
-        let node = platform
-            .new_lock(NodeLists::new(), LockClass::SlabNode)
-            .map_err(|AllocError| CreateError::NoMemory)?;
-        let mut name_bytes = [0u8; MAX_NAME_LEN];
-        name_bytes[..name.len()].copy_from_slice(name.as_bytes());
         let slow_paths = if layout.track_state() { SLOW_ALLOC } else { 0 };
         let slab_tag = OwnerTag::slab_tag(id);
+        let cpus = platform
+            .new_percpu(|cpu| {
+                let node = array_node(pages, cpu);
+                let free_tag = if layout.track_state() {
+                    NEVER_MATCHES
+                } else {
+                    slab_tag | OwnerTag::node_field(node)
+                };
+                Ok(CpuArray::new(limit, node, free_tag))
+            })
+            .map_err(|AllocError| CreateError::NoMemory)?;
+        // SLAB's per-node free_limit: what every CPU of the node could
+        // flush at once, plus a slab's worth.
+        let node_free_limit = |node: usize| {
+            let node_cpus = (0..nr_cpus)
+                .filter(|&cpu| cpus.get(cpu).node() == node)
+                .count();
+            (1 + node_cpus) * batchcount + layout.objects()
+        };
+        let nodes = NodeSet::new(
+            pages.nr_nodes(),
+            |node| pages.node_has_memory(node),
+            |node| platform.new_lock(NodeLists::new(node_free_limit(node)), LockClass::SlabNode),
+        )
+        .map_err(|AllocError| CreateError::NoMemory)?;
+        let free_limit = nodes.iter().map(|(node, _)| node_free_limit(node)).sum();
+        let mut name_bytes = [0u8; MAX_NAME_LEN];
+        name_bytes[..name.len()].copy_from_slice(name.as_bytes());
         // INVARIANT: `id` was reserved for this cache alone; `recip`,
-        // `span`, `slow_paths` and the fast-free pair follow the layout.
+        // `span`, `slow_paths` and the arrays' free tags follow the layout;
+        // arrays' nodes are nodes with memory (first of a fallback order),
+        // which all have lists.
         Ok(KmemCache {
             slow_paths,
             id,
             recip: reciprocal(layout.stride()),
             span: layout.objects() * layout.stride(),
             slab_tag,
-            fast_free_tag: if layout.track_state() {
-                NEVER_MATCHES
-            } else {
-                slab_tag
-            },
             slab_mask: !(layout.slab_bytes() - 1),
             colour_off: layout.colour_offset(1),
             first_obj: layout.obj_offset(),
@@ -398,11 +359,9 @@ impl<P: Platform> KmemCache<P> {
             poison: flags.contains(SlabFlags::POISON) && ctor.is_none(),
             limit,
             batchcount,
-            // SLAB's free_limit: what every CPU could flush at once, plus a
-            // slab's worth.
-            free_limit: (1 + nr_cpus) * batchcount + layout.objects(),
+            free_limit,
             nr_cpus,
-            node,
+            nodes,
             destroyed: AtomicBool::new(false),
             colour_next: AtomicUsize::new(0),
             ctor_calls: AtomicUsize::new(0),
@@ -456,10 +415,25 @@ impl<P: Platform> KmemCache<P> {
     }
 
     /// Free objects the cache keeps in empty slabs before giving empty slabs
-    /// back to the page allocator: `(1 + nr_cpus) * batchcount +
-    /// objects_per_slab`, as SLAB's `free_limit`.
+    /// back to the page allocator, summed over the nodes: each node keeps
+    /// `(1 + CPUs of the node) * batchcount + objects_per_slab`, as SLAB's
+    /// per-node `free_limit` (on one node: `(1 + nr_cpus) * batchcount +
+    /// objects_per_slab`).
     pub fn free_limit(&self) -> usize {
         self.free_limit
+    }
+
+    /// The memory node whose objects the per-CPU array of `cpu` holds: the
+    /// CPU's node, or the nearest node with memory for a CPU of a node
+    /// without (`None` for a CPU number out of range).
+    pub fn cpu_node(&self, cpu: usize) -> Option<usize> {
+        (cpu < self.nr_cpus).then(|| self.cpus.get(cpu).node())
+    }
+
+    /// The lists of `node`, if it has memory.
+    #[inline]
+    fn lists(&self, node: usize) -> Option<&P::Lock<NodeLists>> {
+        self.nodes.get(node)
     }
 
     /// Whether free objects are poisoned (POISON requested and no
@@ -501,8 +475,14 @@ impl<P: Platform> KmemCache<P> {
     ///
     /// The object comes from this CPU's array if it has one; otherwise the
     /// array is refilled with up to `batchcount` objects from partial, then
-    /// empty slabs; if there are none, a slab is created (pages taken and
-    /// constructors run with no lock held) and the array refilled from it.
+    /// empty slabs of the CPU's node; if there are none, a slab is created
+    /// on that node (pages taken and constructors run with no lock held)
+    /// and the array refilled from it. The array holds objects of its
+    /// node's slabs only: if the node is out of pages, the slab's pages come
+    /// from the nearest node that has some, the slab goes on that node's
+    /// lists, and the object comes straight from them, counted in
+    /// `fallback_allocs` (SLAB's `fallback_alloc`); until the next reap, a
+    /// miss then takes from the other nodes' lists before growing again.
     ///
     /// `Gfp::ZERO` zeroes the object. For a cache with a constructor it is
     /// refused (reported, counted, `Err`): zeroing would destroy the
@@ -516,14 +496,45 @@ impl<P: Platform> KmemCache<P> {
                 return Ok(obj);
             }
         }
-        self.alloc_slow(pages, gfp)
+        self.alloc_slow(pages, gfp, None)
+    }
+
+    /// Allocates an object of a slab on memory node `node` (the kernel's
+    /// `kmem_cache_alloc_node`).
+    ///
+    /// For the node of the calling CPU's array this is [`KmemCache::alloc`].
+    /// For another node the object comes straight from that node's lists,
+    /// not through the CPU's array (which keeps objects of its own node
+    /// only), counted in `remote_allocs`; if the node's lists are empty a
+    /// slab is grown on that node first. If that node is out of pages, the
+    /// object comes from the nearest node with pages, counted in
+    /// `fallback_allocs`, as for [`KmemCache::alloc`].
+    ///
+    /// Fails for a node without memory (or out of range), as for any
+    /// allocation that cannot be satisfied.
+    pub fn alloc_node(
+        &self,
+        pages: &PageAllocator<P>,
+        gfp: Gfp,
+        node: usize,
+    ) -> Result<NonNull<u8>, AllocError> {
+        if self.lists(node).is_none() || !pages.node_has_memory(node) {
+            return Err(AllocError);
+        }
+        self.alloc_slow(pages, gfp, Some(node))
     }
 
     /// Everything but a hit without debug checks or zeroing: refill, grow,
-    /// debug checks, zeroing, refusals.
+    /// allocations for another node, debug checks, zeroing, refusals.
+    /// `want` is the node `alloc_node` asked for.
     #[cold]
     #[inline(never)]
-    fn alloc_slow(&self, pages: &PageAllocator<P>, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+    fn alloc_slow(
+        &self,
+        pages: &PageAllocator<P>,
+        gfp: Gfp,
+        want: Option<usize>,
+    ) -> Result<NonNull<u8>, AllocError> {
         let platform = pages.platform();
         if gfp.zeroed() && self.ctor.is_some() {
             self.report_error(
@@ -532,9 +543,14 @@ impl<P: Platform> KmemCache<P> {
             );
             return Err(AllocError);
         }
-        let obj = match self.cpus.with_local(|array| self.alloc_from_array(array)) {
+        let got = self.cpus.with_local(|array| match want {
+            Some(node) if node != array.node() => ArrayAlloc::Remote { node },
+            _ => self.alloc_from_array(pages, array),
+        });
+        let obj = match got {
             ArrayAlloc::Got(obj) => obj,
-            ArrayAlloc::Empty => self.grow_and_alloc(pages, gfp)?,
+            ArrayAlloc::Empty { node } => self.grow_and_alloc(pages, gfp, node, false)?,
+            ArrayAlloc::Remote { node } => self.alloc_remote(pages, gfp, node)?,
             ArrayAlloc::Dead => return Err(AllocError),
         };
         if self.layout.track_state() {
@@ -547,10 +563,12 @@ impl<P: Platform> KmemCache<P> {
         Ok(obj)
     }
 
-    /// Takes an object from this CPU's array, refilling it from the lists
-    /// if it is empty (SLAB's `cache_alloc_refill`, with interrupts off).
-    /// Runs inside `with_local`: `array` is ours alone.
-    fn alloc_from_array(&self, array: &CpuArray) -> ArrayAlloc {
+    /// Takes an object from this CPU's array, refilling it from its node's
+    /// lists if it is empty (SLAB's `cache_alloc_refill`, with interrupts
+    /// off); if those are empty too and the node is out of pages, takes an
+    /// object straight from another node's lists. Runs inside
+    /// `with_local`: `array` is ours alone.
+    fn alloc_from_array(&self, pages: &PageAllocator<P>, array: &CpuArray) -> ArrayAlloc {
         // SAFETY: the caller has exclusive use of the array (so for the
         // array calls below too).
         if let Some(obj) = unsafe { array.pop_hit() } {
@@ -560,63 +578,179 @@ impl<P: Platform> KmemCache<P> {
             return ArrayAlloc::Dead;
         }
         array.allocmiss.bump();
-        let alive = self.node.with(|node| {
-            if node.destroyed {
-                return false;
+        let node = array.node();
+        let refilled = with_lists(self.lists(node), |lists| {
+            if lists.destroyed {
+                return None;
             }
-            // SAFETY: exclusive use, as above.
-            unsafe { self.refill(node, array) };
-            true
+            // SAFETY: exclusive use, as above; these are the lists of the
+            // array's node.
+            unsafe { self.refill(lists, array) };
+            Some(lists.short_of_pages)
         });
-        if !alive {
+        let Some(Some(short_of_pages)) = refilled else {
             return ArrayAlloc::Dead;
-        }
+        };
         // SAFETY: as above.
-        match unsafe { array.pop() } {
-            Some(obj) => {
-                array.missed_allocs.bump();
-                ArrayAlloc::Got(obj)
+        if let Some(obj) = unsafe { array.pop() } {
+            array.missed_allocs.bump();
+            return ArrayAlloc::Got(obj);
+        }
+        if short_of_pages {
+            if let Some(obj) = self.alloc_fallback(pages, node) {
+                return ArrayAlloc::Got(obj);
             }
-            None => ArrayAlloc::Empty,
+        }
+        ArrayAlloc::Empty { node }
+    }
+
+    /// Takes one object straight from the lists of `node`, another node
+    /// than the calling CPU's, growing a slab there if they are empty.
+    fn alloc_remote(
+        &self,
+        pages: &PageAllocator<P>,
+        gfp: Gfp,
+        node: usize,
+    ) -> Result<NonNull<u8>, AllocError> {
+        let taken = with_lists(self.lists(node), |lists| {
+            if lists.destroyed {
+                return Err(AllocError);
+            }
+            let obj = lists.take_one(&self.layout);
+            if obj.is_some() {
+                lists.counts.remote_allocs += 1;
+            }
+            Ok((obj, lists.short_of_pages))
+        });
+        let (obj, short_of_pages) = taken.unwrap_or(Err(AllocError))?;
+        if let Some(obj) = obj {
+            self.this_array(pages.platform())
+                .remote_allocs
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(obj);
+        }
+        if short_of_pages {
+            if let Some(obj) = self.alloc_fallback(pages, node) {
+                return Ok(obj);
+            }
+        }
+        self.grow_and_alloc(pages, gfp, node, true)
+    }
+
+    /// For a request that wanted `wanted`, a node out of pages whose lists
+    /// are empty: one object straight from the lists of the nearest other
+    /// node that has a free one (SLAB's `fallback_alloc`), counted on both
+    /// nodes. `None` if no other node has a free object.
+    fn alloc_fallback(&self, pages: &PageAllocator<P>, wanted: usize) -> Option<NonNull<u8>> {
+        let obj = pages
+            .fallback_order(wanted)
+            .iter()
+            .map(|&node| usize::from(node))
+            .filter(|&node| node != wanted)
+            .find_map(|node| {
+                with_lists(self.lists(node), |lists| {
+                    if lists.destroyed {
+                        return None;
+                    }
+                    let obj = lists.take_one(&self.layout)?;
+                    lists.counts.fallback_allocs += 1;
+                    Some(obj)
+                })
+                .flatten()
+            })?;
+        self.note_foreign(pages, wanted, true);
+        Some(obj)
+    }
+
+    /// Notes on node `wanted` that a slab grown for it came from another
+    /// node, and counts there a request it did not serve if `foreign`.
+    /// Takes `wanted`'s lock: call with no other node's lock held.
+    fn note_foreign(&self, pages: &PageAllocator<P>, wanted: usize, foreign: bool) {
+        with_lists(self.lists(wanted), |lists| {
+            lists.short_of_pages = true;
+            if foreign {
+                lists.counts.foreign_allocs += 1;
+            }
+        });
+        if foreign {
+            self.this_array(pages.platform())
+                .fallback_allocs
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Creates a slab (no lock held, interrupts on), adds it to the lists
-    /// and refills this CPU's array from them, then takes an object. Doing
-    /// the last two inside one `with_local` means the array gets at least
-    /// one object.
+    /// Creates a slab for node `wanted` (no lock held, interrupts on) and
+    /// adds it to the lists of the node its pages are on. If that is this
+    /// CPU's array's node and the request is not `pinned` to a node by
+    /// `alloc_node`, refills the array from those lists and takes an
+    /// object, inside one `with_local`, so that the array gets at least
+    /// one object. Otherwise (the pages fell back to another node, or the
+    /// request is for another node than the CPU's) takes one object
+    /// straight from the lists, leaving the array alone.
     fn grow_and_alloc(
         &self,
         pages: &PageAllocator<P>,
         gfp: Gfp,
+        wanted: usize,
+        pinned: bool,
     ) -> Result<NonNull<u8>, AllocError> {
-        let slab = self.grow(pages, gfp)?;
-        let obj = self.cpus.with_local(|array| {
-            let added = self.node.with(|node| {
-                if node.destroyed {
-                    // SAFETY: the new slab is ours alone, detached and free.
-                    unsafe { self.release_detached(pages, node, slab) };
-                    return false;
+        let (slab, node, lists) = self.grow(pages, gfp, wanted)?;
+        let objects = self.layout.objects();
+        let got = self.cpus.with_local(|array| {
+            let local = !pinned && array.node() == node;
+            let direct = lists.with(|lists| {
+                if node == wanted {
+                    lists.short_of_pages = false;
                 }
-                // SAFETY: the new slab is live and detached; lock held.
-                unsafe { node.empty.push_front(slab) };
-                node.free_objects += self.layout.objects();
-                // SAFETY: `with_local` gives exclusive use of the array.
-                unsafe { self.refill(node, array) };
-                true
-            });
-            let obj = if added {
-                // SAFETY: as above.
-                unsafe { array.pop() }
-            } else {
-                None
-            };
-            if obj.is_some() {
-                array.missed_allocs.bump();
+                lists.counts.grown += 1;
+                if lists.destroyed {
+                    // SAFETY: the new slab is ours alone, detached and free.
+                    unsafe { self.release_detached(pages, lists, slab) };
+                    return None;
+                }
+                // SAFETY: the new slab is live and detached; lock held; it
+                // goes on the lists of its pages' node.
+                unsafe { lists.empty.push_front(slab) };
+                lists.free_objects += objects;
+                if local {
+                    // SAFETY: `with_local` gives exclusive use of the
+                    // array, whose node these lists are.
+                    unsafe { self.refill(lists, array) };
+                    return Some(Grown::Refilled);
+                }
+                let obj = lists.take_one(&self.layout);
+                if obj.is_some() {
+                    if node == wanted {
+                        lists.counts.remote_allocs += 1;
+                    } else {
+                        lists.counts.fallback_allocs += 1;
+                    }
+                }
+                Some(Grown::Direct(obj))
+            })?;
+            match direct {
+                Grown::Direct(obj) => {
+                    let obj = obj?;
+                    if node == wanted {
+                        array.remote_allocs.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some((obj, false))
+                }
+                Grown::Refilled => {
+                    // SAFETY: as above.
+                    let obj = unsafe { array.pop() }?;
+                    array.missed_allocs.bump();
+                    Some((obj, true))
+                }
             }
-            obj
         });
-        obj.ok_or(AllocError)
+        if node != wanted {
+            // Counted as a fallback only if the object did not go through
+            // an array of its own node (after a migration to that node).
+            let foreign = matches!(got, Some((_, false)));
+            self.note_foreign(pages, wanted, foreign);
+        }
+        got.map(|(obj, _)| obj).ok_or(AllocError)
     }
 
     /// Moves up to `batchcount` free objects from partial, then empty slabs
@@ -624,7 +758,8 @@ impl<P: Platform> KmemCache<P> {
     ///
     /// # Safety
     ///
-    /// The caller has exclusive use of `array`.
+    /// The caller has exclusive use of `array`, and `node` are the lists of
+    /// the array's node.
     unsafe fn refill(&self, node: &mut NodeLists, array: &CpuArray) {
         let layout = &self.layout;
         // SAFETY: exclusive use per the caller.
@@ -638,8 +773,9 @@ impl<P: Platform> KmemCache<P> {
             let first = unsafe { slab.s_mem() }.wrapping_add(layout.obj_offset());
             let stride = layout.stride();
             // SAFETY: exclusive use of the array per the caller; the slab is
-            // live and locked, and every object taken off its index is a
-            // distinct free object, counted in use from now on.
+            // live and locked, on the array's node, and every object taken
+            // off its index is a distinct free object, counted in use from
+            // now on.
             let taken = unsafe {
                 array.append_with(|slots| {
                     let mut slots = slots.iter_mut().take(want - got);
@@ -660,28 +796,40 @@ impl<P: Platform> KmemCache<P> {
                 break;
             }
         }
-        node.free_objects -= got;
-        node.slab_active += got;
-        node.high_water = node.high_water.max(node.slab_active);
-        node.recent_peak = node.recent_peak.max(node.slab_active);
+        node.note_taken(got);
     }
 
-    /// Creates a slab: pages, descriptor, red zones and poison, constructors,
-    /// owner tag. Runs with no lock of the cache held except briefly to take
-    /// a spare descriptor; nothing is constructed unless the pages and the
-    /// descriptor were obtained.
-    fn grow(&self, pages: &PageAllocator<P>, gfp: Gfp) -> Result<SlabPtr, AllocError> {
+    /// Creates a slab: pages (preferring node `wanted`), descriptor, red
+    /// zones and poison, constructors, owner tag. Returns the slab, the
+    /// node of its pages and that node's lists. Runs with no lock of the
+    /// cache held except briefly to take a spare descriptor; nothing is
+    /// constructed unless the pages and the descriptor were obtained.
+    fn grow(
+        &self,
+        pages: &PageAllocator<P>,
+        gfp: Gfp,
+        wanted: usize,
+    ) -> Result<(SlabPtr, usize, &P::Lock<NodeLists>), AllocError> {
         let layout = &self.layout;
         let platform = pages.platform();
         let gfp = plain_gfp(gfp);
-        let block = pages.alloc_pages(layout.order(), gfp)?;
+        let block = pages.alloc_pages_node(layout.order(), gfp, wanted)?;
+        let placed = pages
+            .node_of(block.as_ptr())
+            .and_then(|node| Some((node, self.lists(node)?)));
+        let Some((node, lists)) = placed else {
+            // Pages of a node the cache has no lists for: nodes with memory
+            // do not come and go, so this does not happen.
+            self.free_slab_pages(pages, block);
+            return Err(AllocError);
+        };
         let (slab, spare) = if layout.on_slab() {
             let desc = block.as_ptr().wrapping_add(layout.desc_offset());
             // Inside the slab, so never null.
             (SlabPtr::new(NonNull::new(desc).ok_or(AllocError)?), false)
         } else {
             // SAFETY: the lock is held inside `with`.
-            match self.node.with(|node| unsafe { node.spare.pop_front() }) {
+            match lists.with(|lists| unsafe { lists.spare.pop_front() }) {
                 Some(slab) => (slab, true),
                 None => match platform.alloc_meta(self.desc_layout(), gfp) {
                     Some(mem) => (SlabPtr::new(mem), false),
@@ -726,6 +874,7 @@ impl<P: Platform> KmemCache<P> {
         let tag = OwnerTag::Slab {
             cache_id: self.id,
             colour,
+            node,
         };
         // An off-slab descriptor goes into the block's auxiliary word.
         let aux = if layout.on_slab() { 0 } else { slab.addr() };
@@ -740,7 +889,7 @@ impl<P: Platform> KmemCache<P> {
                 .ctor_calls
                 .fetch_add(layout.objects(), Ordering::Relaxed);
         }
-        Ok(slab)
+        Ok((slab, node, lists))
     }
 
     fn desc_layout(&self) -> Layout {
@@ -762,7 +911,8 @@ impl<P: Platform> KmemCache<P> {
     /// # Safety
     ///
     /// `slab` is a live, detached slab of this cache with no object in use
-    /// and not counted in `node.free_objects`; `node` is our locked list.
+    /// and not counted in `node.free_objects`; `node` are the locked lists
+    /// of the slab's node.
     unsafe fn release_detached(
         &self,
         pages: &PageAllocator<P>,
@@ -793,6 +943,7 @@ impl<P: Platform> KmemCache<P> {
         if let Some(block) = NonNull::new(base as *mut u8) {
             self.free_slab_pages(pages, block);
         }
+        node.counts.reaped += 1;
         self.this_array(pages.platform())
             .reaped
             .fetch_add(1, Ordering::Relaxed);
@@ -838,24 +989,31 @@ impl<P: Platform> KmemCache<P> {
     }
 
     /// Checks without any lock that `obj` is the start of an object slot of
-    /// a slab of this cache; returns the object's index in its slab. Only
-    /// the owner word (cache id and colour) is needed, whether the slab's
-    /// descriptor is on the slab or off it.
+    /// a slab of this cache (on any node); returns the object's index in
+    /// its slab. Only the owner word (cache id and colour) is needed,
+    /// whether the slab's descriptor is on the slab or off it.
     #[inline(always)]
     fn locate(&self, pages: &PageAllocator<P>, obj: *const u8) -> Result<usize, SlabFreeError> {
-        self.locate_as(obj, pages.owner_word(obj), self.slab_tag)
+        self.locate_word(obj, pages.owner_word(obj))
     }
 
     /// [`KmemCache::locate`] with the owner word of `obj`'s page already
-    /// read (`PageAllocator::owner_word`), accepting words that carry `tag`:
-    /// the cache's own, or the fast path's, which matches nothing in debug
-    /// mode.
+    /// read (`PageAllocator::owner_word`).
     #[inline(always)]
-    fn locate_as(&self, obj: *const u8, word: usize, tag: usize) -> Result<usize, SlabFreeError> {
+    fn locate_word(&self, obj: *const u8, word: usize) -> Result<usize, SlabFreeError> {
+        let colour =
+            OwnerTag::colour_if_tagged(word, self.slab_tag).ok_or(SlabFreeError::NotFromCache)?;
+        self.locate_in(obj, colour)
+    }
+
+    /// The index of `obj` in a slab of this cache of colour `colour` whose
+    /// block holds `obj` (as its owner word says), if `obj` is at the start
+    /// of one of its object slots.
+    #[inline(always)]
+    fn locate_in(&self, obj: *const u8, colour: usize) -> Result<usize, SlabFreeError> {
         // Wrapping arithmetic: these are addresses and small products that
         // cannot overflow (a slab is at most 2 MiB), and overflow checks
         // would cost the fast path a branch each.
-        let colour = OwnerTag::colour_if_tagged(word, tag).ok_or(SlabFreeError::NotFromCache)?;
         let s_mem =
             (obj as usize & self.slab_mask).wrapping_add(colour.wrapping_mul(self.colour_off));
         // Below the first object the subtraction wraps to a huge offset.
@@ -879,24 +1037,36 @@ impl<P: Platform> KmemCache<P> {
         !self.is_destroyed() && self.locate(pages, ptr).is_ok()
     }
 
-    /// Debug mode: validates a free under the list lock (so the slab cannot
-    /// be released meanwhile) and moves the object from allocated to free.
+    /// Debug mode: validates a free under the lock of `node`'s lists (so
+    /// the slab cannot be released meanwhile) and moves the object from
+    /// allocated to free. `node` is the node the owner word of `obj` named
+    /// when it was read before taking the lock; it is checked again under
+    /// the lock, as only the lock of the slab's own node keeps the slab
+    /// alive.
     fn claim_for_free(
         &self,
         pages: &PageAllocator<P>,
-        node: &NodeLists,
+        lists: &NodeLists,
+        node: usize,
         obj: *const u8,
     ) -> Result<(), SlabFreeError> {
-        if node.destroyed {
+        if lists.destroyed {
             return Err(SlabFreeError::Destroyed);
         }
-        let index = self.locate(pages, obj)?;
+        let word = pages.owner_word(obj);
+        let index = self.locate_word(obj, word)?;
+        if OwnerTag::node_bits(word) != node {
+            // The page changed hands since the first read: not an object
+            // a caller holds.
+            return Err(SlabFreeError::NotFromCache);
+        }
         let slab = self
             .slab_of_live(pages, obj)
             .ok_or(SlabFreeError::NotFromCache)?;
-        // SAFETY: the owner word, read under our list lock, names a slab of
-        // ours, and our slabs are only released under that lock, so the slab
-        // is live; `index < objects` was checked.
+        // SAFETY: the owner word, read under the lock of the node it names,
+        // names a slab of ours on that node, and our slabs are only released
+        // under the lock of their node, so the slab is live; `index <
+        // objects` was checked.
         let changed =
             unsafe { slab.change_state(&self.layout, index, STATE_ALLOCATED, STATE_FREE) };
         changed.map_err(|_| SlabFreeError::DoubleFree)
@@ -906,7 +1076,10 @@ impl<P: Platform> KmemCache<P> {
     ///
     /// The object goes to this CPU's array (`freehit`); if the array is
     /// full, its `batchcount` oldest objects go back to their slabs first
-    /// (`freemiss`). Any CPU may free any object.
+    /// (`freemiss`). Any CPU may free any object: an object of another
+    /// node than the CPU's goes straight back to its slab on its own node's
+    /// lists instead (`remote_frees`), so that arrays keep objects of their
+    /// own node only (SLAB without alien caches).
     ///
     /// Invalid pointers are rejected, reported through
     /// [`Platform::report`] with the cache name and the address, and
@@ -936,28 +1109,35 @@ impl<P: Platform> KmemCache<P> {
         unsafe { self.free_slow(pages, obj) }
     }
 
-    /// The free fast path: if `obj` is an object of this cache (by `word`,
-    /// its page's owner word), not in debug mode, and this CPU's array has
-    /// room, puts it there and returns `true`. Otherwise changes nothing and
-    /// returns `false`: the caller takes the slow path, which reports what
-    /// is wrong.
+    /// The free fast path: if `obj` is an object of this cache on this
+    /// CPU's node (by `word`, its page's owner word), not in debug mode,
+    /// and this CPU's array has room, puts it there and returns `true`.
+    /// Otherwise changes nothing and returns `false`: the caller takes the
+    /// slow path, which frees objects of other nodes and reports what is
+    /// wrong.
     ///
     /// # Safety
     ///
     /// As [`KmemCache::free`]; `word` is `pages.owner_word(obj)`.
     #[inline(always)]
     pub(crate) unsafe fn try_free_fast(&self, obj: NonNull<u8>, word: usize) -> bool {
-        // In debug mode the fast pair matches nothing: every free goes slow.
-        self.locate_as(obj.as_ptr(), word, self.fast_free_tag)
-            .is_ok()
-            // SAFETY: exclusive use of this CPU's array by `with_local`; the
-            // object was just validated as one of ours, handed out (the
-            // caller's contract rules out double frees here).
-            && self.cpus.with_local(|array| unsafe { array.push_hit(obj) })
+        self.cpus.with_local(|array| {
+            // The array's tag has its node's bits: one comparison checks the
+            // cache and the node. In debug mode it matches nothing: every
+            // free goes slow.
+            OwnerTag::colour_if_tagged_on(word, array.free_tag())
+                .is_some_and(|colour| self.locate_in(obj.as_ptr(), colour).is_ok())
+                // SAFETY: exclusive use of this CPU's array by
+                // `with_local`; the object was just validated as one of
+                // ours on the array's node, handed out (the caller's
+                // contract rules out double frees here).
+                && unsafe { array.push_hit(obj) }
+        })
     }
 
     /// Every free but a valid one without debug checks into an array with
-    /// room: errors, debug checks, flushing a full array.
+    /// room: errors, debug checks, objects of another node, flushing a full
+    /// array.
     ///
     /// # Safety
     ///
@@ -971,17 +1151,26 @@ impl<P: Platform> KmemCache<P> {
     ) -> Result<(), SlabFreeError> {
         let platform = pages.platform();
         let ptr = obj.as_ptr();
+        let word = pages.owner_word(ptr);
+        let node = OwnerTag::node_bits(word);
         let checked = if self.is_destroyed() {
             Err(SlabFreeError::Destroyed)
-        } else if self.layout.track_state() {
-            self.node.with(|node| self.claim_for_free(pages, node, ptr))
         } else {
-            self.locate(pages, ptr).map(|_| ())
+            self.locate_word(ptr, word).and_then(|_| {
+                let lists = self.lists(node).ok_or(SlabFreeError::NotFromCache)?;
+                if self.layout.track_state() {
+                    lists.with(|lists| self.claim_for_free(pages, lists, node, ptr))?;
+                }
+                Ok(lists)
+            })
         };
-        if let Err(error) = checked {
-            self.report_error(platform, format_args!("free of {ptr:p}: {error}"));
-            return Err(error);
-        }
+        let lists = match checked {
+            Ok(lists) => lists,
+            Err(error) => {
+                self.report_error(platform, format_args!("free of {ptr:p}: {error}"));
+                return Err(error);
+            }
+        };
         if self.layout.track_state() {
             // The object is marked free but on no list yet: ours alone.
             self.check_red_zones(platform, ptr, "free");
@@ -991,23 +1180,31 @@ impl<P: Platform> KmemCache<P> {
             }
         }
         let pushed = self.cpus.with_local(|array| {
+            if array.node() != node {
+                return None;
+            }
             // SAFETY: `with_local` gives exclusive use of the array, for
-            // every array call here; `obj` is a validated object of ours.
+            // every array call here; `obj` is a validated object of ours,
+            // of the array's node, and so are the objects in the array,
+            // which go back to the lists of that node.
             unsafe {
                 if array.push_hit(obj) {
-                    return true;
+                    return Some(true);
                 }
                 if array.is_retired() {
-                    return false;
+                    return Some(false);
                 }
                 array.freemiss.bump();
                 let batch = self.batchcount.min(array.avail());
-                self.node
-                    .with(|node| self.free_block(pages, node, array.oldest(batch)));
+                lists.with(|lists| self.free_block(pages, lists, array.oldest(batch)));
                 array.drop_oldest(batch);
-                array.push(obj)
+                Some(array.push(obj))
             }
         });
+        let pushed = match pushed {
+            Some(pushed) => pushed,
+            None => self.free_remote(pages, lists, obj),
+        };
         if !pushed {
             // Only reachable when racing with a successful destroy, which
             // means the object was not live.
@@ -1017,10 +1214,39 @@ impl<P: Platform> KmemCache<P> {
         Ok(())
     }
 
-    /// Gives objects from a per-CPU array back to their slabs (SLAB's
-    /// `free_block`), releasing slabs that become empty while the free
-    /// objects exceed what the cache keeps (`NodeLists::keep_free`).
-    /// Returns the number of slabs released.
+    /// Gives `obj`, a validated object of ours freed on a CPU of another
+    /// node, straight back to its slab on `lists`, its own node's lists
+    /// (SLAB's `cache_free_alien` without alien caches); `false` if the
+    /// cache is destroyed.
+    fn free_remote(
+        &self,
+        pages: &PageAllocator<P>,
+        lists: &P::Lock<NodeLists>,
+        obj: NonNull<u8>,
+    ) -> bool {
+        let freed = lists.with(|lists| {
+            if lists.destroyed {
+                return false;
+            }
+            self.free_block(pages, lists, &[obj.as_ptr()]);
+            lists.counts.remote_frees += 1;
+            true
+        });
+        if freed {
+            self.this_array(pages.platform())
+                .remote_frees
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        freed
+    }
+
+    /// Gives objects from a per-CPU array (or one object freed remotely)
+    /// back to their slabs (SLAB's `free_block`), releasing slabs that
+    /// become empty while the free objects exceed what the node keeps
+    /// (`NodeLists::keep_free`). Returns the number of slabs released.
+    ///
+    /// Every object is out of a slab on `node`'s node: arrays hold objects
+    /// of their own node only.
     fn free_block(
         &self,
         pages: &PageAllocator<P>,
@@ -1059,7 +1285,7 @@ impl<P: Platform> KmemCache<P> {
                 back = 0;
                 // SAFETY: live slab of ours on a list, lock held.
                 unsafe { node.relist(slab, layout.objects()) };
-                if node.free_objects > node.keep_free(self.free_limit) {
+                if node.free_objects > node.keep_free() {
                     // SAFETY: the slab just went to the empty list; with no
                     // object in use it may be released once detached.
                     unsafe {
@@ -1132,7 +1358,8 @@ impl<P: Platform> KmemCache<P> {
     }
 
     /// Empties every CPU's array into the slabs and gives every empty slab
-    /// back to the page allocator. Returns the number of slabs released.
+    /// of every node back to the page allocator. Returns the number of
+    /// slabs released.
     ///
     /// The arrays are emptied by their own CPUs ([`Platform::on_each_cpu`]);
     /// call only where sleeping is allowed.
@@ -1143,17 +1370,26 @@ impl<P: Platform> KmemCache<P> {
             let count = unsafe { self.drain_array(pages, array) };
             released.fetch_add(count, Ordering::Relaxed);
         });
-        let emptied = self.node.with(|node| {
-            // Shrinking also ends the reap period: what was freed is not
-            // kept for a return.
-            node.recent_peak = node.slab_active;
-            self.release_empty(pages, node)
-        });
+        let emptied: usize = self
+            .nodes
+            .iter()
+            .map(|(_, lists)| {
+                lists.with(|lists| {
+                    // Shrinking also ends the reap period: what was freed is
+                    // not kept for a return, and a node out of pages is
+                    // asked for pages again.
+                    lists.recent_peak = lists.slab_active;
+                    lists.short_of_pages = false;
+                    self.release_empty(pages, lists)
+                })
+            })
+            .sum();
         released.load(Ordering::Relaxed) + emptied
     }
 
-    /// Gives every object of `array` back to its slab; returns the slabs
-    /// released on the way (beyond the free limit).
+    /// Gives every object of `array` back to its slab, on the lists of the
+    /// array's node; returns the slabs released on the way (beyond the free
+    /// limit).
     ///
     /// # Safety
     ///
@@ -1163,10 +1399,17 @@ impl<P: Platform> KmemCache<P> {
         if count == 0 {
             return 0;
         }
-        // SAFETY: exclusive use per the caller.
-        let released = self
-            .node
-            .with(|node| self.free_block(pages, node, unsafe { array.oldest(count) }));
+        let released = with_lists(self.lists(array.node()), |lists| {
+            // SAFETY: exclusive use per the caller; the array's objects are
+            // all of its node, whose lists these are.
+            let objects = unsafe { array.oldest(count) };
+            self.free_block(pages, lists, objects)
+        });
+        // The array's node always has lists (type invariants); were it
+        // otherwise, the objects would stay where they are.
+        let Some(released) = released else {
+            return 0;
+        };
         // SAFETY: as above.
         unsafe { array.drop_oldest(count) };
         released
@@ -1174,7 +1417,8 @@ impl<P: Platform> KmemCache<P> {
 
     /// Hands back what the array of `cpu` holds, after `cpu` went offline
     /// (the CPU-hotplug teardown, SLAB's `cpuup_canceled` and SLUB's
-    /// `slub_cpu_dead`). Returns the number of objects given back.
+    /// `slub_cpu_dead`): its objects go back to the lists of its node.
+    /// Returns the number of objects given back.
     ///
     /// # Safety
     ///
@@ -1191,34 +1435,41 @@ impl<P: Platform> KmemCache<P> {
         count
     }
 
-    /// Ends a reap period (SLAB's `cache_reap`, run periodically): forgets
-    /// the recent peak, so that only the objects out of the slabs now count
-    /// as recent use, and gives back empty slabs until the free objects are
-    /// within `NodeLists::keep_free` again, that is within the free limit
-    /// unless objects are out of the slabs. Returns the slabs released.
+    /// Ends a reap period (SLAB's `cache_reap`, run periodically), node by
+    /// node: forgets the recent peak, so that only the objects out of the
+    /// slabs now count as recent use, and gives back empty slabs until the
+    /// free objects are within `NodeLists::keep_free` again, that is within
+    /// the free limit unless objects are out of the slabs. A node marked
+    /// out of pages is asked for pages again at its next miss. Returns the
+    /// slabs released.
     ///
     /// A cache used steadily keeps its slabs between reaps; one no longer
     /// used gives back, at its first reap, everything beyond the free limit.
     /// Per-CPU arrays are left alone (bounded by `limit`; `shrink` drains
     /// them).
     pub fn reap(&self, pages: &PageAllocator<P>) -> usize {
-        self.node.with(|node| {
-            node.recent_peak = node.slab_active;
-            let keep = node.keep_free(self.free_limit);
-            let mut released = 0;
-            while node.free_objects > keep {
-                // SAFETY: the lock is held; slabs on the empty list are live
-                // with no object in use.
-                let Some(slab) = (unsafe { node.empty.pop_front() }) else {
-                    break;
-                };
-                node.free_objects -= self.layout.objects();
-                // SAFETY: detached now and not counted in free_objects.
-                unsafe { self.release_detached(pages, node, slab) };
-                released += 1;
-            }
-            released
-        })
+        let mut released = 0;
+        for (_, lists) in self.nodes.iter() {
+            released += lists.with(|node| {
+                node.recent_peak = node.slab_active;
+                node.short_of_pages = false;
+                let keep = node.keep_free();
+                let mut released = 0;
+                while node.free_objects > keep {
+                    // SAFETY: the lock is held; slabs on the empty list are
+                    // live with no object in use.
+                    let Some(slab) = (unsafe { node.empty.pop_front() }) else {
+                        break;
+                    };
+                    node.free_objects -= self.layout.objects();
+                    // SAFETY: detached now and not counted in free_objects.
+                    unsafe { self.release_detached(pages, node, slab) };
+                    released += 1;
+                }
+                released
+            });
+        }
+        released
     }
 
     fn release_empty(&self, pages: &PageAllocator<P>, node: &mut NodeLists) -> usize {
@@ -1234,22 +1485,31 @@ impl<P: Platform> KmemCache<P> {
         released
     }
 
-    /// Objects held by callers: those out of their slabs less those in
-    /// the per-CPU arrays, each CPU counting its own (so exact while nobody
-    /// else uses the cache). Call only where sleeping is allowed.
+    /// Objects held by callers: those out of their slabs on every node less
+    /// those in the per-CPU arrays, each CPU counting its own (so exact
+    /// while nobody else uses the cache). Call only where sleeping is
+    /// allowed.
     pub(crate) fn live_objects(&self, pages: &PageAllocator<P>) -> usize {
         let cached = AtomicUsize::new(0);
         pages.platform().on_each_cpu(&self.cpus, &|_cpu, array| {
             cached.fetch_add(array.avail(), Ordering::Relaxed);
         });
-        self.node
-            .with(|node| node.slab_active)
+        self.slab_active()
             .saturating_sub(cached.load(Ordering::Relaxed))
     }
 
-    /// Destroys the cache: every slab goes back to the page allocator and
-    /// every piece of bookkeeping is freed; afterwards allocations fail and
-    /// frees are rejected.
+    /// Objects out of their slabs, summed over the nodes (each node's count
+    /// taken under its lock).
+    fn slab_active(&self) -> usize {
+        self.nodes
+            .iter()
+            .map(|(_, lists)| lists.with(|lists| lists.slab_active))
+            .sum()
+    }
+
+    /// Destroys the cache: every slab of every node goes back to the page
+    /// allocator and every piece of bookkeeping is freed; afterwards
+    /// allocations fail and frees are rejected.
     ///
     /// Refuses with [`DestroyError::Busy`], changing nothing, while callers
     /// still hold objects.
@@ -1266,25 +1526,46 @@ impl<P: Platform> KmemCache<P> {
         // caller holds (objects allocated since the count, by a racing
         // caller, are caught below).
         self.shrink(pages);
-        self.node.with(|node| {
-            if node.destroyed {
-                return Err(DestroyError::AlreadyDestroyed);
+        // Mark the nodes destroyed one by one, each only if nothing is out
+        // of its slabs; if one is busy, unmark those marked before. A racing
+        // allocation may fail meanwhile, as it may once the cache is gone.
+        let mut marked = 0;
+        let mut refusal = None;
+        for (_, lists) in self.nodes.iter() {
+            refusal = lists.with(|node| {
+                if node.destroyed {
+                    Some(DestroyError::AlreadyDestroyed)
+                } else if node.slab_active > 0 {
+                    Some(DestroyError::Busy {
+                        active: node.slab_active,
+                    })
+                } else {
+                    node.destroyed = true;
+                    None
+                }
+            });
+            if refusal.is_some() {
+                break;
             }
-            if node.slab_active > 0 {
-                return Err(DestroyError::Busy {
-                    active: node.slab_active,
-                });
+            marked += 1;
+        }
+        if let Some(refusal) = refusal {
+            for (_, lists) in self.nodes.iter().take(marked) {
+                lists.with(|node| node.destroyed = false);
             }
-            node.destroyed = true;
-            self.release_empty(pages, node);
-            // SAFETY: the lock is held.
-            while let Some(desc) = unsafe { node.spare.pop_front() } {
-                // SAFETY: spares came from `alloc_meta` with `desc_layout`
-                // and are referenced by no live slab.
-                unsafe { platform.free_meta(desc.as_bytes(), self.desc_layout()) };
-            }
-            Ok(())
-        })?;
+            return Err(refusal);
+        }
+        for (_, lists) in self.nodes.iter() {
+            lists.with(|node| {
+                self.release_empty(pages, node);
+                // SAFETY: the lock is held.
+                while let Some(desc) = unsafe { node.spare.pop_front() } {
+                    // SAFETY: spares came from `alloc_meta` with
+                    // `desc_layout` and are referenced by no live slab.
+                    unsafe { platform.free_meta(desc.as_bytes(), self.desc_layout()) };
+                }
+            });
+        }
         platform.on_each_cpu(&self.cpus, &|_cpu, array| {
             // SAFETY: exclusive use by `on_each_cpu`; nothing can have been
             // refilled since the lists were marked destroyed, and a free
@@ -1298,17 +1579,19 @@ impl<P: Platform> KmemCache<P> {
         Ok(())
     }
 
-    /// This cache's line of `/proc/slabinfo`, taken under the list lock.
+    /// This cache's line of `/proc/slabinfo`: the totals over the nodes,
+    /// each node's figures taken under its lock.
     pub fn slabinfo(&self) -> SlabInfo {
         let layout = &self.layout;
-        let (full, partial, empty, slab_active) = self.node.with(|node| {
-            (
-                node.full.len(),
-                node.partial.len(),
-                node.empty.len(),
-                node.slab_active,
-            )
-        });
+        let (mut full, mut partial, mut empty, mut slab_active) = (0, 0, 0, 0);
+        for (_, lists) in self.nodes.iter() {
+            lists.with(|node| {
+                full += node.full.len();
+                partial += node.partial.len();
+                empty += node.empty.len();
+                slab_active += node.slab_active;
+            });
+        }
         let num_slabs = full + partial + empty;
         SlabInfo {
             active_objs: slab_active,
@@ -1335,17 +1618,26 @@ impl<P: Platform> KmemCache<P> {
             array.freehit.get(),
             array.freemiss.get(),
         );
+        let remote_allocs = array.remote_allocs.load(Ordering::Relaxed);
+        let fallback_allocs = array.fallback_allocs.load(Ordering::Relaxed);
+        let remote_frees = array.remote_frees.load(Ordering::Relaxed);
         CacheStats {
             allochit,
             allocmiss: array.allocmiss.get(),
             freehit,
             freemiss,
-            allocs: allochit.wrapping_add(array.missed_allocs.get()),
-            frees: freehit.wrapping_add(freemiss),
+            allocs: allochit
+                .wrapping_add(array.missed_allocs.get())
+                .wrapping_add(remote_allocs)
+                .wrapping_add(fallback_allocs),
+            frees: freehit.wrapping_add(freemiss).wrapping_add(remote_frees),
             grown: array.grown.load(Ordering::Relaxed),
             reaped: array.reaped.load(Ordering::Relaxed),
             errors: array.errors.load(Ordering::Relaxed),
             ctor_calls: array.ctor_calls.load(Ordering::Relaxed),
+            remote_allocs,
+            fallback_allocs,
+            remote_frees,
             cached: array.avail(),
             ..CacheStats::default()
         }
@@ -1366,16 +1658,62 @@ impl<P: Platform> KmemCache<P> {
             total.reaped += one.reaped;
             total.errors += one.errors;
             total.ctor_calls += one.ctor_calls;
+            total.remote_allocs += one.remote_allocs;
+            total.fallback_allocs += one.fallback_allocs;
+            total.remote_frees += one.remote_frees;
             total.cached += one.cached;
         }
         total.active = total.allocs.wrapping_sub(total.frees);
-        (total.slab_active, total.high_water) =
-            self.node.with(|node| (node.slab_active, node.high_water));
+        for (_, lists) in self.nodes.iter() {
+            lists.with(|node| {
+                total.slab_active += node.slab_active;
+                total.high_water += node.high_water;
+            });
+        }
         total
     }
 
-    /// Checks one slab of the lists against its list `kind`, its colour,
-    /// its cache and its free index; returns its objects in use.
+    /// Where the cache's objects are on memory node `node` and how local
+    /// their use is (see [`CacheNodeStats`]); `None` for a node without
+    /// memory or out of range, which never holds slabs.
+    pub fn node_stats(&self, node: usize) -> Option<CacheNodeStats> {
+        let lists = self.lists(node)?;
+        let mut stats = lists.with(|lists| CacheNodeStats {
+            slabs: lists.slabs(),
+            active_slabs: lists.full.len() + lists.partial.len(),
+            objects: lists.slabs() * self.layout.objects(),
+            active_objs: lists.slab_active,
+            high_water: lists.high_water,
+            free_limit: lists.free_limit,
+            remote_allocs: lists.counts.remote_allocs,
+            fallback_allocs: lists.counts.fallback_allocs,
+            foreign_allocs: lists.counts.foreign_allocs,
+            remote_frees: lists.counts.remote_frees,
+            grown: lists.counts.grown,
+            reaped: lists.counts.reaped,
+            ..CacheNodeStats::default()
+        });
+        for cpu in 0..self.nr_cpus {
+            let array = self.cpus.get(cpu);
+            if array.node() != node {
+                continue;
+            }
+            stats.cached += array.avail();
+            stats.local_allocs = stats
+                .local_allocs
+                .wrapping_add(array.allochit.get())
+                .wrapping_add(array.missed_allocs.get());
+            stats.local_frees = stats
+                .local_frees
+                .wrapping_add(array.freehit.get())
+                .wrapping_add(array.freemiss.get());
+        }
+        Some(stats)
+    }
+
+    /// Checks one slab of the lists of `node` against its list `kind`, its
+    /// colour, its cache, its node and its free index; returns its objects
+    /// in use.
     ///
     /// # Safety
     ///
@@ -1385,6 +1723,7 @@ impl<P: Platform> KmemCache<P> {
         pages: &PageAllocator<P>,
         slab: SlabPtr,
         kind: ListKind,
+        node: usize,
     ) -> Result<usize, &'static str> {
         let layout = &self.layout;
         // SAFETY: per the caller's guarantee.
@@ -1421,6 +1760,12 @@ impl<P: Platform> KmemCache<P> {
         if !self.contains(pages, (s_mem + layout.obj_offset()) as *const u8) {
             return Err("slab's first object not recognised as ours");
         }
+        if pages.node_of(base as *const u8) != Some(node) {
+            return Err("slab on the lists of another node than its pages'");
+        }
+        if OwnerTag::node_bits(pages.owner_word(base as *const u8)) != node {
+            return Err("slab's owner word names another node than its lists'");
+        }
         // Free indices distinct and in range: a small bitmap, one window of
         // 1024 indices at a time.
         let mut window_start = 0;
@@ -1450,28 +1795,40 @@ impl<P: Platform> KmemCache<P> {
     }
 
     /// Checks the cache's invariants (O(objects); for tests): list
-    /// membership matches each slab's use, the counts add up, every free
-    /// index is distinct, objects in per-CPU arrays are out of their slabs,
-    /// and in debug mode the state bytes agree.
+    /// membership matches each slab's use, every slab is on the lists of
+    /// its pages' node, the counts of every node add up, every free index
+    /// is distinct, objects in per-CPU arrays are out of their slabs and of
+    /// their CPU's node, and in debug mode the state bytes agree.
     pub fn check_invariants(&self, pages: &PageAllocator<P>) -> Result<(), &'static str> {
         let layout = &self.layout;
-        const ARRAY_ERRORS: [&str; 4] = [
+        const ARRAY_ERRORS: [&str; 6] = [
             "object in a per-CPU array is not an object of the cache",
             "object in a per-CPU array has no slab",
             "object in a per-CPU array is also free in its slab",
             "object in a per-CPU array is not marked free",
+            "object in a per-CPU array is of another node than its CPU's",
+            "per-CPU array of a node without lists",
         ];
-        let cached = AtomicUsize::new(0);
+        let cached: [AtomicUsize; MAX_NODES] = Default::default();
         // Index + 1 into ARRAY_ERRORS of the first problem seen.
         let problem = AtomicUsize::new(0);
         pages.platform().on_each_cpu(&self.cpus, &|_cpu, array| {
             // SAFETY: `on_each_cpu` gives exclusive use of the array.
             let objects = unsafe { array.oldest(array.avail()) };
-            cached.fetch_add(objects.len(), Ordering::Relaxed);
-            let found = self.node.with(|_node| {
+            let node = array.node();
+            if let Some(count) = cached.get(node) {
+                count.fetch_add(objects.len(), Ordering::Relaxed);
+            }
+            // The lock of the array's node keeps its objects' slabs alive.
+            let found = with_lists(self.lists(node), |_lists| {
                 for &obj in objects {
                     if self.locate(pages, obj).is_err() {
                         return 1;
+                    }
+                    if OwnerTag::node_bits(pages.owner_word(obj)) != node
+                        || pages.node_of(obj) != Some(node)
+                    {
+                        return 5;
                     }
                     let Some(slab) = self.slab_of_live(pages, obj) else {
                         return 2;
@@ -1490,7 +1847,8 @@ impl<P: Platform> KmemCache<P> {
                     }
                 }
                 0
-            });
+            })
+            .unwrap_or(6);
             if found != 0 {
                 let _ = problem.compare_exchange(0, found, Ordering::Relaxed, Ordering::Relaxed);
             }
@@ -1498,49 +1856,63 @@ impl<P: Platform> KmemCache<P> {
         if let Some(index) = problem.load(Ordering::Relaxed).checked_sub(1) {
             return Err(ARRAY_ERRORS[index]);
         }
-        let cached = cached.load(Ordering::Relaxed);
-        self.node.with(|node| {
-            let mut free_objects = 0;
-            let mut slab_active = 0;
-            for (list, kind) in [
-                (&node.full, ListKind::Full),
-                (&node.partial, ListKind::Partial),
-                (&node.empty, ListKind::Empty),
-            ] {
-                let mut count = 0;
-                let mut next = list.first();
-                while let Some(slab) = next {
-                    count += 1;
-                    // SAFETY: slabs on our lists are live; the lock is held.
-                    let inuse = unsafe { self.check_slab(pages, slab, kind) }?;
-                    free_objects += layout.objects() - inuse;
-                    slab_active += inuse;
-                    // SAFETY: as above.
-                    next = unsafe { SlabList::next(slab) };
-                }
-                if count != list.len() {
-                    return Err("list length does not match");
-                }
+        for (node, lists) in self.nodes.iter() {
+            let cached = cached[node].load(Ordering::Relaxed);
+            lists.with(|lists| self.check_node(pages, node, lists, cached))?;
+        }
+        Ok(())
+    }
+
+    /// Checks the lists of `node`, locked, with `cached` objects of the
+    /// node in per-CPU arrays.
+    fn check_node(
+        &self,
+        pages: &PageAllocator<P>,
+        node: usize,
+        lists: &NodeLists,
+        cached: usize,
+    ) -> Result<(), &'static str> {
+        let layout = &self.layout;
+        let mut free_objects = 0;
+        let mut slab_active = 0;
+        for (list, kind) in [
+            (&lists.full, ListKind::Full),
+            (&lists.partial, ListKind::Partial),
+            (&lists.empty, ListKind::Empty),
+        ] {
+            let mut count = 0;
+            let mut next = list.first();
+            while let Some(slab) = next {
+                count += 1;
+                // SAFETY: slabs on our lists are live; the lock is held.
+                let inuse = unsafe { self.check_slab(pages, slab, kind, node) }?;
+                free_objects += layout.objects() - inuse;
+                slab_active += inuse;
+                // SAFETY: as above.
+                next = unsafe { SlabList::next(slab) };
             }
-            if free_objects != node.free_objects {
-                return Err("free object count does not match the slabs");
+            if count != list.len() {
+                return Err("list length does not match");
             }
-            if slab_active != node.slab_active {
-                return Err("active object count does not match the slabs");
-            }
-            if node.high_water < node.slab_active {
-                return Err("high-water mark below the active objects");
-            }
-            if node.recent_peak < node.slab_active {
-                return Err("recent peak below the active objects");
-            }
-            if cached > node.slab_active {
-                return Err("more objects cached than out of the slabs");
-            }
-            if node.destroyed && free_objects + slab_active != 0 {
-                return Err("destroyed cache still has slabs");
-            }
-            Ok(())
-        })
+        }
+        if free_objects != lists.free_objects {
+            return Err("free object count does not match the slabs");
+        }
+        if slab_active != lists.slab_active {
+            return Err("active object count does not match the slabs");
+        }
+        if lists.high_water < lists.slab_active {
+            return Err("high-water mark below the active objects");
+        }
+        if lists.recent_peak < lists.slab_active {
+            return Err("recent peak below the active objects");
+        }
+        if cached > lists.slab_active {
+            return Err("more objects cached than out of the slabs");
+        }
+        if lists.destroyed && free_objects + slab_active != 0 {
+            return Err("destroyed cache still has slabs");
+        }
+        Ok(())
     }
 }

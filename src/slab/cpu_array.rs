@@ -89,14 +89,25 @@ impl LocalCount {
 /// by the hotplug teardown. The methods that touch it are `unsafe` for that
 /// reason. Counters are readable by anyone.
 ///
+/// Every array belongs to one memory node, its CPU's (the nearest node with
+/// memory for a CPU of a node without), and holds objects of that node's
+/// slabs only, as SLAB's arrays did: `node` and `free_tag` are set when the
+/// array is made and never change.
+///
 /// # Invariants
 ///
 /// `avail <= limit <= ARRAY_CAPACITY`; slots `0..avail` hold distinct free
-/// objects of the cache, each counted as in use by its slab, the most
-/// recently freed last. `limit` is 0 once the cache is destroyed.
+/// objects of the cache, each counted as in use by its slab, all of slabs
+/// on node `node`, the most recently freed last. `limit` is 0 once the
+/// cache is destroyed.
 pub(crate) struct CpuArray {
     avail: AtomicUsize,
     limit: AtomicUsize,
+    /// The owner word a free fast path must find (colour bits aside) to
+    /// push an object here: the cache's slab tag with `node`'s bits, or a
+    /// tag nothing matches if every free must take the slow path.
+    free_tag: usize,
+    node: usize,
     slots: UnsafeCell<[*mut u8; ARRAY_CAPACITY]>,
     /// Allocations served straight from the array.
     pub(crate) allochit: LocalCount,
@@ -116,6 +127,16 @@ pub(crate) struct CpuArray {
     pub(crate) errors: AtomicUsize,
     /// Constructor calls.
     pub(crate) ctor_calls: AtomicUsize,
+    /// Objects handed out straight from the lists of another node than
+    /// this array's, the node asked for by `alloc_node` (atomic: counted
+    /// outside the CPU-local section).
+    pub(crate) remote_allocs: AtomicUsize,
+    /// Objects handed out from another node's slabs than the one the
+    /// request wanted, which was out of pages.
+    pub(crate) fallback_allocs: AtomicUsize,
+    /// Frees of objects of another node than this array's, returned to
+    /// their node's lists.
+    pub(crate) remote_frees: AtomicUsize,
 }
 
 // SAFETY: the slots are only touched with exclusive use of the array (type
@@ -125,12 +146,15 @@ unsafe impl Send for CpuArray {}
 unsafe impl Sync for CpuArray {}
 
 impl CpuArray {
-    /// An empty array of `limit` slots.
-    pub(crate) fn new(limit: usize) -> Self {
+    /// An empty array of `limit` slots for objects of node `node`, taking
+    /// fast frees of objects whose owner word is `free_tag` (colour aside).
+    pub(crate) fn new(limit: usize, node: usize, free_tag: usize) -> Self {
         // INVARIANT: empty, limit clamped to the capacity.
         CpuArray {
             avail: AtomicUsize::new(0),
             limit: AtomicUsize::new(limit.min(ARRAY_CAPACITY)),
+            free_tag,
+            node,
             slots: UnsafeCell::new([ptr::null_mut(); ARRAY_CAPACITY]),
             allochit: LocalCount::default(),
             allocmiss: LocalCount::default(),
@@ -141,7 +165,23 @@ impl CpuArray {
             reaped: AtomicUsize::new(0),
             errors: AtomicUsize::new(0),
             ctor_calls: AtomicUsize::new(0),
+            remote_allocs: AtomicUsize::new(0),
+            fallback_allocs: AtomicUsize::new(0),
+            remote_frees: AtomicUsize::new(0),
         }
+    }
+
+    /// The memory node whose objects the array holds.
+    #[inline(always)]
+    pub(crate) fn node(&self) -> usize {
+        self.node
+    }
+
+    /// The owner word (colour bits aside) of the objects the free fast
+    /// path may push here.
+    #[inline(always)]
+    pub(crate) fn free_tag(&self) -> usize {
+        self.free_tag
     }
 
     fn slot(&self, index: usize) -> *mut *mut u8 {
@@ -179,7 +219,8 @@ impl CpuArray {
     /// # Safety
     ///
     /// The caller has exclusive use of the array, and `obj` is a free object
-    /// of the cache counted as in use by its slab.
+    /// of the cache counted as in use by its slab, a slab of the array's
+    /// node.
     #[inline(always)]
     pub(crate) unsafe fn push(&self, obj: NonNull<u8>) -> bool {
         let avail = self.avail.load(Ordering::Relaxed);
@@ -239,8 +280,9 @@ impl CpuArray {
     /// # Safety
     ///
     /// The caller has exclusive use of the array; `fill` writes distinct
-    /// free objects of the cache, each counted as in use by its slab, into
-    /// the first slots of the slice, as many as it returns.
+    /// free objects of the cache, each counted as in use by its slab (a slab
+    /// of the array's node), into the first slots of the slice, as many as
+    /// it returns.
     #[inline]
     pub(crate) unsafe fn append_with(&self, fill: impl FnOnce(&mut [*mut u8]) -> usize) -> usize {
         let avail = self.avail();

@@ -10,16 +10,16 @@
 //! In debug mode one atomic state byte per object follows the index.
 //!
 //! Descriptors are only ever reached through raw pointers: the list fields
-//! and the index are touched under the cache's node lock; the two atomic
-//! fields (`cache_id`, `s_mem`) and the state bytes are atomics so that the
-//! debug checks and the invariant checks may read them while the slab is
-//! live, and no `&mut SlabDesc` is ever formed. Nothing reaches a
+//! and the index are touched under the lock of the node lists the slab is
+//! on; the two atomic fields (`cache_id`, `s_mem`) and the state bytes are
+//! atomics so that the debug checks and the invariant checks may read them
+//! while the slab is live, and no `&mut SlabDesc` is ever formed. Nothing reaches a
 //! descriptor without knowing its slab is live: the free fast path checks
 //! an object against the page's owner word alone.
 
 use super::layout::SlabLayout;
 use crate::page_alloc::PageAllocator;
-use crate::platform::Platform;
+use crate::platform::{Platform, MAX_NODES};
 use core::mem::{align_of, size_of};
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -78,8 +78,9 @@ pub(crate) struct SlabDesc {
 /// A pointer to a slab descriptor and its trailing arrays.
 ///
 /// Copyable and unchecked: every method that touches non-atomic fields is
-/// `unsafe` and requires the caller to hold the owning cache's node lock (or
-/// to own the slab exclusively, while building or releasing it).
+/// `unsafe` and requires the caller to hold the lock of the owning cache's
+/// node lists the slab is on (or to own the slab exclusively, while
+/// building or releasing it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SlabPtr(NonNull<SlabDesc>);
 
@@ -510,14 +511,16 @@ impl SlabList {
 /// layer, which must leave the low two bits of its owner words zero (or
 /// leave the word unset, 0). The two low bits give the kind:
 ///
-/// - `01`: a slab; bits 2..12 hold the slab's colour, the bits above the
-///   cache id. Nothing is dereferenced to check an object against it, so
-///   the free fast path is the same for on-slab and off-slab bookkeeping.
-///   An off-slab slab's descriptor is the block's auxiliary word
+/// - `01`: a slab; bits 2..12 hold the slab's colour, bits 12..15 the
+///   memory node of its pages, the bits above the cache id. Nothing is
+///   dereferenced to check an object against it, so the free fast path is
+///   the same for on-slab and off-slab bookkeeping, and it learns the
+///   object's node from the same word. An off-slab slab's descriptor is the
+///   block's auxiliary word
 ///   ([`PageAllocator::block_aux`](crate::page_alloc::PageAllocator::block_aux)),
 ///   read only where the slab is known to be live.
 /// - `11`: a page-order kmalloc block; bits 2..12 hold its order, the bits
-///   above the id of the kmalloc instance.
+///   from 15 the id of the kmalloc instance (the node bits are 0).
 /// - `10` is not used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum OwnerTag {
@@ -527,6 +530,9 @@ pub(crate) enum OwnerTag {
         cache_id: usize,
         /// The slab's colour.
         colour: usize,
+        /// The memory node of the slab's pages (below
+        /// [`MAX_NODES`](crate::platform::MAX_NODES)).
+        node: usize,
     },
     /// A block handed out by kmalloc for a large request.
     Large {
@@ -544,13 +550,17 @@ const KIND_SLAB: usize = 0b01;
 const KIND_LARGE: usize = 0b11;
 const PAYLOAD_SHIFT: u32 = 2;
 const PAYLOAD_MASK: usize = (1 << 10) - 1;
-const ID_SHIFT: u32 = 12;
+const NODE_SHIFT: u32 = 12;
+const NODE_MASK: usize = (1 << 3) - 1;
+const ID_SHIFT: u32 = 15;
 
 /// Largest id a cache or kmalloc instance can have in an owner word.
 pub(crate) const MAX_OWNER_ID: usize = usize::MAX >> ID_SHIFT;
 
 // Every colour a layout may use fits in an owner word.
 const _: () = assert!(super::layout::MAX_COLOURS <= PAYLOAD_MASK + 1);
+// Every node number fits in an owner word.
+const _: () = assert!(MAX_NODES <= NODE_MASK + 1);
 
 /// Reserves `count` consecutive owner ids of `pages` (for caches and
 /// kmalloc instances), or `None` once ids run out.
@@ -565,9 +575,17 @@ impl OwnerTag {
     /// The owner word for this tag.
     pub(crate) fn encode(self) -> usize {
         match self {
-            OwnerTag::Slab { cache_id, colour } => {
+            OwnerTag::Slab {
+                cache_id,
+                colour,
+                node,
+            } => {
                 debug_assert!(cache_id <= MAX_OWNER_ID && colour <= PAYLOAD_MASK);
-                (cache_id << ID_SHIFT) | (colour << PAYLOAD_SHIFT) | KIND_SLAB
+                debug_assert!(node <= NODE_MASK);
+                (cache_id << ID_SHIFT)
+                    | ((node & NODE_MASK) << NODE_SHIFT)
+                    | (colour << PAYLOAD_SHIFT)
+                    | KIND_SLAB
             }
             OwnerTag::Large { owner_id, order } => {
                 debug_assert!(owner_id <= MAX_OWNER_ID);
@@ -577,22 +595,46 @@ impl OwnerTag {
         }
     }
 
-    /// The owner word of a slab of cache `cache_id`, colour 0.
+    /// The owner word of a slab of cache `cache_id`, colour 0, node 0.
     pub(crate) fn slab_tag(cache_id: usize) -> usize {
         (cache_id << ID_SHIFT) | KIND_SLAB
     }
 
+    /// The bits of a slab owner word that say the slab's pages are on
+    /// `node`: a slab tag with them added is what
+    /// [`OwnerTag::colour_if_tagged_on`] expects.
+    pub(crate) fn node_field(node: usize) -> usize {
+        (node & NODE_MASK) << NODE_SHIFT
+    }
+
     /// The colour in `word` if it is `tag` (from [`OwnerTag::slab_tag`])
-    /// with some colour: the free fast path's test, without a full decode.
+    /// with some colour, on any node: the slow paths' test, without a full
+    /// decode.
     #[inline(always)]
     pub(crate) fn colour_if_tagged(word: usize, tag: usize) -> Option<usize> {
+        let mask = !((PAYLOAD_MASK << PAYLOAD_SHIFT) | (NODE_MASK << NODE_SHIFT));
+        (word & mask == tag).then_some((word >> PAYLOAD_SHIFT) & PAYLOAD_MASK)
+    }
+
+    /// The colour in `word` if it is `tag` with some colour, where `tag`
+    /// is a slab tag with a node's bits ([`OwnerTag::node_field`]) added:
+    /// the free fast path's test, which checks the cache and the node of
+    /// the object with one comparison.
+    #[inline(always)]
+    pub(crate) fn colour_if_tagged_on(word: usize, tag: usize) -> Option<usize> {
         let mask = !(PAYLOAD_MASK << PAYLOAD_SHIFT);
         (word & mask == tag).then_some((word >> PAYLOAD_SHIFT) & PAYLOAD_MASK)
     }
 
+    /// The node bits of a slab owner word (meaningless for other words).
+    #[inline(always)]
+    pub(crate) fn node_bits(word: usize) -> usize {
+        (word >> NODE_SHIFT) & NODE_MASK
+    }
+
     /// The bits of `word` that hold a cache or kmalloc id in slab and
     /// large-block tags (meaningless for other words): a guess that the
-    /// fast paths confirm with [`OwnerTag::colour_if_tagged`].
+    /// fast paths confirm with [`OwnerTag::colour_if_tagged_on`].
     #[inline(always)]
     pub(crate) fn id_bits(word: usize) -> usize {
         word >> ID_SHIFT
@@ -606,6 +648,7 @@ impl OwnerTag {
             KIND_SLAB => OwnerTag::Slab {
                 cache_id: word >> ID_SHIFT,
                 colour: payload,
+                node: Self::node_bits(word),
             },
             KIND_LARGE => OwnerTag::Large {
                 owner_id: word >> ID_SHIFT,
@@ -626,10 +669,17 @@ mod tests {
             OwnerTag::Slab {
                 cache_id: 77,
                 colour: 511,
+                node: 0,
+            },
+            OwnerTag::Slab {
+                cache_id: 78,
+                colour: 1023,
+                node: MAX_NODES - 1,
             },
             OwnerTag::Slab {
                 cache_id: MAX_OWNER_ID,
                 colour: 0,
+                node: 3,
             },
             OwnerTag::Large {
                 owner_id: 5,
@@ -642,6 +692,38 @@ mod tests {
         assert_eq!(OwnerTag::decode(0x1000), OwnerTag::Other);
         // A descriptor-like address (kind `10`) is nobody's tag.
         assert_eq!(OwnerTag::decode(0x1234_5678_9ab8 | 0b10), OwnerTag::Other);
+    }
+
+    #[test]
+    fn tag_tests_see_the_node_as_asked() {
+        let word = OwnerTag::Slab {
+            cache_id: 9,
+            colour: 5,
+            node: 6,
+        }
+        .encode();
+        let tag = OwnerTag::slab_tag(9);
+        assert_eq!(OwnerTag::node_bits(word), 6);
+        assert_eq!(OwnerTag::id_bits(word), 9);
+        // Any node for the slow paths' test.
+        assert_eq!(OwnerTag::colour_if_tagged(word, tag), Some(5));
+        assert_eq!(
+            OwnerTag::colour_if_tagged(word, OwnerTag::slab_tag(10)),
+            None
+        );
+        // Exactly the node for the fast path's.
+        let on_6 = tag | OwnerTag::node_field(6);
+        assert_eq!(OwnerTag::colour_if_tagged_on(word, on_6), Some(5));
+        assert_eq!(OwnerTag::colour_if_tagged_on(word, tag), None);
+        assert_eq!(OwnerTag::colour_if_tagged_on(word, usize::MAX), None);
+        // Large blocks have no node and keep their id.
+        let large = OwnerTag::Large {
+            owner_id: 9,
+            order: 4,
+        }
+        .encode();
+        assert_eq!(OwnerTag::id_bits(large), 9);
+        assert_eq!(OwnerTag::colour_if_tagged(large, tag), None);
     }
 
     #[test]

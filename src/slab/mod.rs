@@ -65,6 +65,7 @@ mod cpu_local_model;
 mod debug;
 mod descriptor;
 mod layout;
+mod node;
 mod stats;
 
 pub use cache::{
@@ -75,7 +76,7 @@ pub use layout::{
     LayoutError, SlabFlags, SlabLayout, MAX_COLOURS, MAX_OBJECT_SIZE, MIN_ALIGN,
     MIN_OBJECTS_PER_SLAB, OFF_SLAB_MIN_SIZE, RED_ZONE_AFTER, SLAB_MAX_ORDER,
 };
-pub use stats::{CacheStats, SlabInfo, SlabInfoRow, SLABINFO_HEADER};
+pub use stats::{CacheNodeStats, CacheStats, SlabInfo, SlabInfoRow, SLABINFO_HEADER};
 
 pub(crate) use descriptor::{reserve_owner_ids, OwnerTag};
 

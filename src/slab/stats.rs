@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! What a cache tells about itself: [`CacheStats`] (SLAB's `STATS_*`
-//! counters) and [`SlabInfo`] (a row of `/proc/slabinfo`).
+//! counters), [`CacheNodeStats`] (where its objects are, node by node, and
+//! how local their use is) and [`SlabInfo`] (a row of `/proc/slabinfo`).
 
 use core::fmt;
 
@@ -9,9 +10,14 @@ use core::fmt;
 /// CPUs) or [`super::KmemCache::cpu_stats`] (one CPU).
 ///
 /// The counters are kept per CPU and credited to the CPU the operation ran
-/// on, so that no shared cache line is written on the fast paths; a remote
-/// free is a `free` of the CPU that freed. Under concurrent use the sum is a
-/// close approximation, not a snapshot.
+/// on, so that no shared cache line is written on the fast paths; a free on
+/// another CPU than the allocation's is a `free` of the CPU that freed.
+/// Under concurrent use the sum is a close approximation, not a snapshot.
+///
+/// `allocs` counts every object handed out: `allochit`, the objects
+/// refilled into the array after a miss, `remote_allocs` and
+/// `fallback_allocs`; `frees` every object taken back: `freehit`,
+/// `freemiss` and `remote_frees`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheStats {
     /// Allocations served from the CPU's array.
@@ -38,6 +44,18 @@ pub struct CacheStats {
     pub errors: usize,
     /// Constructor calls.
     pub ctor_calls: usize,
+    /// Objects handed out by [`super::KmemCache::alloc_node`] for another
+    /// node than the CPU's, straight from that node's lists (objects of
+    /// that node, never through this CPU's array).
+    pub remote_allocs: usize,
+    /// Objects handed out from the slabs of another node than the one the
+    /// request wanted (the CPU's, or the one `alloc_node` named), because
+    /// that node was out of pages: SLAB's `fallback_alloc`. Straight from
+    /// the other node's lists, never through the CPU's array.
+    pub fallback_allocs: usize,
+    /// Frees of objects of another node than the CPU's: they go straight
+    /// back to their own node's lists, never into this CPU's array.
+    pub remote_frees: usize,
     /// Objects held by callers: `allocs - frees`. Whole-cache figure, 0 in
     /// a per-CPU view.
     pub active: usize,
@@ -49,9 +67,68 @@ pub struct CacheStats {
     /// per-CPU view.
     pub slab_active: usize,
     /// The most objects ever out of the slabs at once (SLAB's `high_mark`,
-    /// the maximum of `slab_active`). Whole-cache figure, 0 in a per-CPU
-    /// view.
+    /// the maximum of `slab_active`), kept per node and summed: with
+    /// several nodes, the sum of each node's maximum, which may exceed the
+    /// cache's. Whole-cache figure, 0 in a per-CPU view.
     pub high_water: usize,
+}
+
+/// Where a cache's objects are on one memory node, and how local their use
+/// is, from [`super::KmemCache::node_stats`].
+///
+/// Every slab is on the lists of the node of its pages; its objects stay
+/// with that node. The per-CPU arrays of the node's CPUs hold only objects
+/// of the node. The slab and object counts are taken under the node's list
+/// lock and agree with each other; the allocation and free counts are
+/// running totals (wrapping, as the kernel's statistics), read without a
+/// lock.
+///
+/// Locality at a glance: `local_allocs` against `remote_allocs +
+/// fallback_allocs` (objects of this node used by CPUs of this node, or
+/// not), `foreign_allocs` (requests this node could not serve), and
+/// `remote_frees` against `local_frees`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheNodeStats {
+    /// Slabs on the node's lists (all of them with pages on this node).
+    pub slabs: usize,
+    /// Slabs with at least one object not free in them.
+    pub active_slabs: usize,
+    /// Objects in the node's slabs: `slabs * objperslab`.
+    pub objects: usize,
+    /// Objects of the node's slabs not free in them: held by callers or
+    /// cached in the arrays of the node's CPUs.
+    pub active_objs: usize,
+    /// Free objects of the node cached in the arrays of the node's CPUs.
+    pub cached: usize,
+    /// The most objects out of the node's slabs at once.
+    pub high_water: usize,
+    /// Free objects the node's lists keep in empty slabs before giving
+    /// slabs back (SLAB's per-node `free_limit`: `(1 + CPUs of the node) *
+    /// batchcount + objperslab`).
+    pub free_limit: usize,
+    /// Objects handed out by the node's CPUs through their arrays: always
+    /// objects of this node (allocation hits, and objects refilled from
+    /// this node's lists after a miss).
+    pub local_allocs: usize,
+    /// Objects of this node handed out by `alloc_node(this node)` to CPUs
+    /// of other nodes, straight from the node's lists.
+    pub remote_allocs: usize,
+    /// Objects of this node handed out for requests that wanted another
+    /// node, out of pages (the kernel's `numa_miss`, for objects).
+    pub fallback_allocs: usize,
+    /// Requests that wanted this node and got an object of another node,
+    /// because this node was out of pages (the kernel's `numa_foreign`).
+    pub foreign_allocs: usize,
+    /// Frees by the node's CPUs into their arrays (always objects of this
+    /// node).
+    pub local_frees: usize,
+    /// Objects of this node freed by CPUs of other nodes and returned
+    /// straight to this node's lists.
+    pub remote_frees: usize,
+    /// Slabs created on this node (pages from this node).
+    pub grown: usize,
+    /// Slabs of this node given back to the page allocator.
+    pub reaped: usize,
 }
 
 /// A row of `/proc/slabinfo` (version 2.1), from
