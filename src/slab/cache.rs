@@ -19,7 +19,7 @@ use super::descriptor::{
     STATE_FREE,
 };
 use super::layout::{LayoutError, SlabFlags, SlabLayout};
-use super::node::{NodeLists, NodeSet};
+use super::node::{NodeCounts, NodeLists, NodeSet};
 use super::stats::{CacheNodeStats, CacheStats, SlabInfo, SlabInfoRow};
 use crate::gfp::Gfp;
 use crate::page_alloc::PageAllocator;
@@ -618,7 +618,7 @@ impl<P: Platform> KmemCache<P> {
             }
             let obj = lists.take_one(&self.layout);
             if obj.is_some() {
-                lists.counts.remote_allocs += 1;
+                NodeCounts::bump(&mut lists.counts.remote_allocs);
             }
             Ok((obj, lists.short_of_pages))
         });
@@ -653,7 +653,7 @@ impl<P: Platform> KmemCache<P> {
                         return None;
                     }
                     let obj = lists.take_one(&self.layout)?;
-                    lists.counts.fallback_allocs += 1;
+                    NodeCounts::bump(&mut lists.counts.fallback_allocs);
                     Some(obj)
                 })
                 .flatten()
@@ -669,7 +669,7 @@ impl<P: Platform> KmemCache<P> {
         with_lists(self.lists(wanted), |lists| {
             lists.short_of_pages = true;
             if foreign {
-                lists.counts.foreign_allocs += 1;
+                NodeCounts::bump(&mut lists.counts.foreign_allocs);
             }
         });
         if foreign {
@@ -702,7 +702,7 @@ impl<P: Platform> KmemCache<P> {
                 if node == wanted {
                     lists.short_of_pages = false;
                 }
-                lists.counts.grown += 1;
+                NodeCounts::bump(&mut lists.counts.grown);
                 if lists.destroyed {
                     // SAFETY: the new slab is ours alone, detached and free.
                     unsafe { self.release_detached(pages, lists, slab) };
@@ -721,9 +721,9 @@ impl<P: Platform> KmemCache<P> {
                 let obj = lists.take_one(&self.layout);
                 if obj.is_some() {
                     if node == wanted {
-                        lists.counts.remote_allocs += 1;
+                        NodeCounts::bump(&mut lists.counts.remote_allocs);
                     } else {
-                        lists.counts.fallback_allocs += 1;
+                        NodeCounts::bump(&mut lists.counts.fallback_allocs);
                     }
                 }
                 Some(Grown::Direct(obj))
@@ -943,7 +943,7 @@ impl<P: Platform> KmemCache<P> {
         if let Some(block) = NonNull::new(base as *mut u8) {
             self.free_slab_pages(pages, block);
         }
-        node.counts.reaped += 1;
+        NodeCounts::bump(&mut node.counts.reaped);
         self.this_array(pages.platform())
             .reaped
             .fetch_add(1, Ordering::Relaxed);
@@ -1229,7 +1229,7 @@ impl<P: Platform> KmemCache<P> {
                 return false;
             }
             self.free_block(pages, lists, &[obj.as_ptr()]);
-            lists.counts.remote_frees += 1;
+            NodeCounts::bump(&mut lists.counts.remote_frees);
             true
         });
         if freed {

@@ -7,22 +7,26 @@
 //! [`SlabLayout`]. Every slab has a descriptor and a free-object index,
 //! inside the slab for small objects and in
 //! [`crate::platform::Platform::alloc_meta`] memory for large ones. The
-//! cache keeps its slabs on three lists (full, partial, empty) under one
-//! lock, and in front of them one array of free objects per CPU, touched
-//! only by its CPU with interrupts off (see `cpu_array.rs`), so that most
-//! allocations and frees take no lock and touch only their CPU's array.
+//! cache keeps its slabs on three lists (full, partial, empty) per memory
+//! node, each node's under its own lock (see `node.rs`), and in front of
+//! them one array of free objects per CPU, touched only by its CPU with
+//! interrupts off (see `cpu_array.rs`), so that most allocations and frees
+//! take no lock and touch only their CPU's array. A slab is on the lists
+//! of its pages' node; a CPU's array holds objects of its own node only,
+//! and a free on another node's CPU goes straight back to the object's
+//! node.
 //!
 //! ```text
-//!  KmemCache ──┬── CPU 0 array [obj, obj, obj, ...]   (CPU-local, no lock)
-//!              ├── CPU 1 array [obj, ...]
-//!              └── lists (SlabNode lock)
+//!  KmemCache ──┬── CPU 0 array [obj, obj, obj, ...]   (CPU-local, no lock;
+//!              ├── CPU 1 array [obj, ...]               objects of its node)
+//!              └── per node: lists (SlabNode lock)
 //!                   ├── full:    slab ⇄ slab
 //!                   ├── partial: slab ⇄ slab ⇄ slab
 //!                   └── empty:   slab
 //!  slab (2^order pages, on-slab bookkeeping):
 //!  | colour | obj 0 | obj 1 | ... | obj n-1 | leftover | desc | free index |
 //!                                                         ▲
-//!  page owner word ──(cache id, colour)───────────────────┘ (computed)
+//!  page owner word ──(cache id, node, colour)─────────────┘ (computed)
 //! ```
 //!
 //! The page allocator's per-block owner word leads from any object back to
@@ -33,8 +37,8 @@
 //! # Locks
 //!
 //! Lock order: CPU-local section of a cache's arrays (interrupts off, no
-//! lock) → `SlabNode` → the page allocator's CPU-local lists (no lock) →
-//! `Buddy`. Pages are never allocated under a slab lock (the page allocator may have to go to
+//! lock) → `SlabNode` (one node's; two are never held at once) → the page
+//! allocator's CPU-local lists (no lock) → `Buddy`. Pages are never allocated under a slab lock (the page allocator may have to go to
 //! the platform, which may sleep in the kernel), and constructors never run
 //! under one: growing takes pages and builds the slab unlocked, then locks
 //! to add it. Pages *are* freed under the `SlabNode` lock; freeing never

@@ -33,6 +33,14 @@ pub(super) struct NodeCounts {
     pub(super) remote_frees: usize,
 }
 
+impl NodeCounts {
+    /// Adds one to `count`, wrapping as the kernel's statistics do.
+    #[inline]
+    pub(super) fn bump(count: &mut usize) {
+        *count = count.wrapping_add(1);
+    }
+}
+
 /// The slab lists of one node, under its [`crate::platform::LockClass::SlabNode`]
 /// lock (SLAB's `kmem_cache_node`).
 ///
