@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! [`KmemCache`]: a cache of equally sized objects over slabs from the page
-//! allocator, with per-CPU arrays in front.
+//! allocator, with slab lists per memory node and per-CPU arrays in front.
 //!
 //! One file for one concept, the cache: its fast paths, its slow paths
-//! (refill, grow, flush to slabs), shrink, reap, destroy and its invariant
-//! checks all work on the same lists and arrays under the same rules, and
-//! read best side by side; the parts that stand alone (layout, descriptor,
-//! per-CPU array, debug, statistics) have files of their own.
+//! (refill, grow, flush to slabs, allocations and frees across nodes),
+//! shrink, reap, destroy and its invariant checks all work on the same lists
+//! and arrays under the same rules, and read best side by side; the parts
+//! that stand alone (layout, descriptor, per-CPU array, per-node lists,
+//! debug, statistics) have files of their own.
 //!
 //! See the documentation of [`crate::slab`] for the design; the comments
 //! here say why each step is where it is.
