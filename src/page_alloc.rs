@@ -629,10 +629,14 @@ impl<P: Platform> PageAllocator<P> {
     /// So metadata follows the largest number of chunks held at once.
     pub fn with_max_chunks(platform: P, max_chunks: usize) -> Result<Self, AllocError> {
         let nodes = NodeOrder::new(&platform);
+        // A CPU of a node without memory takes its pages from the nearest
+        // node with memory, as the kernel's `numa_mem_id` says.
         let pcp = platform.new_percpu(|cpu| {
-            Ok(PcpLists::new(
-                platform.cpu_node(cpu).min(nodes.nr_nodes() - 1),
-            ))
+            let node = nodes
+                .fallbacks(platform.cpu_node(cpu))
+                .first()
+                .map_or(0, |&node| usize::from(node));
+            Ok(PcpLists::new(node))
         })?;
         let core = BuddyCore::new(&platform, max_chunks, Gfp::KERNEL)?;
         let table = NonNull::from(core.table());
@@ -927,11 +931,18 @@ impl<P: Platform> PageAllocator<P> {
     /// [`PageAllocator::alloc_pages`], node by node. A request that is not
     /// pinned to a node (`pinned` is `None`) prefers the calling CPU's node
     /// and, for a per-CPU order, first refills this CPU's list from that
-    /// node's buddy lists (above `low`). Then each node in the preferred
-    /// node's fallback order gets the steps of
-    /// [`PageAllocator::alloc_on_node`]; if none serves the request, the
-    /// per-CPU lists are drained and every node is tried once more at the
-    /// request's floor.
+    /// node's buddy lists (above `low`). Then, as the kernel walks its
+    /// zonelist at `low` before it goes lower on any zone:
+    ///
+    /// 1. every node in the preferred node's fallback order, above `low`;
+    ///    a request that may sleep refills each node's pool from the
+    ///    platform on the way, without reclaim while another node remains
+    ///    to try (the kernel's `node_reclaim_mode` 0: another node's free
+    ///    memory beats reclaim on this one);
+    /// 2. every node again, down to the request's floor, after a refill
+    ///    that may reclaim (requests that may sleep, several nodes only);
+    /// 3. the per-CPU lists are drained and every node tried at the floor
+    ///    once more.
     #[cold]
     #[inline(never)]
     fn alloc_slow(&self, order: u32, gfp: Gfp, pinned: Option<usize>) -> Option<Taken> {
@@ -951,15 +962,38 @@ impl<P: Platform> PageAllocator<P> {
                 return taken;
             }
         }
+        let nodes = self.nodes.fallbacks(wanted);
+        let several = nodes.len() > 1;
         let counters = &self.wm_counters;
-        let mut refused = false;
-        for &node in self.nodes.fallbacks(wanted) {
+        let found = |node: usize, taken: Taken| {
+            count_alloc(&self.node_counters, wanted, node, cpu_node);
+            Some(taken)
+        };
+        for &node in nodes {
             let node = usize::from(node);
-            match self.alloc_on_node(order, gfp, node) {
-                Ok(taken) => {
-                    count_alloc(&self.node_counters, wanted, node, cpu_node);
-                    return Some(taken);
+            if let Some(taken) = self.zone.with(|zone| zone.alloc_above_low(order, node)) {
+                return found(node, taken);
+            }
+            if gfp.may_sleep() {
+                let refill_gfp = if several { Gfp::NOWAIT } else { gfp };
+                if let Some(taken) = self.refill_pool(order, refill_gfp, node) {
+                    return found(node, taken);
                 }
+            }
+        }
+        let mut refused = false;
+        for &node in nodes {
+            let node = usize::from(node);
+            if several && gfp.may_sleep() {
+                if let Some(taken) = self.refill_pool(order, gfp, node) {
+                    return found(node, taken);
+                }
+            }
+            match self
+                .zone
+                .with(|zone| zone.alloc_to_floor(order, node, gfp, counters))
+            {
+                Ok(taken) => return found(node, taken),
                 Err(short) => refused |= short == Short::Watermark,
             }
         }
@@ -975,16 +1009,13 @@ impl<P: Platform> PageAllocator<P> {
             self.pcp
                 .with_local(|lists| unsafe { self.drain_lists(lists) });
         }
-        for &node in self.nodes.fallbacks(wanted) {
+        for &node in nodes {
             let node = usize::from(node);
             match self
                 .zone
                 .with(|zone| zone.alloc_to_floor(order, node, gfp, counters))
             {
-                Ok(taken) => {
-                    count_alloc(&self.node_counters, wanted, node, cpu_node);
-                    return Some(taken);
-                }
+                Ok(taken) => return found(node, taken),
                 Err(short) => refused |= short == Short::Watermark,
             }
         }
@@ -992,23 +1023,6 @@ impl<P: Platform> PageAllocator<P> {
             WatermarkCounters::bump(&counters.refused, 1);
         }
         None
-    }
-
-    /// Tries `node` for a request: its buddy lists above `low`; if that
-    /// fails and the request may sleep, a refill of the node's pool from
-    /// the platform; then the lists down to the request's floor.
-    fn alloc_on_node(&self, order: u32, gfp: Gfp, node: usize) -> Result<Taken, Short> {
-        if let Some(taken) = self.zone.with(|zone| zone.alloc_above_low(order, node)) {
-            return Ok(taken);
-        }
-        if gfp.may_sleep() {
-            if let Some(taken) = self.refill_pool(order, gfp, node) {
-                return Ok(taken);
-            }
-        }
-        let counters = &self.wm_counters;
-        self.zone
-            .with(|zone| zone.alloc_to_floor(order, node, gfp, counters))
     }
 
     /// Refills `node`'s pool for a request that may sleep and found its
@@ -1061,8 +1075,9 @@ impl<P: Platform> PageAllocator<P> {
     /// order for the caller (under the same lock, so the chunk cannot be
     /// taken by others first). `None` if no chunk came (counted as a refill
     /// failure); otherwise the block, if one was asked for. A chunk the
-    /// platform put on another node than asked (it should not) is added on
-    /// its own node, without a block for the caller.
+    /// platform put on another node than asked (it should not) is given
+    /// back at once and counted as a failed refill: a node's pool holds
+    /// that node's pages only.
     fn grow(&self, gfp: Gfp, order: Option<u32>, node: usize) -> Option<Option<Taken>> {
         let chunk = if self.faults.should_fail_refill() {
             None
@@ -1073,8 +1088,13 @@ impl<P: Platform> PageAllocator<P> {
             WatermarkCounters::bump(&self.wm_counters.refill_failures, 1);
             return None;
         };
-        let actual = self.platform.page_node(chunk);
-        let order = order.filter(|_| actual == node);
+        if self.platform.page_node(chunk) != node {
+            // SAFETY: the chunk came from `alloc_pages` with this order and
+            // is not used.
+            unsafe { self.platform.free_pages(chunk, CHUNK_ORDER) };
+            WatermarkCounters::bump(&self.wm_counters.refill_failures, 1);
+            return None;
+        }
         let gfp = plain_gfp(gfp);
         let base = chunk.as_ptr() as usize;
         let mut spare_meta: Option<NonNull<ChunkMeta>> = None;
@@ -1091,14 +1111,14 @@ impl<P: Platform> PageAllocator<P> {
                     let result = unsafe {
                         zone.core.add_chunk_on(
                             frame_of(base),
-                            actual,
+                            node,
                             &mut spare_meta,
                             &mut spare_leaf,
                         )
                     };
                     result.map(|()| {
                         zone.update_watermarks();
-                        order.and_then(|order| zone.alloc(order, actual))
+                        order.and_then(|order| zone.alloc(order, node))
                     })
                 });
                 match outcome {
@@ -1212,15 +1232,18 @@ impl<P: Platform> PageAllocator<P> {
     #[inline(never)]
     fn free_to_buddy(&self, meta: &ChunkMeta, addr: usize, order: u32) {
         let node = meta.node();
-        if node != self.this_node() {
-            NodeCounters::bump(&self.node_counters[node & (MAX_NODES - 1)].free_remote);
-        }
         let offset = offset_in_chunk(frame_of(addr));
         let result = self.zone.with(|zone| {
             let part = &mut zone.nodes[node & (MAX_NODES - 1)];
             part.frees = part.frees.wrapping_add(1);
             zone.core.free_in_chunk(meta, offset, order)
         });
+        // Counted after the free itself, as a fallback is counted after its
+        // allocation: [`PageAllocator::stats`] reads these first, so what
+        // it takes out of a total is always in that total.
+        if node != self.this_node() {
+            NodeCounters::bump(&self.node_counters[node & (MAX_NODES - 1)].free_remote);
+        }
         if let Err(error) = result {
             self.report_disagreement(error);
         }
@@ -1522,6 +1545,20 @@ impl<P: Platform> PageAllocator<P> {
 
     /// The allocator's counters.
     pub fn stats(&self) -> PageStats {
+        // The rare events first: each is counted after the event it takes
+        // out of a total (see `count_alloc`, `free_to_buddy`), so reading
+        // them before the totals keeps every difference below from going
+        // negative under concurrent use.
+        let rare: [[u64; 4]; MAX_NODES] = core::array::from_fn(|node| {
+            let counters = &self.node_counters[node];
+            let get = |counter: &AtomicU64| counter.load(Ordering::Acquire);
+            [
+                get(&counters.numa_miss),
+                get(&counters.numa_foreign),
+                get(&counters.other_node),
+                get(&counters.free_remote),
+            ]
+        });
         let mut pcp_blocks = [0; NR_ORDERS];
         let mut pcp_allocs = [0; NR_ORDERS];
         let mut nodes = [NodeStats::default(); MAX_NODES];
@@ -1564,17 +1601,17 @@ impl<P: Platform> PageAllocator<P> {
                 ..PageStats::default()
             }
         });
-        for (stats, counters) in nodes.iter_mut().zip(&self.node_counters) {
-            let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-            stats.numa_miss = get(&counters.numa_miss);
-            stats.numa_foreign = get(&counters.numa_foreign);
-            stats.other_node = get(&counters.other_node);
-            stats.free_remote = get(&counters.free_remote);
+        for (stats, [miss, foreign, other, remote]) in nodes.iter_mut().zip(rare) {
+            stats.numa_miss = miss;
+            stats.numa_foreign = foreign;
+            stats.other_node = other;
+            stats.free_remote = remote;
             // Every allocation served is a hit or a miss, local or other;
-            // every free local or remote.
-            stats.numa_hit = stats.numa_hit.wrapping_sub(stats.numa_miss);
-            stats.local_node = stats.local_node.wrapping_sub(stats.other_node);
-            stats.free_local = stats.free_local.wrapping_sub(stats.free_remote);
+            // every free local or remote. Saturating: the totals wrap only
+            // after 2^64 events, when the kernel's wrap too.
+            stats.numa_hit = stats.numa_hit.saturating_sub(miss);
+            stats.local_node = stats.local_node.saturating_sub(other);
+            stats.free_local = stats.free_local.saturating_sub(remote);
         }
         stats.nr_nodes = self.nodes.nr_nodes();
         stats.nodes = nodes;

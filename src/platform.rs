@@ -22,9 +22,10 @@ pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
 pub const CACHE_LINE_SIZE: usize = 64;
 
 /// Most memory nodes the allocators keep apart, a power of two: the
-/// kernel's `MAX_NUMNODES` in rmm's test kernels (`CONFIG_NODES_SHIFT=3`),
-/// checked when the module is built. Node numbers are below
-/// [`Platform::nr_nodes`], which is at most this.
+/// kernel's `MAX_NUMNODES` in rmm's test kernels (`CONFIG_NODES_SHIFT=3`).
+/// The module refuses to load on a kernel with more possible nodes
+/// (`nr_node_ids`). Node numbers are below [`Platform::nr_nodes`], which
+/// is at most this.
 pub const MAX_NODES: usize = 8;
 
 /// Distance between a node and itself, as the kernel's `LOCAL_DISTANCE`.

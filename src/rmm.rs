@@ -160,6 +160,7 @@ impl kernel::Module for RmmModule {
                 })?,
             ),
         };
+        KernelPlatform::check_nodes()?;
         kernel_layer::bench::run_if_asked(params.bench);
         let rmm = Rmm::new(KernelPlatform::new(), params.debug).map_err(|_| ENOMEM)?;
         let mut module = RmmModule {

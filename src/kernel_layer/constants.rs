@@ -14,8 +14,6 @@ use crate::slab;
 const _: () = assert!(platform::PAGE_SHIFT == bindings::PAGE_SHIFT);
 const _: () = assert!(platform::PAGE_SIZE == bindings::PAGE_SIZE);
 const _: () = assert!(platform::CACHE_LINE_SIZE == bindings::L1_CACHE_BYTES as usize);
-// Per-node tables hold every node the kernel can have.
-const _: () = assert!(platform::MAX_NODES >= bindings::MAX_NUMNODES as usize);
 const _: () = assert!(platform::LOCAL_DISTANCE == bindings::LOCAL_DISTANCE);
 const _: () = assert!(platform::REMOTE_DISTANCE == bindings::REMOTE_DISTANCE);
 const _: () = assert!(page_alloc::MAX_ORDER == bindings::MAX_PAGE_ORDER);

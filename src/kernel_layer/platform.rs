@@ -36,6 +36,25 @@ impl Default for KernelPlatform {
 }
 
 impl KernelPlatform {
+    /// Refuses a kernel with more possible nodes (`nr_node_ids`) than
+    /// rmm's per-node tables hold ([`MAX_NODES`](crate::platform::MAX_NODES)).
+    /// Checked when the module loads, not when it is built: a kernel built
+    /// for many nodes (a distribution's `NODES_SHIFT=10`) usually has few.
+    pub fn check_nodes() -> Result {
+        // SAFETY: `nr_node_ids` is set during boot, before modules load, and
+        // never changes afterwards.
+        let nodes = unsafe { bindings::nr_node_ids } as usize;
+        if nodes > crate::platform::MAX_NODES {
+            pr_err!(
+                "rmm: this kernel has {} possible memory nodes; rmm keeps tables for {}\n",
+                nodes,
+                crate::platform::MAX_NODES
+            );
+            return Err(EINVAL);
+        }
+        Ok(())
+    }
+
     /// The platform of the running kernel.
     pub fn new() -> Self {
         // SAFETY: `nr_cpu_ids` is set during boot, before modules load, and

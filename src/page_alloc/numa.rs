@@ -129,8 +129,10 @@ pub(crate) struct NodeCounters {
 }
 
 impl NodeCounters {
+    /// Counts one event. Release: a reader that sees it (Acquire) also
+    /// sees the event's own count, made before it.
     pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.fetch_add(1, Ordering::Release);
     }
 }
 
