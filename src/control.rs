@@ -4,9 +4,10 @@
 //!
 //! ```text
 //! create NAME SIZE [align=N] [ctor] [debug] [hwcache]
-//! alloc NAME COUNT [FLAGS]          free NAME COUNT|all
+//! alloc NAME COUNT [FLAGS] [node=N] free NAME COUNT|all
 //! shrink NAME                       destroy NAME
-//! page-alloc ORDER COUNT [FLAGS]    page-free ORDER COUNT|all
+//! page-alloc ORDER COUNT [FLAGS] [node=N]
+//! page-free ORDER COUNT|all
 //! vmalloc NAME SIZE[K|M|G]          vfree NAME
 //! reserve auto|KB
 //! fail N [refill]
@@ -16,6 +17,10 @@
 //! FLAGS is one word of `|`-separated allocation flags: at most one of
 //! `kernel`, `atomic`, `nowait` (or `GFP_KERNEL`, `GFP_ATOMIC`,
 //! `GFP_NOWAIT`), and `zero` (or `__GFP_ZERO`); the default is `kernel`.
+//! `node=N` asks for memory of node N (the kernel's `alloc_pages_node`,
+//! `kmem_cache_alloc_node`): N is a decimal node number, checked against
+//! the nodes with memory when the command runs. FLAGS and `node=N` may
+//! come in either order, each at most once.
 //!
 //! Parsing is pure and allocation-free so that the host tests can throw
 //! anything at it; executing the commands is [`crate::state`]'s job.
@@ -108,7 +113,7 @@ pub enum Command<'a> {
         /// The options given.
         options: CreateOptions,
     },
-    /// `alloc NAME COUNT [FLAGS]`
+    /// `alloc NAME COUNT [FLAGS] [node=N]`
     Alloc {
         /// The cache name.
         name: &'a str,
@@ -116,6 +121,8 @@ pub enum Command<'a> {
         count: usize,
         /// The allocation flags (default [`Gfp::KERNEL`]).
         gfp: Gfp,
+        /// The node the objects should come from (`node=N`), if named.
+        node: Option<usize>,
     },
     /// `free NAME COUNT|all`
     Free {
@@ -134,7 +141,7 @@ pub enum Command<'a> {
         /// The cache name.
         name: &'a str,
     },
-    /// `page-alloc ORDER COUNT [FLAGS]`
+    /// `page-alloc ORDER COUNT [FLAGS] [node=N]`
     PageAlloc {
         /// Block order.
         order: u32,
@@ -142,6 +149,8 @@ pub enum Command<'a> {
         count: usize,
         /// The allocation flags (default [`Gfp::KERNEL`]).
         gfp: Gfp,
+        /// The node the blocks should come from (`node=N`), if named.
+        node: Option<usize>,
     },
     /// `page-free ORDER COUNT|all`
     PageFree {
@@ -224,6 +233,8 @@ pub enum ParseError {
     /// A reserve that is not `auto` or 0 to
     /// [`crate::page_alloc::watermark::MAX_RESERVE_KB`].
     BadReserve,
+    /// A `node=` option whose value is not a decimal number that fits.
+    BadNode,
 }
 
 impl fmt::Display for ParseError {
@@ -249,6 +260,7 @@ impl fmt::Display for ParseError {
                 "vmalloc size must be 1 byte to 1024 MiB (suffix K, M or G)"
             }
             ParseError::BadReserve => "reserve must be auto or 0 to 262144 (KiB)",
+            ParseError::BadNode => "node must be node=N, N a decimal node number",
         })
     }
 }
@@ -360,6 +372,28 @@ pub fn parse_vmalloc_size(word: &str) -> Result<usize, ParseError> {
     Ok(size)
 }
 
+/// Parses the words after COUNT of `alloc` and `page-alloc`: an optional
+/// FLAGS word and an optional `node=N`, in either order, each at most once.
+fn parse_alloc_options<'a>(
+    words: impl Iterator<Item = &'a str>,
+) -> Result<(Gfp, Option<usize>), ParseError> {
+    let mut gfp = None;
+    let mut node = None;
+    for word in words {
+        if let Some(value) = word.strip_prefix("node=") {
+            let number = parse_number(value).map_err(|_| ParseError::BadNode)?;
+            if node.replace(number).is_some() {
+                return Err(ParseError::UnexpectedArgument);
+            }
+        } else if gfp.is_none() {
+            gfp = Some(parse_gfp(word)?);
+        } else {
+            return Err(ParseError::UnexpectedArgument);
+        }
+    }
+    Ok((gfp.unwrap_or(Gfp::KERNEL), node))
+}
+
 fn parse_name(word: &str) -> Result<&str, ParseError> {
     if valid_name(word) {
         Ok(word)
@@ -425,11 +459,17 @@ pub fn parse_line(
                 options,
             }
         }
-        "alloc" => Command::Alloc {
-            name: parse_name(arg()?)?,
-            count: parse_count(arg()?)?,
-            gfp: words.next().map_or(Ok(Gfp::KERNEL), parse_gfp)?,
-        },
+        "alloc" => {
+            let name = parse_name(arg()?)?;
+            let count = parse_count(arg()?)?;
+            let (gfp, node) = parse_alloc_options(words.by_ref())?;
+            Command::Alloc {
+                name,
+                count,
+                gfp,
+                node,
+            }
+        }
         "free" => Command::Free {
             name: parse_name(arg()?)?,
             count: parse_count_or_all(arg()?)?,
@@ -440,11 +480,17 @@ pub fn parse_line(
         "destroy" => Command::Destroy {
             name: parse_name(arg()?)?,
         },
-        "page-alloc" => Command::PageAlloc {
-            order: parse_order(arg()?)?,
-            count: parse_count(arg()?)?,
-            gfp: words.next().map_or(Ok(Gfp::KERNEL), parse_gfp)?,
-        },
+        "page-alloc" => {
+            let order = parse_order(arg()?)?;
+            let count = parse_count(arg()?)?;
+            let (gfp, node) = parse_alloc_options(words.by_ref())?;
+            Command::PageAlloc {
+                order,
+                count,
+                gfp,
+                node,
+            }
+        }
         "page-free" => Command::PageFree {
             order: parse_order(arg()?)?,
             count: parse_count_or_all(arg()?)?,

@@ -789,12 +789,30 @@ impl<P: Platform> PageAllocator<P> {
     /// address order: the range the pool's pages span, holes between
     /// chunks included. `None` without chunks.
     pub fn span(&self) -> Option<(NonNull<u8>, usize)> {
+        self.span_of(None)
+    }
+
+    /// [`PageAllocator::span`] of `node`'s chunks only: the range a node's
+    /// zone spans.
+    pub fn node_span(&self, node: usize) -> Option<(NonNull<u8>, usize)> {
+        self.span_of(Some(node))
+    }
+
+    fn span_of(&self, node: Option<usize>) -> Option<(NonNull<u8>, usize)> {
         let (first, last) = self.zone.with(|zone| {
             let mut first = usize::MAX;
             let mut last = 0;
             zone.core.for_each_chunk(|frame| {
-                first = first.min(frame);
-                last = last.max(frame);
+                let on = |node| {
+                    zone.core
+                        .table()
+                        .lookup(frame)
+                        .is_some_and(|meta| meta.node() == node)
+                };
+                if node.map_or(true, on) {
+                    first = first.min(frame);
+                    last = last.max(frame);
+                }
             });
             (first, last)
         });

@@ -23,11 +23,13 @@
 //!
 //! # `rmm_buddyinfo` ([`write_buddyinfo`])
 //!
-//! `/proc/buddyinfo`'s format (`mm/vmstat.c`, `frag_show_print`): one line
-//! `Node 0, zone      rmm ` (`"Node %d, zone %8s "`) followed by the free
-//! blocks of orders 0 to 10 on the buddy lists, each as `"%6lu "`, then a
-//! newline. As in the kernel, pages cached on the per-CPU page lists are
-//! not counted (see `pages_pcp` in the stats).
+//! `/proc/buddyinfo`'s format (`mm/vmstat.c`, `frag_show_print`): for every
+//! node with memory, in node order, one line `Node N, zone      rmm `
+//! (`"Node %d, zone %8s "`) followed by the free blocks of orders 0 to 10
+//! on that node's buddy lists, each as `"%6lu "`, then a newline (rmm's
+//! pool is one zone per node, as the kernel's `DMA32` or `Normal`). As in
+//! the kernel, pages cached on the per-CPU page lists are not counted (see
+//! `pages_pcp` in the stats).
 //!
 //! # `rmm_stats` ([`write_stats`])
 //!
@@ -105,6 +107,32 @@
 //!   a sleeping request below `min` after its refill failed, an atomic one
 //!   with too little left even in the reserve).
 //!
+//! Then for every node number below `nr_node_ids` (one line, `node=0`, on
+//! a machine without NUMA), one line `node=N chunks= pages_total=
+//! pages_free= pages_pcp= numa_hit= numa_miss= numa_foreign= local_node=
+//! other_node= free_local= free_remote= held_pages=`: the node's part of
+//! the pool and its allocations and frees, with the kernel's numastat
+//! names (`/sys/devices/system/node/nodeN/numastat`; see
+//! [`crate::page_alloc::NodeStats`]):
+//! - `chunks`, `pages_total`: chunks held on the node (taken from the
+//!   kernel on that node, `__GFP_THISNODE`) and their pages.
+//! - `pages_free`: free pages on the node's buddy lists (its buddyinfo
+//!   line); `pages_pcp`: free pages of the node on per-CPU lists (those of
+//!   the node's CPUs: a CPU's lists hold pages of its own node only).
+//! - `numa_hit`: allocations served here that preferred this node (the
+//!   calling CPU's, or the one named with `node=N`); `numa_miss`:
+//!   allocations served here that preferred another node (fallbacks into
+//!   this node); `numa_foreign`: allocations that preferred this node and
+//!   were served by another (fallbacks out of it).
+//! - `local_node`, `other_node`: allocations served here for a CPU of this
+//!   node, and for a CPU of another node.
+//! - `free_local`, `free_remote`: frees of this node's pages by a CPU of
+//!   this node, and by a CPU of another node (which go back to this node's
+//!   lists, not to the freeing CPU's).
+//! - `held_pages`: pages of the control file's `page-alloc` blocks that
+//!   are on this node by the kernel's own account
+//!   ([`Platform::page_node`]: `page_to_nid`), not rmm's bookkeeping.
+//!
 //! Then one line `vmalloc areas= max_areas= pages= vmallocs= vfrees=
 //! failures=`: the control file's vmalloc areas now, their limit, the
 //! pages in them, and the successful `vmalloc` and `vfree` commands and the
@@ -142,15 +170,19 @@
 //! # `rmm_zoneinfo` ([`write_zoneinfo`])
 //!
 //! `/proc/zoneinfo`'s format (`mm/vmstat.c`, `zoneinfo_show_print`) for
-//! rmm's one zone: `Node 0, zone      rmm`, then `pages free`, `boost` (0),
-//! `min`, `low`, `high`, `promo` (`high` plus the watermark distance),
-//! `spanned` (pages from the first chunk's start to the last one's end,
-//! holes between chunks included), `present` and `managed` (pages in the
-//! chunks), `cma` (0), `protection: (0)`, the zone counter `nr_free_pages`,
-//! then `pagesets` with every CPU's per-CPU lists: `count` (pages cached,
-//! all orders), `high` and `batch` (of order 0, in pages), and `vm stats
-//! threshold: 0`; last `node_unreclaimable:  0` and `start_pfn:` (the
-//! frame number of the first chunk, 0 without chunks).
+//! rmm's zone on every node with memory, in node order: `Node N, zone
+//! rmm`, then the node's `pages free`, `boost` (0), `min`, `low`, `high`
+//! (the node's watermarks: its share of the reserve, in proportion to its
+//! pages), `promo` (`high` plus the watermark distance), `spanned` (pages
+//! from the node's first chunk's start to its last one's end, holes
+//! between chunks included), `present` and `managed` (pages in the node's
+//! chunks), `cma` (0), `protection: (0)`, the zone counter
+//! `nr_free_pages`, then `pagesets` with every CPU's per-CPU lists, as the
+//! kernel lists every CPU under every zone: `count` (pages of this node
+//! cached, all orders: a CPU's lists hold pages of its own node only, so 0
+//! under the other nodes), `high` and `batch` (of order 0, in pages), and
+//! `vm stats threshold: 0`; last `node_unreclaimable:  0` and `start_pfn:`
+//! (the frame number of the node's first chunk, 0 without chunks).
 //!
 //! # `rmm_frames` ([`write_frames`])
 //!
@@ -168,8 +200,8 @@
 //! be consecutive; a block's always are.
 
 use crate::areas::MAX_AREAS;
-use crate::page_alloc::{FailScope, Reserve, MAX_ORDER, PCP_BATCH, PCP_HIGH};
-use crate::platform::{Platform, PAGE_SIZE};
+use crate::page_alloc::{FailScope, NodeStats, Reserve, MAX_ORDER, PCP_BATCH, PCP_HIGH};
+use crate::platform::{Platform, MAX_NODES, PAGE_SIZE};
 use crate::slab::{CacheStats, SLABINFO_HEADER};
 use crate::state::{CacheEntry, Rmm, MAX_USER_CACHES};
 use core::fmt::{self, Write};
@@ -186,13 +218,37 @@ pub fn write_slabinfo<P: Platform>(out: &mut impl Write, rmm: &Rmm<P>) -> fmt::R
     Ok(())
 }
 
-/// Writes `rmm_buddyinfo`: one `/proc/buddyinfo` line for rmm's zone.
+/// The nodes with memory, in order: the nodes rmm's zone is on.
+fn nodes_with_memory<P: Platform>(rmm: &Rmm<P>) -> impl Iterator<Item = usize> + '_ {
+    let pages = rmm.pages();
+    (0..pages.nr_nodes()).filter(|&node| pages.node_has_memory(node))
+}
+
+/// Writes `rmm_buddyinfo`: one `/proc/buddyinfo` line for rmm's zone on
+/// each node with memory.
 pub fn write_buddyinfo<P: Platform>(out: &mut impl Write, rmm: &Rmm<P>) -> fmt::Result {
-    write!(out, "Node {}, zone {:>8} ", 0, "rmm")?;
-    for free_blocks in rmm.pages().buddyinfo() {
-        write!(out, "{free_blocks:6} ")?;
+    for node in nodes_with_memory(rmm) {
+        write!(out, "Node {node}, zone {:>8} ", "rmm")?;
+        for free_blocks in rmm.pages().node_buddyinfo(node) {
+            write!(out, "{free_blocks:6} ")?;
+        }
+        writeln!(out)?;
     }
-    writeln!(out)
+    Ok(())
+}
+
+/// Pages of the control file's held `page-alloc` blocks on each node, by
+/// the platform's account of the pages ([`Platform::page_node`]).
+fn held_pages_per_node<P: Platform>(rmm: &Rmm<P>) -> [usize; MAX_NODES] {
+    let platform = rmm.platform();
+    let mut pages = [0; MAX_NODES];
+    for order in 0..=MAX_ORDER {
+        for block in rmm.held_blocks_of(order) {
+            // A block is on one node: its first page's.
+            pages[platform.page_node(block) & (MAX_NODES - 1)] += 1 << order;
+        }
+    }
+    pages
 }
 
 /// The counters a cache line and a CPU line share.
@@ -296,6 +352,25 @@ pub fn write_stats<P: Platform>(out: &mut impl Write, rmm: &Rmm<P>) -> fmt::Resu
         decisions.reserve_pages,
         decisions.refused
     )?;
+    let held = held_pages_per_node(rmm);
+    for (node, stats) in pages.nodes.iter().enumerate().take(pages.nr_nodes) {
+        writeln!(
+            out,
+            "node={node} chunks={} pages_total={} pages_free={} pages_pcp={} numa_hit={} numa_miss={} numa_foreign={} local_node={} other_node={} free_local={} free_remote={} held_pages={}",
+            stats.chunks,
+            stats.pages_total,
+            stats.pages_free,
+            stats.pages_pcp,
+            stats.numa_hit,
+            stats.numa_miss,
+            stats.numa_foreign,
+            stats.local_node,
+            stats.other_node,
+            stats.free_local,
+            stats.free_remote,
+            held[node]
+        )?;
+    }
     let areas = rmm.areas().stats();
     writeln!(
         out,
@@ -338,14 +413,27 @@ pub fn write_vmallocinfo<P: Platform>(out: &mut impl Write, rmm: &Rmm<P>) -> fmt
     Ok(())
 }
 
-/// Writes `rmm_zoneinfo`: rmm's zone in `/proc/zoneinfo`'s format (see
-/// the module documentation).
+/// Writes `rmm_zoneinfo`: rmm's zone on every node with memory in
+/// `/proc/zoneinfo`'s format (see the module documentation).
 pub fn write_zoneinfo<P: Platform>(out: &mut impl Write, rmm: &Rmm<P>) -> fmt::Result {
+    let stats = rmm.pages().stats();
+    for node in nodes_with_memory(rmm) {
+        write_node_zone(out, rmm, node, &stats.nodes[node & (MAX_NODES - 1)])?;
+    }
+    Ok(())
+}
+
+/// One node's block of `rmm_zoneinfo`.
+fn write_node_zone<P: Platform>(
+    out: &mut impl Write,
+    rmm: &Rmm<P>,
+    node: usize,
+    stats: &NodeStats,
+) -> fmt::Result {
     let pages = rmm.pages();
     let platform = rmm.platform();
-    let stats = pages.stats();
-    let wm = pages.watermarks();
-    let (start_pfn, spanned) = match pages.span() {
+    let wm = pages.node_watermarks(node);
+    let (start_pfn, spanned) = match pages.node_span(node) {
         Some((start, end)) => {
             let first = platform.page_frame(start);
             let span = end.wrapping_sub(start.as_ptr() as usize) / PAGE_SIZE;
@@ -353,7 +441,7 @@ pub fn write_zoneinfo<P: Platform>(out: &mut impl Write, rmm: &Rmm<P>) -> fmt::R
         }
         None => (0, 0),
     };
-    write!(out, "Node {}, zone {:>8}", 0, "rmm")?;
+    write!(out, "Node {node}, zone {:>8}", "rmm")?;
     write!(out, "\n  pages free     {}", stats.pages_free)?;
     write!(out, "\n        boost    0")?;
     write!(out, "\n        min      {}", wm.min)?;
@@ -369,7 +457,13 @@ pub fn write_zoneinfo<P: Platform>(out: &mut impl Write, rmm: &Rmm<P>) -> fmt::R
     write!(out, "\n  pagesets")?;
     for cpu in 0..platform.nr_cpu_ids() {
         write!(out, "\n    cpu: {cpu}")?;
-        write!(out, "\n              count: {}", pages.pcp_pages(cpu))?;
+        // A CPU's lists hold pages of its own node only.
+        let count = if platform.cpu_node(cpu) == node {
+            pages.pcp_pages(cpu)
+        } else {
+            0
+        };
+        write!(out, "\n              count: {count}")?;
         write!(out, "\n              high:  {PCP_HIGH}")?;
         write!(out, "\n              batch: {PCP_BATCH}")?;
         write!(out, "\n  vm stats threshold: 0")?;

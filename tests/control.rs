@@ -46,7 +46,8 @@ fn every_command_parses() {
         Ok(Some(Command::Alloc {
             name: "kmalloc-64",
             count: 10,
-            gfp: Gfp::KERNEL
+            gfp: Gfp::KERNEL,
+            node: None
         }))
     );
     assert_eq!(
@@ -70,7 +71,8 @@ fn every_command_parses() {
         Ok(Some(Command::PageAlloc {
             order: 10,
             count: 2,
-            gfp: Gfp::KERNEL
+            gfp: Gfp::KERNEL,
+            node: None
         }))
     );
     assert_eq!(
@@ -85,7 +87,8 @@ fn every_command_parses() {
         Ok(Some(Command::Alloc {
             name: "x",
             count: 5,
-            gfp: Gfp::KERNEL
+            gfp: Gfp::KERNEL,
+            node: None
         }))
     );
 }
@@ -151,7 +154,8 @@ fn counts_at_the_limits() {
         Ok(Some(Command::Alloc {
             name: "x",
             count: MAX_COUNT,
-            gfp: Gfp::KERNEL
+            gfp: Gfp::KERNEL,
+            node: None
         }))
     );
     assert_eq!(
@@ -289,7 +293,8 @@ fn allocation_flags() {
             Ok(Some(Command::Alloc {
                 name: "x",
                 count: 3,
-                gfp
+                gfp,
+                node: None
             })),
             "{word}"
         );
@@ -298,7 +303,8 @@ fn allocation_flags() {
             Ok(Some(Command::PageAlloc {
                 order: 2,
                 count: 1,
-                gfp
+                gfp,
+                node: None
             })),
             "{word}"
         );
@@ -326,6 +332,82 @@ fn allocation_flags() {
     ] {
         assert_eq!(parse(line), Err(want), "line {line:?}");
     }
+}
+
+#[test]
+fn node_options() {
+    // node=N after COUNT, before or after the flags word.
+    for (line, gfp, node) in [
+        ("page-alloc 3 2 node=1", Gfp::KERNEL, 1),
+        ("page-alloc 3 2 atomic node=0", Gfp::ATOMIC, 0),
+        (
+            "page-alloc 3 2 node=7 nowait|zero",
+            Gfp::NOWAIT | Gfp::ZERO,
+            7,
+        ),
+        ("page-alloc 3 2\tnode=5 ", Gfp::KERNEL, 5),
+        // Any number parses; whether the node exists is checked when the
+        // command runs.
+        ("page-alloc 3 2 node=4096", Gfp::KERNEL, 4096),
+        ("page-alloc 3 2 node=007", Gfp::KERNEL, 7),
+    ] {
+        assert_eq!(
+            parse(line),
+            Ok(Some(Command::PageAlloc {
+                order: 3,
+                count: 2,
+                gfp,
+                node: Some(node)
+            })),
+            "line {line:?}"
+        );
+    }
+    assert_eq!(
+        parse("alloc kmalloc-64 10 node=1"),
+        Ok(Some(Command::Alloc {
+            name: "kmalloc-64",
+            count: 10,
+            gfp: Gfp::KERNEL,
+            node: Some(1)
+        }))
+    );
+    assert_eq!(
+        parse("alloc x 1 node=0 atomic|zero"),
+        Ok(Some(Command::Alloc {
+            name: "x",
+            count: 1,
+            gfp: Gfp::ATOMIC | Gfp::ZERO,
+            node: Some(0)
+        }))
+    );
+    use ParseError::*;
+    for (line, want) in [
+        ("page-alloc 0 1 node=x", BadNode),
+        ("page-alloc 0 1 node=", BadNode),
+        ("page-alloc 0 1 node=-1", BadNode),
+        ("page-alloc 0 1 node=+1", BadNode),
+        ("page-alloc 0 1 node=0x1", BadNode),
+        ("page-alloc 0 1 node=99999999999999999999999999", BadNode),
+        ("alloc x 1 node=one", BadNode),
+        ("page-alloc 0 1 node=0 node=1", UnexpectedArgument),
+        ("page-alloc 0 1 node=0 atomic zero", UnexpectedArgument),
+        ("page-alloc 0 1 atomic node=0 kernel", UnexpectedArgument),
+        ("alloc x 1 node=1 node=1", UnexpectedArgument),
+        // Only alloc and page-alloc take a node; the word must be
+        // lower-case `node=`.
+        ("page-free 0 1 node=0", UnexpectedArgument),
+        ("free x 1 node=0", UnexpectedArgument),
+        ("vmalloc v 4K node=0", UnexpectedArgument),
+        ("page-alloc 0 1 NODE=0", BadGfp),
+        ("page-alloc 0 1 node:0", BadGfp),
+        ("page-alloc 0 node=0", BadNumber),
+    ] {
+        assert_eq!(parse(line), Err(want), "line {line:?}");
+    }
+    assert_eq!(
+        BadNode.to_string(),
+        "node must be node=N, N a decimal node number"
+    );
 }
 
 #[test]
@@ -480,9 +562,14 @@ proptest! {
         kind in proptest::sample::select(InvalidFree::ALL.to_vec()),
     ) {
         let line = format!("alloc {name} {count}");
-        prop_assert_eq!(parse(&line), Ok(Some(Command::Alloc { name: &name, count, gfp: Gfp::KERNEL })));
+        prop_assert_eq!(parse(&line), Ok(Some(Command::Alloc { name: &name, count, gfp: Gfp::KERNEL, node: None })));
         let line = format!("page-alloc {order} {count} atomic|zero");
-        prop_assert_eq!(parse(&line), Ok(Some(Command::PageAlloc { order, count, gfp: Gfp::ATOMIC | Gfp::ZERO })));
+        prop_assert_eq!(parse(&line), Ok(Some(Command::PageAlloc { order, count, gfp: Gfp::ATOMIC | Gfp::ZERO, node: None })));
+        let node = order as usize % 8;
+        let line = format!("page-alloc {order} {count} node={node}");
+        prop_assert_eq!(parse(&line), Ok(Some(Command::PageAlloc { order, count, gfp: Gfp::KERNEL, node: Some(node) })));
+        let line = format!("alloc {name} {count} node={node} nowait");
+        prop_assert_eq!(parse(&line), Ok(Some(Command::Alloc { name: &name, count, gfp: Gfp::NOWAIT, node: Some(node) })));
         let line = format!("fail {every}");
         prop_assert_eq!(parse(&line), Ok(Some(Command::Fail { every, scope: FailScope::All })));
         let line = format!("fail {every} refill");

@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use rmm_core::host::HostPlatform;
 use rmm_core::kmalloc::KMALLOC_NAMES;
 use rmm_core::page_alloc::CHUNK_ORDER;
+use rmm_core::platform::Platform;
 use rmm_core::ratelimit::{DEFAULT_BURST, DEFAULT_INTERVAL_NS};
 use rmm_core::slab::SlabFreeError;
 use rmm_core::state::{
@@ -292,6 +293,26 @@ fn every_error_code_changes_nothing() {
             "rmm_ctl: page-alloc: order must be 0 to 10 (-EINVAL)",
         ),
         (
+            "page-alloc 0 1 node=1",
+            errno::EINVAL,
+            "rmm_ctl: page-alloc order 0: no node 1 with memory (nodes with memory: 0) (-EINVAL)",
+        ),
+        (
+            "page-alloc 0 1 node=x",
+            errno::EINVAL,
+            "rmm_ctl: page-alloc: node must be node=N, N a decimal node number (-EINVAL)",
+        ),
+        (
+            "alloc foo 1 node=1",
+            errno::EINVAL,
+            "rmm_ctl: alloc foo: no node 1 with memory (nodes with memory: 0) (-EINVAL)",
+        ),
+        (
+            "alloc foo 1 node=0",
+            errno::EOPNOTSUPP,
+            "rmm_ctl: alloc foo: node= needs per-node slab caches, which this build does not have; nothing allocated (-EOPNOTSUPP)",
+        ),
+        (
             "alloc foo",
             errno::EINVAL,
             "rmm_ctl: alloc: missing argument (-EINVAL)",
@@ -399,6 +420,80 @@ fn error_accessors_and_display() {
     run(&mut rmm, "");
     run(&mut rmm, "\n \t \n\n");
     teardown_and_drop(&platform, rmm);
+}
+
+/// `node=N` on a platform of two nodes: pinned blocks land on their node
+/// (by the platform's account of the pages), a node without memory or
+/// beyond the last is refused with its own line, and `alloc ... node=N`
+/// is refused before anything is allocated.
+#[test]
+fn node_options_pin_blocks_and_refuse_bad_nodes() {
+    HostPlatform::set_this_cpu(0);
+    let platform = Shared::with_nodes(2, 2);
+    let mut rmm = Rmm::new(platform.clone(), false).expect("Rmm::new");
+    run(
+        &mut rmm,
+        "create foo 64
+alloc foo 3",
+    );
+    run(
+        &mut rmm,
+        "page-alloc 2 4 node=1
+page-alloc 3 2 node=0
+page-alloc 0 5",
+    );
+    let nodes: Vec<usize> = rmm
+        .held_blocks_of(2)
+        .chain(rmm.held_blocks_of(3))
+        .chain(rmm.held_blocks_of(0))
+        .map(|block| platform.page_node(block))
+        .collect();
+    assert_eq!(nodes, [1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]);
+    for (line, text) in [
+        ("page-alloc 0 1 node=2", "page-alloc order 0: no node 2"),
+        (
+            "page-alloc 4 1 atomic node=5",
+            "page-alloc order 4: no node 5",
+        ),
+        (
+            "page-alloc 4 1 node=4096",
+            "page-alloc order 4: no node 4096",
+        ),
+        ("alloc foo 1 node=7", "alloc foo: no node 7"),
+    ] {
+        check_refused(
+            &mut rmm,
+            &platform,
+            line,
+            errno::EINVAL,
+            &format!("rmm_ctl: {text} with memory (nodes with memory: 0 1) (-EINVAL)"),
+        );
+    }
+    for node in [0, 1] {
+        check_refused(
+            &mut rmm,
+            &platform,
+            &format!("alloc foo 2 node={node}"),
+            errno::EOPNOTSUPP,
+            "rmm_ctl: alloc foo: node= needs per-node slab caches, which this build does not have; nothing allocated (-EOPNOTSUPP)",
+        );
+    }
+    assert_eq!(held(&rmm, "foo"), 3);
+    // An unknown cache is still ENOENT with a good node, the node checked
+    // first.
+    assert_eq!(
+        run_err(&mut rmm, "alloc nope 1 node=1").errno(),
+        errno::ENOENT
+    );
+    assert_eq!(
+        run_err(&mut rmm, "alloc nope 1 node=2").errno(),
+        errno::EINVAL
+    );
+    let summary = teardown_and_drop(&platform, rmm);
+    assert_eq!(summary.blocks_freed, 11);
+    for node in [0, 1] {
+        assert_eq!(platform.host().node_pages_outstanding(node), 0);
+    }
 }
 
 #[test]

@@ -3,13 +3,15 @@
 //! Tests of the read-only files: `/proc/slabinfo` 2.1 header, row format
 //! and column widths, row invariants and order; `/proc/buddyinfo` format
 //! and its agreement with the page allocator; the stats keys and their
-//! agreement with slabinfo and the per-CPU lines.
+//! agreement with slabinfo and the per-CPU lines; the per-node lines of
+//! buddyinfo, zoneinfo and the stats on a platform of two nodes.
 
 use rmm_core::host::HostPlatform;
 use rmm_core::kmalloc::KMALLOC_NAMES;
-use rmm_core::page_alloc::{MAX_ORDER, PCP_MAX_ORDER};
+use rmm_core::page_alloc::{CHUNK_ORDER, MAX_ORDER, PCP_BATCH, PCP_HIGH, PCP_MAX_ORDER};
+use rmm_core::platform::Platform;
 use rmm_core::state::{Rmm, DEMO_CACHE};
-use rmm_core::views::{write_buddyinfo, write_slabinfo, write_stats};
+use rmm_core::views::{write_buddyinfo, write_slabinfo, write_stats, write_zoneinfo};
 use std::collections::BTreeMap;
 use std::fmt::{self, Write};
 
@@ -453,6 +455,21 @@ const ZONE_KEYS: &[&str] = &[
     "reserve_pages",
     "refused",
 ];
+const NODE_KEYS: &[&str] = &[
+    "node",
+    "chunks",
+    "pages_total",
+    "pages_free",
+    "pages_pcp",
+    "numa_hit",
+    "numa_miss",
+    "numa_foreign",
+    "local_node",
+    "other_node",
+    "free_local",
+    "free_remote",
+    "held_pages",
+];
 const VMALLOC_KEYS: &[&str] = &[
     "areas",
     "max_areas",
@@ -514,6 +531,7 @@ fn stats_lines_carry_the_documented_keys() {
     let mut pages_pcp = None;
     let mut buddy_seen = false;
     let mut zone_seen = false;
+    let mut nodes_seen = 0;
     let mut vmalloc_seen = false;
     let mut rmm_seen = false;
     for line in text.lines() {
@@ -589,6 +607,24 @@ fn stats_lines_carry_the_documented_keys() {
             assert_eq!(number(&map, "reserve_auto"), 0);
             assert!(number(&map, "refills") >= 1 && number(&map, "refill_chunks") >= 1);
             zone_seen = true;
+        } else if line.starts_with("node=") {
+            assert!(zone_seen && !vmalloc_seen, "node lines after the zone line");
+            // One node: it has the whole pool and every allocation.
+            let map = pairs(&words, NODE_KEYS);
+            assert_eq!(number(&map, "node"), nodes_seen);
+            let pages = rmm.pages().stats();
+            assert_eq!(number(&map, "chunks"), pages.chunks);
+            assert_eq!(number(&map, "pages_total"), pages.pages_total);
+            assert_eq!(number(&map, "pages_free"), pages.pages_free);
+            assert_eq!(number(&map, "pages_pcp"), pages.pages_pcp);
+            let allocs: u64 = pages.allocs.iter().sum();
+            assert_eq!(number(&map, "numa_hit") as u64, allocs);
+            assert_eq!(number(&map, "local_node") as u64, allocs);
+            for key in ["numa_miss", "numa_foreign", "other_node", "free_remote"] {
+                assert_eq!(number(&map, key), 0, "{line}");
+            }
+            assert_eq!(number(&map, "held_pages"), 3 << 2, "page-alloc 2 3");
+            nodes_seen += 1;
         } else if line.starts_with("vmalloc ") {
             let map = pairs(&words[1..], VMALLOC_KEYS);
             assert_eq!(number(&map, "areas"), 1);
@@ -636,6 +672,7 @@ fn stats_lines_carry_the_documented_keys() {
     );
     assert_eq!(orders_seen, MAX_ORDER as usize + 1);
     assert!(buddy_seen && zone_seen && vmalloc_seen && rmm_seen);
+    assert_eq!(nodes_seen, 1, "one node line without NUMA");
     rmm.teardown();
 }
 
@@ -707,4 +744,242 @@ fn views_write_into_fixed_buffers() {
     // The stats of 13 caches on 2 CPUs do not fit in 4 KiB: an error, not a
     // panic.
     assert_eq!(write_stats(&mut buf, &rmm), Err(fmt::Error));
+}
+
+// Memory nodes: a platform of two CPUs on two nodes (CPU 0 on node 0, CPU 1
+// on node 1), as the guest tests' VM.
+
+fn new_numa_rmm() -> Rmm<HostPlatform> {
+    Rmm::new(HostPlatform::with_nodes(2, 2), false).expect("Rmm::new")
+}
+
+/// A buddyinfo line as the kernel's `frag_show_print` writes it.
+fn c_buddyinfo_line(node: usize, counts: &[usize]) -> String {
+    let mut line = format!("Node {node}, zone {:>8} ", "rmm");
+    for count in counts {
+        line += &format!("{count:6} ");
+    }
+    line + "\n"
+}
+
+/// The `node=N` lines of the stats, by node.
+fn node_lines(rmm: &Rmm<HostPlatform>) -> Vec<BTreeMap<String, usize>> {
+    stats(rmm)
+        .lines()
+        .filter(|line| line.starts_with("node="))
+        .map(|line| {
+            let words: Vec<&str> = line.split(' ').collect();
+            pairs(&words, NODE_KEYS)
+                .into_iter()
+                .map(|(key, value)| (key.to_string(), value.parse().unwrap()))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn buddyinfo_has_a_line_per_node_in_the_kernels_format() {
+    HostPlatform::set_this_cpu(0);
+    let mut rmm = new_numa_rmm();
+    let zeros = [0; 11];
+    assert_eq!(
+        buddyinfo(&rmm),
+        c_buddyinfo_line(0, &zeros) + &c_buddyinfo_line(1, &zeros)
+    );
+    assert_eq!(
+        buddyinfo(&rmm),
+        format!(
+            "Node 0, zone      rmm {0}\nNode 1, zone      rmm {0}\n",
+            "     0 ".repeat(11)
+        )
+    );
+    // From CPU 0, a block of 16 pages pinned to node 1: node 1 takes a
+    // chunk and splits it, node 0 stays empty.
+    run(&mut rmm, "page-alloc 4 1 node=1");
+    assert_eq!(
+        buddyinfo(&rmm),
+        format!(
+            "Node 0, zone      rmm {}\nNode 1, zone      rmm      0      0      0      0      1      1      1      1      1      1      0 \n",
+            "     0 ".repeat(11)
+        )
+    );
+    // And one on CPU 0's own node: its order-0 list takes a batch.
+    run(&mut rmm, "page-alloc 0 1");
+    let text = buddyinfo(&rmm);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2);
+    let stats = rmm.pages().stats();
+    for (node, line) in lines.iter().enumerate() {
+        let counts = parse_buddyinfo_line(line, node);
+        assert_eq!(counts, rmm.pages().node_buddyinfo(node).to_vec());
+        assert_eq!(format!("{line}\n"), c_buddyinfo_line(node, &counts));
+        let free: usize = counts.iter().enumerate().map(|(o, n)| n << o).sum();
+        assert_eq!(free, stats.nodes[node].pages_free, "node {node}");
+    }
+    // Both lines together are the whole pool's free blocks.
+    let sum: Vec<usize> = (0..2)
+        .map(|node| rmm.pages().node_buddyinfo(node))
+        .fold(vec![0; 11], |sum, node| {
+            sum.iter().zip(node).map(|(a, b)| a + b).collect()
+        });
+    assert_eq!(sum, rmm.pages().buddyinfo().to_vec());
+    rmm.teardown();
+    assert_eq!(
+        buddyinfo(&rmm),
+        c_buddyinfo_line(0, &zeros) + &c_buddyinfo_line(1, &zeros)
+    );
+}
+
+/// The counts of a buddyinfo line of `node` (without its newline).
+fn parse_buddyinfo_line(line: &str, node: usize) -> Vec<usize> {
+    parse_buddyinfo(&format!("{line}\n").replacen(&format!("Node {node},"), "Node 0,", 1))
+}
+
+#[test]
+fn stats_have_a_line_per_node_with_the_kernels_numastat_counters() {
+    HostPlatform::set_this_cpu(0);
+    let mut rmm = new_numa_rmm();
+    let lines = node_lines(&rmm);
+    assert_eq!(lines.len(), 2);
+    for (node, line) in lines.iter().enumerate() {
+        assert_eq!(line["node"], node);
+        assert!(
+            line.iter().all(|(key, &value)| key == "node" || value == 0),
+            "{line:?}"
+        );
+    }
+    // CPU 0: three pages on its own node, two blocks of 2 pages pinned to
+    // node 1.
+    run(&mut rmm, "page-alloc 0 3\npage-alloc 1 2 node=1");
+    let lines = node_lines(&rmm);
+    let (n0, n1) = (&lines[0], &lines[1]);
+    assert_eq!(
+        (n0["numa_hit"], n0["local_node"], n0["other_node"]),
+        (3, 3, 0)
+    );
+    assert_eq!(
+        (n1["numa_hit"], n1["local_node"], n1["other_node"]),
+        (2, 0, 2)
+    );
+    assert_eq!((n0["held_pages"], n1["held_pages"]), (3, 4));
+    assert_eq!((n0["chunks"], n1["chunks"]), (1, 1));
+    let stats = rmm.pages().stats();
+    for (node, line) in lines.iter().enumerate() {
+        let part = &stats.nodes[node];
+        assert_eq!(line["pages_total"], part.pages_total);
+        assert_eq!(line["pages_total"], line["chunks"] << CHUNK_ORDER);
+        assert_eq!(line["pages_free"], part.pages_free);
+        assert_eq!(line["pages_pcp"], part.pages_pcp);
+        assert_eq!((line["numa_miss"], line["numa_foreign"]), (0, 0));
+    }
+    // held_pages is the platform's account of the pages (page_to_nid in
+    // the kernel), and rmm's own agrees.
+    for order in [0, 1] {
+        for block in rmm.held_blocks_of(order) {
+            let node = rmm.platform().page_node(block);
+            assert_eq!(node, if order == 0 { 0 } else { 1 });
+            assert_eq!(rmm.pages().node_of(block.as_ptr()), Some(node));
+        }
+    }
+    // CPU 1 frees everything: node 1's blocks locally, node 0's remotely
+    // (back to node 0's lists).
+    HostPlatform::set_this_cpu(1);
+    run(&mut rmm, "page-free 0 all\npage-free 1 all");
+    let lines = node_lines(&rmm);
+    assert_eq!((lines[0]["free_local"], lines[0]["free_remote"]), (0, 3));
+    assert_eq!((lines[1]["free_local"], lines[1]["free_remote"]), (2, 0));
+    assert_eq!((lines[0]["held_pages"], lines[1]["held_pages"]), (0, 0));
+    // Node 0 cannot give another chunk: a request of CPU 0 falls back to
+    // node 1, a miss there and foreign on node 0.
+    HostPlatform::set_this_cpu(0);
+    run(&mut rmm, "page-alloc 10 1");
+    rmm.platform().set_node_limit(0, Some(0));
+    run(&mut rmm, "page-alloc 10 1");
+    let lines = node_lines(&rmm);
+    assert_eq!((lines[0]["numa_foreign"], lines[0]["numa_miss"]), (1, 0));
+    assert_eq!((lines[1]["numa_foreign"], lines[1]["numa_miss"]), (0, 1));
+    assert_eq!(lines[1]["other_node"], 2 + 1);
+    assert_eq!(
+        (lines[0]["held_pages"], lines[1]["held_pages"]),
+        (1024, 1024)
+    );
+    rmm.platform().set_node_limit(0, None);
+    rmm.teardown();
+    assert!(node_lines(&rmm).iter().all(|line| line["chunks"] == 0));
+}
+
+#[test]
+fn zoneinfo_has_a_block_per_node() {
+    HostPlatform::set_this_cpu(1);
+    let mut rmm = new_numa_rmm();
+    run(
+        &mut rmm,
+        "reserve 256\npage-alloc 0 3\npage-alloc 10 1 node=0",
+    );
+    let mut text = String::new();
+    write_zoneinfo(&mut text, &rmm).unwrap();
+    let blocks: Vec<&str> = text.split("Node ").skip(1).collect();
+    assert_eq!(blocks.len(), 2, "{text}");
+    let stats = rmm.pages().stats();
+    for (node, block) in blocks.iter().enumerate() {
+        assert!(
+            block.starts_with(&format!("{node}, zone      rmm\n")),
+            "{block}"
+        );
+        let field = |key: &str| -> usize {
+            block
+                .lines()
+                .map(str::trim)
+                .find_map(|line| line.strip_prefix(key))
+                .unwrap_or_else(|| panic!("no {key} in {block}"))
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let part = &stats.nodes[node];
+        let wm = rmm.pages().node_watermarks(node);
+        assert_eq!(field("pages free"), part.pages_free);
+        assert_eq!(field("nr_free_pages"), part.pages_free);
+        assert_eq!(field("present"), part.pages_total);
+        assert_eq!(field("managed"), part.pages_total);
+        assert_eq!(
+            (field("min"), field("low"), field("high")),
+            (wm.min, wm.low, wm.high)
+        );
+        let (start, end) = rmm.pages().node_span(node).unwrap();
+        assert_eq!(field("start_pfn:"), rmm.platform().page_frame(start));
+        assert_eq!(field("spanned"), (end - start.as_ptr() as usize) >> 12);
+        // Every CPU under every node, as the kernel lists pagesets; a CPU's
+        // pages only under its own node.
+        let counts: Vec<usize> = block
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("count: "))
+            .map(|count| count.parse().unwrap())
+            .collect();
+        let own = rmm.pages().pcp_pages(node);
+        assert_eq!(
+            counts,
+            if node == 0 {
+                vec![own, 0]
+            } else {
+                vec![0, own]
+            }
+        );
+        assert_eq!(block.matches(&format!("high:  {PCP_HIGH}\n")).count(), 2);
+        assert_eq!(block.matches(&format!("batch: {PCP_BATCH}\n")).count(), 2);
+    }
+    // CPU 1 (node 1) refilled its order-0 list from node 1's chunk; the
+    // pinned block took a whole chunk on node 0, and node 0 one more to
+    // get back above its high watermark.
+    assert_eq!(stats.nodes[0].pages_total, 2 << CHUNK_ORDER);
+    assert_eq!(stats.nodes[1].pages_total, 1 << CHUNK_ORDER);
+    assert!(rmm.pages().pcp_pages(1) > 0);
+    // The reserve is split between the nodes by their pages.
+    let total = rmm.pages().watermarks();
+    let (w0, w1) = (
+        rmm.pages().node_watermarks(0),
+        rmm.pages().node_watermarks(1),
+    );
+    assert_eq!(w0.min + w1.min, total.min);
+    rmm.teardown();
 }

@@ -6,8 +6,12 @@
 use super::MAX_USER_CACHES;
 use crate::areas::AreaError;
 use crate::control::{Command, ParseError, MAX_NAME};
+use crate::platform::MAX_NODES;
 use crate::slab::{CreateError, SlabFreeError};
 use core::fmt;
+
+// `CtlErrorKind::NoSuchNode` has a bit per node.
+const _: () = assert!(MAX_NODES <= u8::BITS as usize);
 
 /// Error numbers of [`CtlError::errno`], positive as in `errno.h`.
 pub mod errno {
@@ -29,6 +33,8 @@ pub mod errno {
     pub const EINVAL: i32 = 22;
     /// No space left on device: too many caches.
     pub const ENOSPC: i32 = 28;
+    /// Operation not supported: `alloc ... node=N` without per-node slabs.
+    pub const EOPNOTSUPP: i32 = 95;
 }
 
 /// A control command, as named in error messages.
@@ -235,6 +241,17 @@ pub enum CtlErrorKind {
     ZeroWithCtor,
     /// A `vmalloc` or `vfree` failed (its own error number).
     Area(AreaError),
+    /// `node=N` named a node that does not exist or has no memory; nothing
+    /// was done (`-EINVAL`).
+    NoSuchNode {
+        /// The node named.
+        node: usize,
+        /// The nodes with memory, one bit per node (bit `n`: node `n`).
+        with_memory: u8,
+    },
+    /// `alloc ... node=N`: the slab caches cannot allocate on a given node
+    /// in this build; nothing was done (`-EOPNOTSUPP`).
+    NodeUnsupported,
 }
 
 /// How an `invalid-free` escaped detection.
@@ -328,6 +345,7 @@ impl CtlError {
             | CtlErrorKind::NotEnoughHeld { .. }
             | CtlErrorKind::NeedsDebug
             | CtlErrorKind::ZeroWithCtor
+            | CtlErrorKind::NoSuchNode { .. }
             | CtlErrorKind::Create(CreateError::InvalidName)
             | CtlErrorKind::Create(CreateError::Layout(_)) => errno::EINVAL,
             CtlErrorKind::UnknownCache => errno::ENOENT,
@@ -340,6 +358,7 @@ impl CtlError {
             CtlErrorKind::GenericCache => errno::EPERM,
             CtlErrorKind::ShutDown => errno::ENODEV,
             CtlErrorKind::Undetected(_) => errno::EIO,
+            CtlErrorKind::NodeUnsupported => errno::EOPNOTSUPP,
             CtlErrorKind::Area(error) => error.errno(),
         }
     }
@@ -355,6 +374,7 @@ impl CtlError {
             errno::EEXIST => "EEXIST",
             errno::ENODEV => "ENODEV",
             errno::ENOSPC => "ENOSPC",
+            errno::EOPNOTSUPP => "EOPNOTSUPP",
             _ => "EINVAL",
         }
     }
@@ -401,6 +421,16 @@ impl fmt::Display for CtlError {
                 f.write_str("zeroing would destroy what the cache's constructor built")
             }
             CtlErrorKind::Area(error) => write!(f, "{error}"),
+            CtlErrorKind::NoSuchNode { node, with_memory } => {
+                write!(f, "no node {node} with memory (nodes with memory:")?;
+                for n in (0..MAX_NODES).filter(|n| with_memory & (1 << n) != 0) {
+                    write!(f, " {n}")?;
+                }
+                f.write_str(")")
+            }
+            CtlErrorKind::NodeUnsupported => f.write_str(
+                "node= needs per-node slab caches, which this build does not have; nothing allocated",
+            ),
         }
     }
 }

@@ -76,13 +76,19 @@ impl<P: Platform> Rmm<P> {
                 };
                 self.create_cache(name, size, options, ctor).map_err(fail)
             }
-            Command::Alloc { name, count, gfp } => {
+            Command::Alloc {
+                name,
+                count,
+                gfp,
+                node,
+            } => {
+                self.check_node(node).map_err(fail)?;
                 let found = self.find(name).ok_or(fail(CtlErrorKind::UnknownCache))?;
                 self.with_found(found, |pages, cache, held| {
                     if gfp.zeroed() && cache.has_ctor() {
                         return Err(CtlErrorKind::ZeroWithCtor);
                     }
-                    alloc_held(pages, cache, held, count, gfp)
+                    alloc_held(pages, cache, held, count, gfp, node)
                 })
                 .unwrap_or(Err(CtlErrorKind::UnknownCache))
                 .map_err(fail)
@@ -124,8 +130,14 @@ impl<P: Platform> Rmm<P> {
                 Some(Found::Generic(_)) => Err(fail(CtlErrorKind::GenericCache)),
                 Some(Found::User(index)) => self.destroy_user(index).map_err(fail),
             },
-            Command::PageAlloc { order, count, gfp } => {
-                self.alloc_blocks(order, count, gfp).map_err(fail)
+            Command::PageAlloc {
+                order,
+                count,
+                gfp,
+                node,
+            } => {
+                self.check_node(node).map_err(fail)?;
+                self.alloc_blocks(order, count, gfp, node).map_err(fail)
             }
             Command::PageFree { order, count } => {
                 let held = self.held_blocks(order);
@@ -280,7 +292,28 @@ impl<P: Platform> Rmm<P> {
         drop(user);
     }
 
-    fn alloc_blocks(&mut self, order: u32, count: usize, gfp: Gfp) -> Result<(), CtlErrorKind> {
+    /// Checks a command's `node=N`: `node` must be a node with memory
+    /// (requests for other nodes fail in the page allocator anyway, but a
+    /// wrong node number is the user's mistake, not a lack of memory).
+    fn check_node(&self, node: Option<usize>) -> Result<(), CtlErrorKind> {
+        match node {
+            Some(node) if !self.pages.node_has_memory(node) => {
+                let with_memory = (0..self.pages.nr_nodes())
+                    .filter(|&n| self.pages.node_has_memory(n))
+                    .fold(0u8, |mask, n| mask | 1 << n);
+                Err(CtlErrorKind::NoSuchNode { node, with_memory })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn alloc_blocks(
+        &mut self,
+        order: u32,
+        count: usize,
+        gfp: Gfp,
+        node: Option<usize>,
+    ) -> Result<(), CtlErrorKind> {
         let Some(stack) = self.blocks.get_mut(order as usize) else {
             return Err(CtlErrorKind::Parse(ParseError::BadOrder));
         };
@@ -288,7 +321,12 @@ impl<P: Platform> Rmm<P> {
         stack.fill(
             pages.platform(),
             count,
-            || pages.alloc_pages(order, gfp).ok(),
+            || {
+                Ok(match node {
+                    None => pages.alloc_pages(order, gfp).ok(),
+                    Some(node) => pages.alloc_pages_node(order, gfp, node).ok(),
+                })
+            },
             |block| {
                 // SAFETY: the block was just allocated at this order and
                 // never handed to anyone.

@@ -166,14 +166,15 @@ impl AddrStack {
 
     /// Pushes `count` pointers from `alloc`, calling
     /// [`Platform::cond_resched`] every [`RESCHED_EVERY`]. When `alloc`
-    /// runs out, or the stack cannot grow (then `give_back` gets the
-    /// pointer it could not keep), stops with `OutOfMemory` saying how many
-    /// were pushed; those stay.
+    /// runs out (`Ok(None)`), or the stack cannot grow (then `give_back`
+    /// gets the pointer it could not keep), stops with `OutOfMemory` saying
+    /// how many were pushed; those stay. An error from `alloc` stops it
+    /// with that error (those pushed stay too).
     pub(super) fn fill<P: Platform>(
         &mut self,
         platform: &P,
         count: usize,
-        mut alloc: impl FnMut() -> Option<NonNull<u8>>,
+        mut alloc: impl FnMut() -> Result<Option<NonNull<u8>>, CtlErrorKind>,
         give_back: impl FnOnce(NonNull<u8>),
     ) -> Result<(), CtlErrorKind> {
         for done in 0..count {
@@ -184,7 +185,7 @@ impl AddrStack {
                 done,
                 requested: count,
             };
-            let ptr = alloc().ok_or(out_of_memory)?;
+            let ptr = alloc()?.ok_or(out_of_memory)?;
             if self.push(platform, ptr).is_err() {
                 give_back(ptr);
                 return Err(out_of_memory);
@@ -287,24 +288,44 @@ pub(super) struct Freed {
     pub(super) corrupted: usize,
 }
 
-/// Allocates `count` objects into `held`; on running out, keeps what was
-/// allocated and says how much.
+/// Allocates `count` objects into `held`, from `node`'s slabs if one is
+/// named (a node with memory, checked by the caller); on running out,
+/// keeps what was allocated and says how much.
 pub(super) fn alloc_held<P: Platform>(
     pages: &PageAllocator<P>,
     cache: &KmemCache<P>,
     held: &mut Held,
     count: usize,
     gfp: Gfp,
+    node: Option<usize>,
 ) -> Result<(), CtlErrorKind> {
     held.objects.fill(
         pages.platform(),
         count,
-        || cache.alloc(pages, gfp).ok(),
+        || alloc_object(pages, cache, gfp, node),
         |obj| {
             // SAFETY: the object was just allocated and never handed out.
             let _ = unsafe { cache.free(pages, obj) };
         },
     )
+}
+
+/// One object of `cache` for `alloc NAME COUNT [FLAGS] [node=N]`: `None`
+/// when the cache has no memory for it.
+fn alloc_object<P: Platform>(
+    pages: &PageAllocator<P>,
+    cache: &KmemCache<P>,
+    gfp: Gfp,
+    node: Option<usize>,
+) -> Result<Option<NonNull<u8>>, CtlErrorKind> {
+    match node {
+        None => Ok(cache.alloc(pages, gfp).ok()),
+        // Where per-node slab caches plug in: with `KmemCache::alloc_node`
+        // this arm becomes
+        // `Some(node) => Ok(cache.alloc_node(pages, gfp, node).ok()),`.
+        // Until then `node=` is refused before anything is allocated.
+        Some(_) => Err(CtlErrorKind::NodeUnsupported),
+    }
 }
 
 /// Frees the `count` most recently held objects (at most what is held),
