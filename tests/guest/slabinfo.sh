@@ -59,11 +59,18 @@ stats_match() {
 ktap_check "slabinfo agrees with rmm_stats (active_objs = active + cached)" stats_match
 
 buddyinfo_ok() {
-	line=$(cat /proc/rmm_buddyinfo)
-	case "$line" in "Node 0, zone      rmm "*) ;; *) echo "bad prefix: '$line'"; return 1 ;; esac
-	set -- $line
-	[ $# -eq 15 ] || { echo "expected 11 counts: '$line'"; return 1; }
-	shift 4
+	# One line per node with memory (the nodes of the kernel's own
+	# /proc/buddyinfo), in node order; the counts of all lines together
+	# are the stats' free blocks.
+	want_nodes=$(awk '{ print $2 }' /proc/buddyinfo | uniq | tr -d , | tr '\n' ' ')
+	got_nodes=$(awk '{ print $2 }' /proc/rmm_buddyinfo | tr -d , | tr '\n' ' ')
+	[ "$got_nodes" = "$want_nodes" ] || { echo "nodes '$got_nodes', the kernel's '$want_nodes'"; return 1; }
+	while read -r line; do
+		case "$line" in "Node "[0-9]*", zone      rmm "*) ;; *) echo "bad prefix: '$line'"; return 1 ;; esac
+		[ "$(echo "$line" | wc -w)" -eq 15 ] || { echo "expected 11 counts: '$line'"; return 1; }
+	done < /proc/rmm_buddyinfo
+	# shellcheck disable=SC2046 # the free blocks of each order, all nodes
+	set -- $(awk '{ for (i = 5; i <= NF; i++) n[i] += $i } END { for (i = 5; i <= 15; i++) print n[i] + 0 }' /proc/rmm_buddyinfo)
 	sum=0
 	o=0
 	for n in "$@"; do
