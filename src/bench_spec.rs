@@ -82,10 +82,14 @@ pub enum Case {
     Parts,
     /// `vmalloc` and `vfree` pairs of [`VMALLOC_PAGES`] pages.
     Vmalloc,
+    /// The remote-free hand-off between two memory nodes: a CPU of node 0
+    /// allocates, a CPU of another node frees (wall time; needs a machine
+    /// with two nodes with CPUs).
+    Numa,
 }
 
 /// Every case, in the order they run.
-pub const CASES: [Case; 9] = [
+pub const CASES: [Case; 10] = [
     Case::Pair,
     Case::Batch,
     Case::Kmalloc,
@@ -95,6 +99,7 @@ pub const CASES: [Case; 9] = [
     Case::Parts,
     Case::Vmalloc,
     Case::Smp,
+    Case::Numa,
 ];
 
 impl Case {
@@ -110,6 +115,7 @@ impl Case {
             Case::Ctor => "ctor",
             Case::Parts => "parts",
             Case::Vmalloc => "vmalloc",
+            Case::Numa => "numa",
         }
     }
 
@@ -138,7 +144,7 @@ impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ParseError::UnknownWord => {
-                "unknown word (cases: all pair batch kmalloc pages counter ctor parts vmalloc smp; settings: iters=N reps=N)"
+                "unknown word (cases: all pair batch kmalloc pages counter ctor parts vmalloc smp numa; settings: iters=N reps=N)"
             }
             ParseError::BadNumber => "iters= takes 1 to 10000000, reps= 1 to 100",
         })
@@ -438,10 +444,10 @@ mod tests {
     #[test]
     fn a_list_selects_only_its_cases_and_reads_settings() {
         let selection = Selection::parse(b"pair, pages,iters=2000,reps=3\n").unwrap();
-        let chosen: [bool; 9] = CASES.map(|case| selection.contains(case));
+        let chosen: [bool; 10] = CASES.map(|case| selection.contains(case));
         assert_eq!(
             chosen,
-            [true, false, false, true, false, false, false, false, false]
+            [true, false, false, true, false, false, false, false, false, false]
         );
         assert_eq!(selection.iters, 2000);
         assert_eq!(selection.reps, 3);

@@ -82,6 +82,7 @@ pub fn run_if_asked(param: Option<&CStr>) {
             Case::Parts => parts::parts(&selection, &pages),
             Case::Vmalloc => pages::vmallocs(&selection, &pages),
             Case::Smp => smp::parallel(&selection, &pages, &cpus),
+            Case::Numa => smp::remote_across_nodes(&selection, &pages, &cpus),
         };
         if let Err(error) = result {
             pr_err!("rmm_bench: case {} failed: {:?}\n", case.name(), error);

@@ -4,7 +4,8 @@
 //! one kernel thread per online CPU, doing pairs or batch rounds all at
 //! once, and the remote-free hand-off (one CPU allocates, another frees;
 //! [`crate::bench_remote`]). Wall time from the first thread's start to the
-//! last one's end.
+//! last one's end. `numa` is the same hand-off between two memory nodes: a
+//! CPU of node 0 allocates, a CPU of another node frees.
 
 use super::objects::{RmmCache, SlubCache};
 use super::{log, Pages};
@@ -12,6 +13,8 @@ use crate::bench_loops::{Objects, ParallelBatches, ParallelPairs, SmpJob};
 use crate::bench_remote::{RemoteFree, REMOTE_BUFFERS};
 use crate::bench_spec::{Record, Selection, BATCH, SMP_SIZES};
 use crate::kernel_layer::cpu_threads::{self, now, pause, CpuWork};
+use crate::kernel_layer::platform::KernelPlatform;
+use crate::platform::Platform;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, Ordering};
 use kernel::alloc::{flags, KVec};
@@ -100,6 +103,21 @@ impl SmpKind {
     const ALL: [SmpKind; 3] = [SmpKind::Pair, SmpKind::Batch, SmpKind::Remote];
 }
 
+/// The remote-free hand-off of `selection`'s size on `cpus` (the first
+/// allocates, the second frees): the objects handed over and the wall
+/// time.
+fn remote_free<O: Objects>(
+    objects: &O,
+    selection: &Selection,
+    cpus: &[c_uint],
+) -> Result<(u64, i64)> {
+    let slots = atomic_slots(REMOTE_BUFFERS * BATCH)?;
+    let batches = (selection.pair_iters() as usize / BATCH).max(1);
+    let job = RemoteFree::new(objects, batches, &slots, pause);
+    let ns = time_on_cpus(&job, cpus)?;
+    Ok((job.objects() as u64, ns))
+}
+
 /// One multi-CPU measurement of one side, logged.
 fn parallel_once<O: Objects>(
     kind: SmpKind,
@@ -130,11 +148,8 @@ fn parallel_once<O: Objects>(
             ("smp_batch", threads, ops, ns)
         }
         SmpKind::Remote => {
-            let slots = atomic_slots(REMOTE_BUFFERS * BATCH)?;
-            let batches = (iters as usize / BATCH).max(1);
-            let job = RemoteFree::new(objects, batches, &slots, pause);
-            let ns = time_on_cpus(&job, &cpus[..2])?;
-            ("smp_remote", 2, job.objects() as u64, ns)
+            let (objects, ns) = remote_free(objects, selection, &cpus[..2])?;
+            ("smp_remote", 2, objects, ns)
         }
     };
     log(Record::new(case, O::IMPL, ops, ns)
@@ -178,6 +193,78 @@ pub(super) fn parallel(selection: &Selection, pages: &Pages, cpus: &[c_uint]) ->
                     parallel_once(kind, &slub, size, selection, cpus, rep)?;
                     parallel_once(kind, &rmm, size, selection, cpus, rep)?;
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first online CPU of node 0 and the first online CPU of another
+/// node, if there are such CPUs.
+fn cpus_on_two_nodes(cpus: &[c_uint]) -> Option<[c_uint; 2]> {
+    let platform = KernelPlatform::new();
+    let node_of = |cpu: c_uint| platform.cpu_node(cpu as usize);
+    let home = *cpus.iter().find(|&&cpu| node_of(cpu) == 0)?;
+    let away = *cpus.iter().find(|&&cpu| node_of(cpu) != 0)?;
+    Some([home, away])
+}
+
+/// One measurement of the `numa` case for one side, logged.
+fn numa_once<O: Objects>(
+    objects: &O,
+    size: usize,
+    selection: &Selection,
+    pair: &[c_uint; 2],
+    rep: u32,
+) -> Result {
+    let (handed, ns) = remote_free(objects, selection, pair)?;
+    log(Record::new("numa_remote", O::IMPL, handed, ns)
+        .size(size)
+        .parallel(2, rep));
+    Ok(())
+}
+
+/// The `numa` case: the remote-free hand-off from a CPU of node 0 to a CPU
+/// of another node, rmm against SLUB back to back, `selection.reps` times
+/// per size (`case=numa_remote`). The caches' slabs come from the
+/// allocating CPU's node, so every free is of an object of another node.
+pub(super) fn remote_across_nodes(selection: &Selection, pages: &Pages, cpus: &[c_uint]) -> Result {
+    let Some(pair) = cpus_on_two_nodes(cpus) else {
+        pr_info!("rmm_bench: case numa skipped: it needs online CPUs on two memory nodes\n");
+        return Ok(());
+    };
+    pr_info!(
+        "rmm_bench: case numa: allocating on CPU {} (node 0), freeing on CPU {} (node {})\n",
+        pair[0],
+        pair[1],
+        KernelPlatform::new().cpu_node(pair[1] as usize)
+    );
+    for size in SMP_SIZES {
+        let rmm = RmmCache::new(pages, size, None)?;
+        let slub = SlubCache::new(size, None)?;
+        let warm = Selection::warmup(selection.pair_iters());
+        time_on_cpus(
+            &ParallelPairs {
+                objects: &rmm,
+                iters: warm,
+            },
+            &pair,
+        )?;
+        time_on_cpus(
+            &ParallelPairs {
+                objects: &slub,
+                iters: warm,
+            },
+            &pair,
+        )?;
+        for rep in 0..selection.reps {
+            // Taking turns to go first, as in `parallel`.
+            if rep % 2 == 0 {
+                numa_once(&rmm, size, selection, &pair, rep)?;
+                numa_once(&slub, size, selection, &pair, rep)?;
+            } else {
+                numa_once(&slub, size, selection, &pair, rep)?;
+                numa_once(&rmm, size, selection, &pair, rep)?;
             }
         }
     }
