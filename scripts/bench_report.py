@@ -4,14 +4,14 @@
 the README's performance section.
 
 scripts/bench runs the guests and calls this with the directory holding
-their output (raw/icount.txt, raw/smp.txt, raw/meta.txt). Every result line
-looks like
+their output (raw/icount.txt, raw/smp.txt, raw/numa.txt, raw/meta.txt). Every
+result line looks like
 
     rmm_bench: case=pair size=64 impl=rmm ops=100000 ns=42731846
 
 (see src/bench_spec.rs). Single-CPU figures come from an -icount boot, where a
 guest nanosecond is one guest instruction; multi-CPU figures are wall-time
-ratios taken in the same boot.
+ratios taken in the same boot (smp_* on one memory node, numa_remote on two).
 """
 
 import argparse
@@ -23,6 +23,15 @@ import sys
 PREFIX = "rmm_bench:"
 README_START = "<!-- BENCH-START -->"
 README_END = "<!-- BENCH-END -->"
+
+# The multi-CPU measurements: case, table column, plot label, summary unit.
+SMP_CASES = (
+    ("smp_pair", "pair", "all vCPUs, pairs", "wall ns/op (median), 2 vCPUs"),
+    ("smp_batch", "batch", "all vCPUs, batches", "wall ns/op (median), 2 vCPUs"),
+    ("smp_remote", "remote free", "remote free", "wall ns/op (median), 2 vCPUs"),
+    ("numa_remote", "remote free, 2 nodes", "remote free, node 0 to node 1",
+     "wall ns/op (median), 2 vCPUs on 2 nodes"),
+)
 
 # The pieces of the `parts` case (`case=part impl=NAME` lines), in table
 # order, with what each measures (src/kernel_layer/bench/parts.rs). The
@@ -127,8 +136,9 @@ def smp_summary(records):
     """{(case, size): dict(median, lo, hi, n, rmm, kernel)} from per-repetition
     wall times: the ratio of each repetition, then the median over them."""
     reps = {}
+    cases = {case for case, _, _, _ in SMP_CASES}
     for r in records:
-        if not r["case"].startswith("smp_"):
+        if r["case"] not in cases:
             continue
         key = (r["case"], r["size"])
         reps.setdefault(key, {}).setdefault(r["rep"], {})[r["impl"]] = r
@@ -288,9 +298,10 @@ def build_tables(single, smp):
     ))
 
     rows = []
+    columns = [c for c in SMP_CASES if any(k[0] == c[0] for k in smp)]
     for size in sorted({k[1] for k in smp}):
         row = [str(size)]
-        for case in ("smp_pair", "smp_batch", "smp_remote"):
+        for case, _, _, _ in columns:
             s = smp.get((case, size))
             row.append("-" if s is None else
                        f"{s['median']:.2f} ({s['q1']:.2f}-{s['q3']:.2f})")
@@ -303,8 +314,12 @@ def build_tables(single, smp):
             "in bench/summary.csv). pair/batch: every vCPU "
             "allocating and freeing at once on one shared cache; remote: one vCPU "
             "allocates batches of 1000, the other frees each batch while the next is "
-            "allocated.",
-            ["size", "pair", "batch", "remote free"],
+            "allocated; these three on one memory node. remote free, 2 nodes: the "
+            "same hand-off in a boot with two memory nodes of one vCPU each, from "
+            "the vCPU of node 0 (whose node the slabs come from) to the vCPU of "
+            "node 1. TCG gives remote memory no extra latency: the difference is "
+            "the allocators' own node handling.",
+            ["size"] + [column for _, column, _, _ in columns],
             rows,
         ))
     return tables
@@ -376,7 +391,9 @@ def markdown(tables, target_list, single, meta):
         f"{meta.get('host_cpus', '?')}-core host: wall time, so only the ratio of rmm "
         "to SLUB measured back to back in the same boot means anything "
         f"({meta.get('smp_iters', '?')} operations per thread, "
-        f"{meta.get('reps', '?')} repetitions)."
+        f"{meta.get('reps', '?')} repetitions); one memory node, but for the remote "
+        "free across two nodes (`scripts/vm-run --nodes 2`: QEMU `-numa`, one vCPU "
+        "and half the memory per node)."
     )
     lines.append("- Ratio: rmm / kernel; below 1.00 rmm is cheaper.")
     lines.append("")
@@ -461,10 +478,14 @@ def write_summary_csv(path, single, smp):
             if cost is not None:
                 w.writerow(["part", "piece", name, fmt(cost, 2), "", "", "", "",
                             "instructions/call"])
-        for (case, size), s in sorted(smp.items()):
-            w.writerow([case, "size", size, fmt(s["rmm"], 1), fmt(s["kernel"], 1),
-                        f"{s['median']:.3f}", f"{s['lo']:.3f}", f"{s['hi']:.3f}",
-                        "wall ns/op (median), 2 vCPUs"])
+        units = {case: unit for case, _, _, unit in SMP_CASES}
+        for case, _, _, _ in SMP_CASES:
+            for (c, size), s in sorted(smp.items()):
+                if c != case:
+                    continue
+                w.writerow([case, "size", size, fmt(s["rmm"], 1), fmt(s["kernel"], 1),
+                            f"{s['median']:.3f}", f"{s['lo']:.3f}", f"{s['hi']:.3f}",
+                            units[case]])
 
 
 def plot(path, single, smp):
@@ -513,14 +534,12 @@ def plot(path, single, smp):
 
     ax = axes[1][1]
     sizes = sorted({k[1] for k in smp})
-    for i, (case, label) in enumerate((("smp_pair", "all vCPUs, pairs"),
-                                       ("smp_batch", "all vCPUs, batches"),
-                                       ("smp_remote", "remote free"))):
+    for i, (case, _, label, _) in enumerate(SMP_CASES):
         xs, ys, lo, hi = [], [], [], []
         for j, size in enumerate(sizes):
             s = smp.get((case, size))
             if s:
-                xs.append(j + (i - 1) * 0.2)
+                xs.append(j + (i - 1.5) * 0.18)
                 ys.append(s["median"])
                 lo.append(s["median"] - s["q1"])
                 hi.append(s["q3"] - s["median"])
@@ -557,6 +576,9 @@ def main():
     smp_records, smp_header = [], {}
     if os.path.exists(os.path.join(raw, "smp.txt")):
         smp_records, smp_header = parse_lines(os.path.join(raw, "smp.txt"))
+    numa_records = []
+    if os.path.exists(os.path.join(raw, "numa.txt")):
+        numa_records, _ = parse_lines(os.path.join(raw, "numa.txt"))
     if not single_records:
         sys.exit("bench_report: no result lines in raw/icount.txt")
     meta.setdefault("kernel", header.get("kernel", "?"))
@@ -565,7 +587,7 @@ def main():
     meta.setdefault("reps", smp_header.get("reps", "?"))
 
     single = Single(single_records)
-    smp = smp_summary(smp_records)
+    smp = smp_summary(smp_records + numa_records)
     tables = build_tables(single, smp)
     target_list = targets(single, smp)
     print_tables(tables, target_list, single)
@@ -575,6 +597,7 @@ def main():
         os.remove(results)
     write_csv(results, single_records, "icount-1cpu")
     write_csv(results, smp_records, "mttcg-2cpu")
+    write_csv(results, numa_records, "mttcg-2cpu-2nodes")
     write_summary_csv(os.path.join(args.dir, "summary.csv"), single, smp)
     written = [results, os.path.join(args.dir, "summary.csv")]
     if not args.no_plot:
