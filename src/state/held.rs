@@ -324,7 +324,7 @@ fn alloc_object<P: Platform>(
         // this arm becomes
         // `Some(node) => Ok(cache.alloc_node(pages, gfp, node).ok()),`.
         // Until then `node=` is refused before anything is allocated.
-        Some(_) => Err(CtlErrorKind::NodeUnsupported),
+        Some(node) => Ok(cache.alloc_node(pages, gfp, node).ok()),
     }
 }
 
