@@ -66,6 +66,30 @@
 //! ctor_calls= cached=` with the same meanings, counted on that CPU
 //! (`cached`: objects in that CPU's array).
 //!
+//! Then for every node with memory (node 0 alone without NUMA), one line
+//! `cache=NAME node=N slabs= active_slabs= objects= active_objs= cached=
+//! high= free_limit= local_allocs= remote_allocs= fallback_allocs=
+//! foreign_allocs= local_frees= remote_frees= grown= reaped=`: the
+//! cache's part on that node ([`crate::slab::CacheNodeStats`]; slabinfo's
+//! row is the total over the nodes):
+//! - `slabs`, `active_slabs`, `objects`, `active_objs`: the node's slabs
+//!   (their pages are on the node), those with an object not free, their
+//!   objects, and those not free (held, or cached in the arrays of the
+//!   node's CPUs, `cached`).
+//! - `high`: the most objects out of the node's slabs at once; `free_limit`:
+//!   free objects the node keeps in empty slabs before giving slabs back.
+//! - `local_allocs`, `local_frees`: objects of the node allocated and freed
+//!   by the node's CPUs through their arrays.
+//! - `remote_allocs`: objects of the node handed to CPUs of other nodes
+//!   that asked for this node (`alloc NAME COUNT node=N`).
+//! - `fallback_allocs`, `foreign_allocs`: objects of the node handed out
+//!   for requests that wanted another node, out of pages (the kernel's
+//!   `numa_miss`), and requests that wanted this node and got an object of
+//!   another (`numa_foreign`).
+//! - `remote_frees`: objects of the node freed by CPUs of other nodes,
+//!   which went straight back to the node's lists.
+//! - `grown`, `reaped`: slabs built on the node and given back.
+//!
 //! Then the page allocator, first one line `buddy chunks= max_chunks=
 //! pages_total= pages_free= pages_pcp= pages_allocated= invalid_frees=`:
 //! - `chunks`, `max_chunks`: chunks of `2^10` pages held from the kernel,
@@ -110,7 +134,8 @@
 //! Then for every node number below `nr_node_ids` (one line, `node=0`, on
 //! a machine without NUMA), one line `node=N chunks= pages_total=
 //! pages_free= pages_pcp= numa_hit= numa_miss= numa_foreign= local_node=
-//! other_node= free_local= free_remote= held_pages=`: the node's part of
+//! other_node= free_local= free_remote= held_pages= held_objects=`: the
+//! node's part of
 //! the pool and its allocations and frees, with the kernel's numastat
 //! names (`/sys/devices/system/node/nodeN/numastat`; see
 //! [`crate::page_alloc::NodeStats`]):
@@ -129,8 +154,9 @@
 //! - `free_local`, `free_remote`: frees of this node's pages by a CPU of
 //!   this node, and by a CPU of another node (which go back to this node's
 //!   lists, not to the freeing CPU's).
-//! - `held_pages`: pages of the control file's `page-alloc` blocks that
-//!   are on this node by the kernel's own account
+//! - `held_pages`, `held_objects`: pages of the control file's
+//!   `page-alloc` blocks, and objects it holds (`alloc`, all caches), that
+//!   are on this node by the kernel's own account of their pages
 //!   ([`Platform::page_node`]: `page_to_nid`), not rmm's bookkeeping.
 //!
 //! Then one line `vmalloc areas= max_areas= pages= vmallocs= vfrees=
@@ -237,9 +263,10 @@ pub fn write_buddyinfo<P: Platform>(out: &mut impl Write, rmm: &Rmm<P>) -> fmt::
     Ok(())
 }
 
-/// Pages of the control file's held `page-alloc` blocks on each node, by
-/// the platform's account of the pages ([`Platform::page_node`]).
-fn held_pages_per_node<P: Platform>(rmm: &Rmm<P>) -> [usize; MAX_NODES] {
+/// Pages of the control file's held `page-alloc` blocks, and its held
+/// objects, on each node, by the platform's account of the pages
+/// ([`Platform::page_node`]).
+fn held_per_node<P: Platform>(rmm: &Rmm<P>) -> ([usize; MAX_NODES], [usize; MAX_NODES]) {
     let platform = rmm.platform();
     let mut pages = [0; MAX_NODES];
     for order in 0..=MAX_ORDER {
@@ -248,7 +275,14 @@ fn held_pages_per_node<P: Platform>(rmm: &Rmm<P>) -> [usize; MAX_NODES] {
             pages[platform.page_node(block) & (MAX_NODES - 1)] += 1 << order;
         }
     }
-    pages
+    let mut objects = [0; MAX_NODES];
+    for entry in rmm.caches().filter(|entry| entry.held > 0) {
+        for obj in rmm.held_objects(entry.cache.name()).into_iter().flatten() {
+            // An object is in one slab, whose pages are on one node.
+            objects[platform.page_node(obj) & (MAX_NODES - 1)] += 1;
+        }
+    }
+    (pages, objects)
 }
 
 /// The counters a cache line and a CPU line share.
@@ -295,6 +329,30 @@ fn write_cache_stats<P: Platform>(
             out,
             " errors={} ctor_calls={} cached={}",
             stats.errors, stats.ctor_calls, stats.cached
+        )?;
+    }
+    for node in nodes_with_memory(rmm) {
+        let Some(stats) = cache.node_stats(node) else {
+            continue;
+        };
+        writeln!(
+            out,
+            "cache={name} node={node} slabs={} active_slabs={} objects={} active_objs={} cached={} high={} free_limit={} local_allocs={} remote_allocs={} fallback_allocs={} foreign_allocs={} local_frees={} remote_frees={} grown={} reaped={}",
+            stats.slabs,
+            stats.active_slabs,
+            stats.objects,
+            stats.active_objs,
+            stats.cached,
+            stats.high_water,
+            stats.free_limit,
+            stats.local_allocs,
+            stats.remote_allocs,
+            stats.fallback_allocs,
+            stats.foreign_allocs,
+            stats.local_frees,
+            stats.remote_frees,
+            stats.grown,
+            stats.reaped
         )?;
     }
     Ok(())
@@ -352,11 +410,11 @@ pub fn write_stats<P: Platform>(out: &mut impl Write, rmm: &Rmm<P>) -> fmt::Resu
         decisions.reserve_pages,
         decisions.refused
     )?;
-    let held = held_pages_per_node(rmm);
+    let (held_pages, held_objects) = held_per_node(rmm);
     for (node, stats) in pages.nodes.iter().enumerate().take(pages.nr_nodes) {
         writeln!(
             out,
-            "node={node} chunks={} pages_total={} pages_free={} pages_pcp={} numa_hit={} numa_miss={} numa_foreign={} local_node={} other_node={} free_local={} free_remote={} held_pages={}",
+            "node={node} chunks={} pages_total={} pages_free={} pages_pcp={} numa_hit={} numa_miss={} numa_foreign={} local_node={} other_node={} free_local={} free_remote={} held_pages={} held_objects={}",
             stats.chunks,
             stats.pages_total,
             stats.pages_free,
@@ -368,7 +426,8 @@ pub fn write_stats<P: Platform>(out: &mut impl Write, rmm: &Rmm<P>) -> fmt::Resu
             stats.other_node,
             stats.free_local,
             stats.free_remote,
-            held[node]
+            held_pages[node],
+            held_objects[node]
         )?;
     }
     let areas = rmm.areas().stats();

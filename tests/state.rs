@@ -308,11 +308,6 @@ fn every_error_code_changes_nothing() {
             "rmm_ctl: alloc foo: no node 1 with memory (nodes with memory: 0) (-EINVAL)",
         ),
         (
-            "alloc foo 1 node=0",
-            errno::EOPNOTSUPP,
-            "rmm_ctl: alloc foo: node= needs per-node slab caches, which this build does not have; nothing allocated (-EOPNOTSUPP)",
-        ),
-        (
             "alloc foo",
             errno::EINVAL,
             "rmm_ctl: alloc: missing argument (-EINVAL)",
@@ -422,10 +417,9 @@ fn error_accessors_and_display() {
     teardown_and_drop(&platform, rmm);
 }
 
-/// `node=N` on a platform of two nodes: pinned blocks land on their node
-/// (by the platform's account of the pages), a node without memory or
-/// beyond the last is refused with its own line, and `alloc ... node=N`
-/// is refused before anything is allocated.
+/// `node=N` on a platform of two nodes: pinned blocks and objects land on
+/// their node (by the platform's account of the pages), and a node without
+/// memory or beyond the last is refused with its own line.
 #[test]
 fn node_options_pin_blocks_and_refuse_bad_nodes() {
     HostPlatform::set_this_cpu(0);
@@ -469,16 +463,24 @@ page-alloc 0 5",
             &format!("rmm_ctl: {text} with memory (nodes with memory: 0 1) (-EINVAL)"),
         );
     }
-    for node in [0, 1] {
-        check_refused(
-            &mut rmm,
-            &platform,
-            &format!("alloc foo 2 node={node}"),
-            errno::EOPNOTSUPP,
-            "rmm_ctl: alloc foo: node= needs per-node slab caches, which this build does not have; nothing allocated (-EOPNOTSUPP)",
-        );
-    }
     assert_eq!(held(&rmm, "foo"), 3);
+    // Objects of a user cache and a generic one, on the node named.
+    run(
+        &mut rmm,
+        "alloc foo 50 node=1\nalloc kmalloc-128 40 node=1 atomic\nalloc foo 20 node=0",
+    );
+    let nodes: Vec<usize> = rmm
+        .held_objects("foo")
+        .unwrap()
+        .map(|obj| platform.page_node(obj))
+        .collect();
+    assert_eq!(nodes.len(), 73);
+    assert!(nodes[..20].iter().all(|&node| node == 0), "{nodes:?}");
+    assert!(nodes[20..70].iter().all(|&node| node == 1), "{nodes:?}");
+    assert!(rmm
+        .held_objects("kmalloc-128")
+        .unwrap()
+        .all(|obj| platform.page_node(obj) == 1));
     // An unknown cache is still ENOENT with a good node, the node checked
     // first.
     assert_eq!(
@@ -491,6 +493,7 @@ page-alloc 0 5",
     );
     let summary = teardown_and_drop(&platform, rmm);
     assert_eq!(summary.blocks_freed, 11);
+    assert_eq!(summary.objects_freed, 73 + 40);
     for node in [0, 1] {
         assert_eq!(platform.host().node_pages_outstanding(node), 0);
     }

@@ -407,6 +407,25 @@ const CPU_KEYS: &[&str] = &[
     "ctor_calls",
     "cached",
 ];
+const CACHE_NODE_KEYS: &[&str] = &[
+    "cache",
+    "node",
+    "slabs",
+    "active_slabs",
+    "objects",
+    "active_objs",
+    "cached",
+    "high",
+    "free_limit",
+    "local_allocs",
+    "remote_allocs",
+    "fallback_allocs",
+    "foreign_allocs",
+    "local_frees",
+    "remote_frees",
+    "grown",
+    "reaped",
+];
 const BUDDY_KEYS: &[&str] = &[
     "chunks",
     "max_chunks",
@@ -469,6 +488,7 @@ const NODE_KEYS: &[&str] = &[
     "free_local",
     "free_remote",
     "held_pages",
+    "held_objects",
 ];
 const VMALLOC_KEYS: &[&str] = &[
     "areas",
@@ -532,11 +552,30 @@ fn stats_lines_carry_the_documented_keys() {
     let mut buddy_seen = false;
     let mut zone_seen = false;
     let mut nodes_seen = 0;
+    let mut cache_node_lines = 0;
     let mut vmalloc_seen = false;
     let mut rmm_seen = false;
     for line in text.lines() {
         let words: Vec<&str> = line.split(' ').collect();
-        if line.starts_with("cache=") && words[1].starts_with("cpu=") {
+        if line.starts_with("cache=") && words[1].starts_with("node=") {
+            // One node: the cache's whole figures.
+            let map = pairs(&words, CACHE_NODE_KEYS);
+            assert_eq!(number(&map, "node"), 0);
+            let row = &slab_rows[map["cache"]];
+            assert_eq!(number(&map, "slabs"), row.num_slabs, "{line}");
+            assert_eq!(number(&map, "active_slabs"), row.active_slabs, "{line}");
+            assert_eq!(number(&map, "objects"), row.num_objs, "{line}");
+            assert_eq!(number(&map, "active_objs"), row.active_objs, "{line}");
+            for key in [
+                "remote_allocs",
+                "fallback_allocs",
+                "foreign_allocs",
+                "remote_frees",
+            ] {
+                assert_eq!(number(&map, key), 0, "{line}");
+            }
+            cache_node_lines += 1;
+        } else if line.starts_with("cache=") && words[1].starts_with("cpu=") {
             let map = pairs(&words, CPU_KEYS);
             assert!(number(&map, "cpu") < nr_cpus);
             *cpu_sums.entry(map["cache"].to_string()).or_default() += number(&map, "allocs");
@@ -624,6 +663,7 @@ fn stats_lines_carry_the_documented_keys() {
                 assert_eq!(number(&map, key), 0, "{line}");
             }
             assert_eq!(number(&map, "held_pages"), 3 << 2, "page-alloc 2 3");
+            assert_eq!(number(&map, "held_objects"), 400 + 7, "a and kmalloc-32");
             nodes_seen += 1;
         } else if line.starts_with("vmalloc ") {
             let map = pairs(&words[1..], VMALLOC_KEYS);
@@ -673,6 +713,7 @@ fn stats_lines_carry_the_documented_keys() {
     assert_eq!(orders_seen, MAX_ORDER as usize + 1);
     assert!(buddy_seen && zone_seen && vmalloc_seen && rmm_seen);
     assert_eq!(nodes_seen, 1, "one node line without NUMA");
+    assert_eq!(cache_node_lines, caches_seen.len(), "a node line per cache");
     rmm.teardown();
 }
 
@@ -760,6 +801,23 @@ fn c_buddyinfo_line(node: usize, counts: &[usize]) -> String {
         line += &format!("{count:6} ");
     }
     line + "\n"
+}
+
+/// The `cache=NAME node=N` lines of the stats, by node.
+fn cache_node_lines(rmm: &Rmm<HostPlatform>, name: &str) -> Vec<BTreeMap<String, usize>> {
+    let prefix = format!("cache={name} node=");
+    stats(rmm)
+        .lines()
+        .filter(|line| line.starts_with(&prefix))
+        .map(|line| {
+            let words: Vec<&str> = line.split(' ').collect();
+            pairs(&words, CACHE_NODE_KEYS)
+                .into_iter()
+                .filter(|(key, _)| *key != "cache")
+                .map(|(key, value)| (key.to_string(), value.parse().unwrap()))
+                .collect()
+        })
+        .collect()
 }
 
 /// The `node=N` lines of the stats, by node.
@@ -862,6 +920,7 @@ fn stats_have_a_line_per_node_with_the_kernels_numastat_counters() {
         (2, 0, 2)
     );
     assert_eq!((n0["held_pages"], n1["held_pages"]), (3, 4));
+    assert_eq!((n0["held_objects"], n1["held_objects"]), (0, 0));
     assert_eq!((n0["chunks"], n1["chunks"]), (1, 1));
     let stats = rmm.pages().stats();
     for (node, line) in lines.iter().enumerate() {
@@ -904,6 +963,33 @@ fn stats_have_a_line_per_node_with_the_kernels_numastat_counters() {
         (1024, 1024)
     );
     rmm.platform().set_node_limit(0, None);
+    // Objects: held_objects by the pages' own node, and the cache's node
+    // lines.
+    run(
+        &mut rmm,
+        "create obj 100\nalloc obj 30\nalloc obj 12 node=1\nalloc kmalloc-64 5 node=1",
+    );
+    let lines = node_lines(&rmm);
+    assert_eq!(
+        (lines[0]["held_objects"], lines[1]["held_objects"]),
+        (30, 17)
+    );
+    let obj = cache_node_lines(&rmm, "obj");
+    assert_eq!(obj.len(), 2);
+    assert_eq!((obj[0]["node"], obj[1]["node"]), (0, 1));
+    assert_eq!((obj[0]["remote_allocs"], obj[1]["remote_allocs"]), (0, 12));
+    assert!(obj[0]["local_allocs"] >= 30, "{obj:?}");
+    assert_eq!(obj[1]["local_allocs"], 0);
+    assert!(obj[0]["slabs"] >= 1 && obj[1]["slabs"] >= 1, "{obj:?}");
+    // CPU 1 frees everything: node 0's objects go home as remote frees,
+    // node 1's are local.
+    HostPlatform::set_this_cpu(1);
+    run(&mut rmm, "free obj all");
+    let obj = cache_node_lines(&rmm, "obj");
+    assert_eq!(obj[0]["remote_frees"], 30);
+    assert_eq!(obj[1]["remote_frees"], 0);
+    assert_eq!(obj[1]["local_frees"], 12);
+    HostPlatform::set_this_cpu(0);
     rmm.teardown();
     assert!(node_lines(&rmm).iter().all(|line| line["chunks"] == 0));
 }

@@ -33,8 +33,6 @@ pub mod errno {
     pub const EINVAL: i32 = 22;
     /// No space left on device: too many caches.
     pub const ENOSPC: i32 = 28;
-    /// Operation not supported: `alloc ... node=N` without per-node slabs.
-    pub const EOPNOTSUPP: i32 = 95;
 }
 
 /// A control command, as named in error messages.
@@ -249,9 +247,6 @@ pub enum CtlErrorKind {
         /// The nodes with memory, one bit per node (bit `n`: node `n`).
         with_memory: u8,
     },
-    /// `alloc ... node=N`: the slab caches cannot allocate on a given node
-    /// in this build; nothing was done (`-EOPNOTSUPP`).
-    NodeUnsupported,
 }
 
 /// How an `invalid-free` escaped detection.
@@ -358,7 +353,6 @@ impl CtlError {
             CtlErrorKind::GenericCache => errno::EPERM,
             CtlErrorKind::ShutDown => errno::ENODEV,
             CtlErrorKind::Undetected(_) => errno::EIO,
-            CtlErrorKind::NodeUnsupported => errno::EOPNOTSUPP,
             CtlErrorKind::Area(error) => error.errno(),
         }
     }
@@ -374,7 +368,6 @@ impl CtlError {
             errno::EEXIST => "EEXIST",
             errno::ENODEV => "ENODEV",
             errno::ENOSPC => "ENOSPC",
-            errno::EOPNOTSUPP => "EOPNOTSUPP",
             _ => "EINVAL",
         }
     }
@@ -428,9 +421,6 @@ impl fmt::Display for CtlError {
                 }
                 f.write_str(")")
             }
-            CtlErrorKind::NodeUnsupported => f.write_str(
-                "node= needs per-node slab caches, which this build does not have; nothing allocated",
-            ),
         }
     }
 }

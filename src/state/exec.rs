@@ -321,11 +321,9 @@ impl<P: Platform> Rmm<P> {
         stack.fill(
             pages.platform(),
             count,
-            || {
-                Ok(match node {
-                    None => pages.alloc_pages(order, gfp).ok(),
-                    Some(node) => pages.alloc_pages_node(order, gfp, node).ok(),
-                })
+            || match node {
+                None => pages.alloc_pages(order, gfp).ok(),
+                Some(node) => pages.alloc_pages_node(order, gfp, node).ok(),
             },
             |block| {
                 // SAFETY: the block was just allocated at this order and

@@ -166,15 +166,14 @@ impl AddrStack {
 
     /// Pushes `count` pointers from `alloc`, calling
     /// [`Platform::cond_resched`] every [`RESCHED_EVERY`]. When `alloc`
-    /// runs out (`Ok(None)`), or the stack cannot grow (then `give_back`
-    /// gets the pointer it could not keep), stops with `OutOfMemory` saying
-    /// how many were pushed; those stay. An error from `alloc` stops it
-    /// with that error (those pushed stay too).
+    /// runs out, or the stack cannot grow (then `give_back` gets the
+    /// pointer it could not keep), stops with `OutOfMemory` saying how many
+    /// were pushed; those stay.
     pub(super) fn fill<P: Platform>(
         &mut self,
         platform: &P,
         count: usize,
-        mut alloc: impl FnMut() -> Result<Option<NonNull<u8>>, CtlErrorKind>,
+        mut alloc: impl FnMut() -> Option<NonNull<u8>>,
         give_back: impl FnOnce(NonNull<u8>),
     ) -> Result<(), CtlErrorKind> {
         for done in 0..count {
@@ -185,7 +184,7 @@ impl AddrStack {
                 done,
                 requested: count,
             };
-            let ptr = alloc()?.ok_or(out_of_memory)?;
+            let ptr = alloc().ok_or(out_of_memory)?;
             if self.push(platform, ptr).is_err() {
                 give_back(ptr);
                 return Err(out_of_memory);
@@ -310,21 +309,18 @@ pub(super) fn alloc_held<P: Platform>(
     )
 }
 
-/// One object of `cache` for `alloc NAME COUNT [FLAGS] [node=N]`: `None`
-/// when the cache has no memory for it.
+/// One object of `cache` for `alloc NAME COUNT [FLAGS] [node=N]`, from
+/// `node`'s slabs if one is named (`kmem_cache_alloc_node`); `None` when
+/// the cache has no memory for it.
 fn alloc_object<P: Platform>(
     pages: &PageAllocator<P>,
     cache: &KmemCache<P>,
     gfp: Gfp,
     node: Option<usize>,
-) -> Result<Option<NonNull<u8>>, CtlErrorKind> {
+) -> Option<NonNull<u8>> {
     match node {
-        None => Ok(cache.alloc(pages, gfp).ok()),
-        // Where per-node slab caches plug in: with `KmemCache::alloc_node`
-        // this arm becomes
-        // `Some(node) => Ok(cache.alloc_node(pages, gfp, node).ok()),`.
-        // Until then `node=` is refused before anything is allocated.
-        Some(node) => Ok(cache.alloc_node(pages, gfp, node).ok()),
+        None => cache.alloc(pages, gfp).ok(),
+        Some(node) => cache.alloc_node(pages, gfp, node).ok(),
     }
 }
 

@@ -55,17 +55,17 @@
 //!   sleep, stops at the `low` watermark), each optionally `|zero`. `zero`
 //!   on a cache with a constructor is `-EINVAL` (zeroing would destroy the
 //!   constructed state).
-//! - `page-alloc` also takes `node=N` (before or after the flag word): the
-//!   blocks prefer node N ([`crate::page_alloc::PageAllocator::alloc_pages_node`],
-//!   the kernel's `alloc_pages_node`), falling back to the other nodes by
-//!   distance only when N has no memory left at the request's floor, as
-//!   the calling CPU's node is preferred without it. A node that does not
-//!   exist or has no memory (N at or above `nr_node_ids`, a memoryless
-//!   node) is `-EINVAL`, reported as `no node N with memory (nodes with
-//!   memory: ...)`, and nothing is done. `alloc NAME COUNT node=N` is
-//!   parsed and its node checked the same way, but the slab caches of this
-//!   build have no per-node lists to serve it: it fails with
-//!   `-EOPNOTSUPP` before allocating anything (never ignoring the node).
+//! - `alloc` and `page-alloc` also take `node=N` (before or after the flag
+//!   word): the objects or blocks prefer node N
+//!   ([`crate::slab::KmemCache::alloc_node`], the kernel's
+//!   `kmem_cache_alloc_node`;
+//!   [`crate::page_alloc::PageAllocator::alloc_pages_node`],
+//!   `alloc_pages_node`), falling back to the other nodes by distance only
+//!   when N has no memory left for them, as the calling CPU's node is
+//!   preferred without it. A node that does not exist or has no memory (N
+//!   at or above `nr_node_ids`, a memoryless node) is `-EINVAL`, reported
+//!   as `no node N with memory (nodes with memory: ...)`, and nothing is
+//!   done.
 //! - `vmalloc NAME SIZE` / `vfree NAME`: a virtually contiguous area of
 //!   SIZE bytes (`K`, `M`, `G` suffixes) built from order-0 pages of the
 //!   page allocator, held under NAME; see [`crate::areas`] for the errors.

@@ -8,7 +8,9 @@
 # node N, as the kernel itself says of the pages (held_pages in the node
 # lines of rmm_stats counts them by page_to_nid); frees from the other
 # node's CPU go back to their own node; the numastat counters say what
-# happened; node=5 and node=x are EINVAL with a clear line; with node 0's
+# happened; the same for slab objects (`alloc ... node=N`, remote frees
+# home, slabinfo the total of the nodes); node=5 and node=x are EINVAL
+# with a clear line; with node 0's
 # pool exhausted and its refills failing (fault injection), requests of
 # CPU 0 fall back to node 1, counted as numa_miss there and numa_foreign
 # on node 0; shrink and unload give every chunk of every node back, and
@@ -23,7 +25,7 @@ if [ "$nodes" != 2 ] || [ ! -e /sys/devices/system/cpu/cpu1 ]; then
 	ktap_finished
 fi
 
-ktap_plan 15
+ktap_plan 17
 
 # node_stat NODE KEY: KEY on the node=NODE line of rmm_stats.
 node_stat() {
@@ -162,18 +164,50 @@ bad_node_ok() {
 ktap_check "node=5, node=2 and node=x are EINVAL, each with its line in the kernel log" bad_node_ok
 dmesg | grep 'rmm_ctl: page-alloc order 0: no node 5' | tail -n 1 | sed 's/^/#   /'
 
-# Slab caches have no per-node lists yet: alloc ... node=N is refused,
-# never served from any node.
-slab_node_ok() {
-	allocs=$(cache_stat kmalloc-64 allocs)
-	rmm_ctl "alloc kmalloc-64 1 node=1" && { echo "alloc kmalloc-64 1 node=1 succeeded"; return 1; }
-	case "$RMM_CTL_ERR" in
-	*"ot supported"*) ;;
-	*) echo "alloc ... node=1: '$RMM_CTL_ERR', expected EOPNOTSUPP"; return 1 ;;
-	esac
-	[ "$(cache_stat kmalloc-64 allocs)" = "$allocs" ] || { echo "kmalloc-64 allocated"; return 1; }
+# cache_node_stat CACHE NODE KEY: KEY on the cache=CACHE node=NODE line.
+cache_node_stat() {
+	awk -v c="cache=$1" -v n="node=$2" -v k="$3" '
+		$1 == c && $2 == n { for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) { print kv[2]; exit } } }' /proc/rmm_stats
 }
-ktap_check "alloc NAME COUNT node=1: EOPNOTSUPP until the slab caches are per node, nothing allocated" slab_node_ok
+
+# Slab objects: where they land (by the node of their pages, through the
+# kernel), and where their frees go.
+objects_ok() {
+	remote1=$(cache_node_stat kmalloc-64 1 remote_allocs)
+	ctl_on_ok 0 "alloc kmalloc-64 100 node=1" && ctl_on_ok 1 "alloc kmalloc-64 50" && ctl_on_ok 0 "alloc kmalloc-64 70" || return 1
+	[ "$(node_stat 0 held_objects)" = 70 ] && [ "$(node_stat 1 held_objects)" = 150 ] ||
+		{ echo "held objects: node 0 $(node_stat 0 held_objects), node 1 $(node_stat 1 held_objects)"; return 1; }
+	[ "$(cache_node_stat kmalloc-64 1 remote_allocs)" = $((remote1 + 100)) ] ||
+		{ grep '^cache=kmalloc-64 node=' /proc/rmm_stats; return 1; }
+}
+ktap_check "alloc on CPU 0 with node=1, on CPU 1, on CPU 0: the objects are on nodes 1, 1, 0 (page_to_nid)" objects_ok
+grep '^cache=kmalloc-64 node=' /proc/rmm_stats | sed 's/^/#   /'
+
+slabinfo_totals_ok() {
+	for f in active_slabs:14 slabs:15 objects:3 active_objs:2; do
+		key=${f%:*}
+		sum=$(( $(cache_node_stat kmalloc-64 0 "$key") + $(cache_node_stat kmalloc-64 1 "$key") ))
+		[ "$sum" = "$(slab_field kmalloc-64 "${f#*:}")" ] || { echo "$key: nodes $sum, slabinfo $(slab_field kmalloc-64 "${f#*:}")"; return 1; }
+	done
+	[ "$(cache_node_stat kmalloc-64 0 slabs)" -gt 0 ] && [ "$(cache_node_stat kmalloc-64 1 slabs)" -gt 0 ] ||
+		{ echo "slabs on one node only"; return 1; }
+}
+ktap_check "rmm_slabinfo's row is the total of the cache's nodes" slabinfo_totals_ok
+
+object_frees_ok() {
+	remote0=$(cache_node_stat kmalloc-64 0 remote_frees)
+	ctl_on_ok 1 "free kmalloc-64 all" || return 1
+	# CPU 1 freed node 0's 70 objects: straight home to node 0's lists.
+	[ "$(cache_node_stat kmalloc-64 0 remote_frees)" = $((remote0 + 70)) ] || { grep '^cache=kmalloc-64 node=' /proc/rmm_stats; return 1; }
+	[ "$(node_stat 0 held_objects)" = 0 ] && [ "$(node_stat 1 held_objects)" = 0 ] || { echo "objects still held"; return 1; }
+	# The objects cached on a node are those in its CPU's array.
+	for n in 0 1; do
+		cpu_cached=$(awk -v c="cpu=$n" '$1 == "cache=kmalloc-64" && $2 == c { for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "cached") print kv[2] } }' /proc/rmm_stats)
+		[ "$(cache_node_stat kmalloc-64 $n cached)" = "$cpu_cached" ] ||
+			{ echo "node $n caches $(cache_node_stat kmalloc-64 $n cached), CPU $n's array $cpu_cached"; return 1; }
+	done
+}
+ktap_check "frees on CPU 1 of node 0's objects go back to node 0 (remote_frees)" object_frees_ok
 
 # Fallback: one chunk on each node, then refills fail; CPU 0's requests
 # take node 0 down to its min watermark, then go to node 1.

@@ -74,10 +74,11 @@ ctl_err() {
 	esac
 }
 
-# cache_stat CACHE KEY: the value of KEY on the cache's line of rmm_stats.
+# cache_stat CACHE KEY: the value of KEY on the cache's line of rmm_stats
+# (not its per-CPU or per-node lines).
 cache_stat() {
 	awk -v c="cache=$1" -v k="$2" '
-		$1 == c && $2 !~ /^cpu=/ {
+		$1 == c && $2 !~ /^(cpu|node)=/ {
 			for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) { print kv[2]; exit } }
 		}' /proc/rmm_stats
 }
