@@ -11,6 +11,12 @@
 # With `fail 1 refill` only the pool's refills fail: allocations go on down
 # to the min watermark, then fail with ENOMEM, and nothing is lost; vmalloc
 # failing part-way (its pages or its mapping) keeps nothing either.
+#
+# One memory node: with two, a slab whose pages were refused on one node
+# is built on the other (the slab caches' fallback, a page request of its
+# own), so at N = 2 every refused request is followed by one that succeeds
+# and allocations never fail. tests/guest/numa.sh tests that fallback.
+# vm-run: nodes 1
 . "$(dirname "$0")/ktap.sh"
 . "$(dirname "$0")/rmm_lib.sh"
 
