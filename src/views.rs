@@ -516,8 +516,13 @@ fn write_node_zone<P: Platform>(
     write!(out, "\n  pagesets")?;
     for cpu in 0..platform.nr_cpu_ids() {
         write!(out, "\n    cpu: {cpu}")?;
-        // A CPU's lists hold pages of its own node only.
-        let count = if platform.cpu_node(cpu) == node {
+        // A CPU's lists hold pages of its own node only (of the nearest
+        // node with memory for a CPU of a node without).
+        let lists_node = pages
+            .fallback_order(platform.cpu_node(cpu))
+            .first()
+            .map_or(0, |&node| usize::from(node));
+        let count = if lists_node == node {
             pages.pcp_pages(cpu)
         } else {
             0
