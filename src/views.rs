@@ -36,13 +36,15 @@
 //! Lines of space-separated `key=value` pairs after a leading word.
 //!
 //! For every live cache (slabinfo order), one line
-//! `cache=NAME objsize= active= cached= total= slabs= allocs= frees=
+//! `cache=NAME objsize= active= cached= alien= total= slabs= allocs= frees=
 //! allochit= allocmiss= freehit= freemiss= grown= reaped= high= errors=
 //! ctor_calls= held= corruptions=`:
 //! - `objsize`: the slot size (as in slabinfo).
 //! - `active`: objects allocated and not freed by callers.
-//! - `cached`: free objects in the per-CPU arrays (so slabinfo's
-//!   `active_objs` is `active + cached`).
+//! - `cached`: free objects in the per-CPU arrays.
+//! - `alien`: objects freed on a CPU of another node than theirs, waiting
+//!   in that CPU's alien array to go home in a batch (so slabinfo's
+//!   `active_objs` is `active + cached + alien`).
 //! - `total`: objects in all slabs (slabinfo's `num_objs`).
 //! - `slabs`: slabs of the cache (slabinfo's `num_slabs`).
 //! - `allocs`, `frees`: successful allocations and frees.
@@ -63,19 +65,21 @@
 //!
 //! After each cache line, for every CPU, one line `cache=NAME cpu=N allocs=
 //! frees= allochit= allocmiss= freehit= freemiss= grown= reaped= errors=
-//! ctor_calls= cached=` with the same meanings, counted on that CPU
-//! (`cached`: objects in that CPU's array).
+//! ctor_calls= cached= alien=` with the same meanings, counted on that CPU
+//! (`cached`, `alien`: objects in that CPU's array and alien array).
 //!
 //! Then for every node with memory (node 0 alone without NUMA), one line
 //! `cache=NAME node=N slabs= active_slabs= objects= active_objs= cached=
-//! high= free_limit= local_allocs= remote_allocs= fallback_allocs=
-//! foreign_allocs= local_frees= remote_frees= grown= reaped=`: the
+//! alien= high= free_limit= local_allocs= remote_allocs= fallback_allocs=
+//! foreign_allocs= local_frees= remote_frees= alien_flushes= grown=
+//! reaped=`: the
 //! cache's part on that node ([`crate::slab::CacheNodeStats`]; slabinfo's
 //! row is the total over the nodes):
 //! - `slabs`, `active_slabs`, `objects`, `active_objs`: the node's slabs
 //!   (their pages are on the node), those with an object not free, their
-//!   objects, and those not free (held, or cached in the arrays of the
-//!   node's CPUs, `cached`).
+//!   objects, and those not free (held, cached in the arrays of the
+//!   node's CPUs, `cached`, or freed on CPUs of other nodes and waiting in
+//!   their alien arrays, `alien`).
 //! - `high`: the most objects out of the node's slabs at once; `free_limit`:
 //!   free objects the node keeps in empty slabs before giving slabs back.
 //! - `local_allocs`, `local_frees`: objects of the node allocated and freed
@@ -86,8 +90,10 @@
 //!   for requests that wanted another node, out of pages (the kernel's
 //!   `numa_miss`), and requests that wanted this node and got an object of
 //!   another (`numa_foreign`).
-//! - `remote_frees`: objects of the node freed by CPUs of other nodes,
-//!   which went straight back to the node's lists.
+//! - `remote_frees`: objects of the node freed by CPUs of other nodes and
+//!   returned to the node's lists, in batches from those CPUs' alien
+//!   arrays (one at a time for a debug cache); `alien_flushes`: the
+//!   batches, one lock round of the node's lists each.
 //! - `grown`, `reaped`: slabs built on the node and given back.
 //!
 //! Then the page allocator, first one line `buddy chunks= max_chunks=
@@ -312,8 +318,8 @@ fn write_cache_stats<P: Platform>(
     let info = cache.slabinfo();
     write!(
         out,
-        "cache={name} objsize={} active={} cached={} total={} slabs={}",
-        info.objsize, stats.active, stats.cached, info.num_objs, info.num_slabs
+        "cache={name} objsize={} active={} cached={} alien={} total={} slabs={}",
+        info.objsize, stats.active, stats.cached, stats.alien, info.num_objs, info.num_slabs
     )?;
     write_counters(out, &stats)?;
     writeln!(
@@ -327,8 +333,8 @@ fn write_cache_stats<P: Platform>(
         write_counters(out, &stats)?;
         writeln!(
             out,
-            " errors={} ctor_calls={} cached={}",
-            stats.errors, stats.ctor_calls, stats.cached
+            " errors={} ctor_calls={} cached={} alien={}",
+            stats.errors, stats.ctor_calls, stats.cached, stats.alien
         )?;
     }
     for node in nodes_with_memory(rmm) {
@@ -337,12 +343,13 @@ fn write_cache_stats<P: Platform>(
         };
         writeln!(
             out,
-            "cache={name} node={node} slabs={} active_slabs={} objects={} active_objs={} cached={} high={} free_limit={} local_allocs={} remote_allocs={} fallback_allocs={} foreign_allocs={} local_frees={} remote_frees={} grown={} reaped={}",
+            "cache={name} node={node} slabs={} active_slabs={} objects={} active_objs={} cached={} alien={} high={} free_limit={} local_allocs={} remote_allocs={} fallback_allocs={} foreign_allocs={} local_frees={} remote_frees={} alien_flushes={} grown={} reaped={}",
             stats.slabs,
             stats.active_slabs,
             stats.objects,
             stats.active_objs,
             stats.cached,
+            stats.alien,
             stats.high_water,
             stats.free_limit,
             stats.local_allocs,
@@ -351,6 +358,7 @@ fn write_cache_stats<P: Platform>(
             stats.foreign_allocs,
             stats.local_frees,
             stats.remote_frees,
+            stats.alien_flushes,
             stats.grown,
             stats.reaped
         )?;

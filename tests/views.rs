@@ -376,6 +376,7 @@ const CACHE_KEYS: &[&str] = &[
     "objsize",
     "active",
     "cached",
+    "alien",
     "total",
     "slabs",
     "allocs",
@@ -406,6 +407,7 @@ const CPU_KEYS: &[&str] = &[
     "errors",
     "ctor_calls",
     "cached",
+    "alien",
 ];
 const CACHE_NODE_KEYS: &[&str] = &[
     "cache",
@@ -415,6 +417,7 @@ const CACHE_NODE_KEYS: &[&str] = &[
     "objects",
     "active_objs",
     "cached",
+    "alien",
     "high",
     "free_limit",
     "local_allocs",
@@ -423,6 +426,7 @@ const CACHE_NODE_KEYS: &[&str] = &[
     "foreign_allocs",
     "local_frees",
     "remote_frees",
+    "alien_flushes",
     "grown",
     "reaped",
 ];
@@ -571,6 +575,8 @@ fn stats_lines_carry_the_documented_keys() {
                 "fallback_allocs",
                 "foreign_allocs",
                 "remote_frees",
+                "alien",
+                "alien_flushes",
             ] {
                 assert_eq!(number(&map, key), 0, "{line}");
             }
@@ -588,7 +594,7 @@ fn stats_lines_carry_the_documented_keys() {
             assert_eq!(number(&map, "total"), row.num_objs);
             assert_eq!(number(&map, "slabs"), row.num_slabs);
             assert_eq!(
-                number(&map, "active") + number(&map, "cached"),
+                number(&map, "active") + number(&map, "cached") + number(&map, "alien"),
                 row.active_objs
             );
             assert_eq!(number(&map, "active"), number(&map, "held"), "{line}");
@@ -982,13 +988,18 @@ fn stats_have_a_line_per_node_with_the_kernels_numastat_counters() {
     assert_eq!(obj[1]["local_allocs"], 0);
     assert!(obj[0]["slabs"] >= 1 && obj[1]["slabs"] >= 1, "{obj:?}");
     // CPU 1 frees everything: node 0's objects go home as remote frees,
-    // node 1's are local.
+    // in batches through CPU 1's alien array, node 1's are local.
     HostPlatform::set_this_cpu(1);
     run(&mut rmm, "free obj all");
     let obj = cache_node_lines(&rmm, "obj");
-    assert_eq!(obj[0]["remote_frees"], 30);
-    assert_eq!(obj[1]["remote_frees"], 0);
+    assert_eq!(obj[0]["remote_frees"] + obj[0]["alien"], 30, "{obj:?}");
+    assert!(obj[0]["alien"] > 0 && obj[0]["alien_flushes"] >= 1, "{obj:?}");
+    assert_eq!(obj[1]["remote_frees"] + obj[1]["alien"], 0);
     assert_eq!(obj[1]["local_frees"], 12);
+    // A shrink sends the alien objects home.
+    run(&mut rmm, "shrink obj");
+    let obj = cache_node_lines(&rmm, "obj");
+    assert_eq!((obj[0]["remote_frees"], obj[0]["alien"]), (30, 0));
     HostPlatform::set_this_cpu(0);
     rmm.teardown();
     assert!(node_lines(&rmm).iter().all(|line| line["chunks"] == 0));

@@ -13,7 +13,7 @@
 //! See the documentation of [`crate::slab`] for the design; the comments
 //! here say why each step is where it is.
 
-use super::cpu_array::{batchcount_for, cpucache_limit, CpuArray};
+use super::cpu_array::{batchcount_for, cpucache_limit, CpuArray, ALIEN_CAPACITY};
 use super::debug::{self, RedZoneDamage};
 use super::descriptor::{
     reserve_owner_ids, ListKind, OwnerTag, SlabList, SlabPtr, DESC_ALIGN, STATE_ALLOCATED,
@@ -311,12 +311,14 @@ impl<P: Platform> KmemCache<P> {
         let cpus = platform
             .new_percpu(|cpu| {
                 let node = array_node(pages, cpu);
-                let free_tag = if layout.track_state() {
-                    NEVER_MATCHES
+                // In debug mode every free takes the slow path, and frees
+                // of other nodes' objects go straight home.
+                let (free_tag, alien_limit) = if layout.track_state() {
+                    (NEVER_MATCHES, 0)
                 } else {
-                    slab_tag | OwnerTag::node_field(node)
+                    (slab_tag | OwnerTag::node_field(node), limit)
                 };
-                Ok(CpuArray::new(limit, node, free_tag))
+                Ok(CpuArray::new(limit, node, free_tag, alien_limit))
             })
             .map_err(|AllocError| CreateError::NoMemory)?;
         // SLAB's per-node free_limit: what every CPU of the node could
@@ -413,6 +415,18 @@ impl<P: Platform> KmemCache<P> {
     /// Objects moved between a per-CPU array and the lists at a time.
     pub fn batchcount(&self) -> usize {
         self.batchcount
+    }
+
+    /// Most objects of other nodes a CPU's alien array holds before they
+    /// are sent home in one batch per node: SLAB's alien limit, 12, or the
+    /// array's `limit` if lower; 0 in debug mode, where a free of another
+    /// node's object goes straight home.
+    pub fn alien_limit(&self) -> usize {
+        if self.layout.track_state() {
+            0
+        } else {
+            self.limit.min(ALIEN_CAPACITY)
+        }
     }
 
     /// Free objects the cache keeps in empty slabs before giving empty slabs
@@ -1185,7 +1199,22 @@ impl<P: Platform> KmemCache<P> {
         }
         let pushed = self.cpus.with_local(|array| {
             if array.node() != node {
-                return None;
+                if !array.alien.enabled() {
+                    // Debug mode, or destroyed: straight home.
+                    return None;
+                }
+                // SAFETY: `with_local` gives exclusive use of the array;
+                // `obj` is a validated object of ours a caller just freed,
+                // of node `node` (which has lists), not the array's.
+                unsafe {
+                    if !array.alien.push(obj, node) {
+                        self.flush_alien(pages, array);
+                        if !array.alien.push(obj, node) {
+                            return None;
+                        }
+                    }
+                }
+                return Some(true);
             }
             // SAFETY: `with_local` gives exclusive use of the array, for
             // every array call here; `obj` is a validated object of ours,
@@ -1220,8 +1249,9 @@ impl<P: Platform> KmemCache<P> {
 
     /// Gives `obj`, a validated object of ours freed on a CPU of another
     /// node, straight back to its slab on `lists`, its own node's lists
-    /// (SLAB's `cache_free_alien` without alien caches); `false` if the
-    /// cache is destroyed.
+    /// (SLAB's `cache_free_alien` without alien caches: debug mode, where
+    /// every free is checked and settled at once); `false` if the cache is
+    /// destroyed.
     fn free_remote(
         &self,
         pages: &PageAllocator<P>,
@@ -1244,13 +1274,46 @@ impl<P: Platform> KmemCache<P> {
         freed
     }
 
-    /// Gives objects from a per-CPU array (or one object freed remotely)
-    /// back to their slabs (SLAB's `free_block`), releasing slabs that
-    /// become empty while the free objects exceed what the node keeps
-    /// (`NodeLists::keep_free`). Returns the number of slabs released.
+    /// Sends every object of the alien array of `array` home (SLAB's
+    /// `__drain_alien_cache`): for each node present, in the order of its
+    /// oldest object, one round of that node's list lock gives all its
+    /// objects back to their slabs, counted as remote frees of the array's
+    /// CPU and of the node. Returns the slabs released on the way.
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive use of `array`.
+    unsafe fn flush_alien(&self, pages: &PageAllocator<P>, array: &CpuArray) -> usize {
+        let mut released = 0;
+        let mut batch = [core::ptr::null_mut(); ALIEN_CAPACITY];
+        // SAFETY: exclusive use per the caller, for every alien call here.
+        while let Some(node) = unsafe { array.alien.first_node() } {
+            // SAFETY: as above.
+            let count = unsafe { array.alien.take_node(node, &mut batch) };
+            let objects = batch.get(..count).unwrap_or_default();
+            // Alien objects are of nodes with lists (checked before the
+            // push), still in use in their slabs, so the node is not
+            // destroyed (destroy needs every node's slabs unused).
+            let freed = with_lists(self.lists(node), |lists| {
+                released += self.free_block(pages, lists, objects);
+                lists.counts.remote_frees = lists.counts.remote_frees.wrapping_add(count);
+                NodeCounts::bump(&mut lists.counts.alien_flushes);
+            });
+            debug_assert!(freed.is_some(), "alien object of a node without lists");
+            array.remote_frees.fetch_add(count, Ordering::Relaxed);
+            array.alien_flushes.fetch_add(1, Ordering::Relaxed);
+        }
+        released
+    }
+
+    /// Gives objects from a per-CPU array (or the objects of one node from
+    /// an alien array, or one object freed remotely) back to their slabs
+    /// (SLAB's `free_block`), releasing slabs that become empty while the
+    /// free objects exceed what the node keeps (`NodeLists::keep_free`).
+    /// Returns the number of slabs released.
     ///
     /// Every object is out of a slab on `node`'s node: arrays hold objects
-    /// of their own node only.
+    /// of their own node only, and alien arrays are emptied node by node.
     fn free_block(
         &self,
         pages: &PageAllocator<P>,
@@ -1392,13 +1455,27 @@ impl<P: Platform> KmemCache<P> {
     }
 
     /// Gives every object of `array` back to its slab, on the lists of the
-    /// array's node; returns the slabs released on the way (beyond the free
-    /// limit).
+    /// array's node, and sends the objects of its alien array home; returns
+    /// the slabs released on the way (beyond the free limit).
     ///
     /// # Safety
     ///
     /// The caller has exclusive use of `array`.
     unsafe fn drain_array(&self, pages: &PageAllocator<P>, array: &CpuArray) -> usize {
+        // SAFETY: exclusive use per the caller.
+        let alien_released = unsafe { self.flush_alien(pages, array) };
+        // SAFETY: as above.
+        let released = unsafe { self.drain_local(pages, array) };
+        alien_released + released
+    }
+
+    /// Gives every object of `array` (not its alien array) back to its
+    /// slab, on the lists of the array's node; returns the slabs released.
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive use of `array`.
+    unsafe fn drain_local(&self, pages: &PageAllocator<P>, array: &CpuArray) -> usize {
         let count = array.avail();
         if count == 0 {
             return 0;
@@ -1421,8 +1498,9 @@ impl<P: Platform> KmemCache<P> {
 
     /// Hands back what the array of `cpu` holds, after `cpu` went offline
     /// (the CPU-hotplug teardown, SLAB's `cpuup_canceled` and SLUB's
-    /// `slub_cpu_dead`): its objects go back to the lists of its node.
-    /// Returns the number of objects given back.
+    /// `slub_cpu_dead`): its objects go back to the lists of its node, and
+    /// those of its alien array to theirs. Returns the number of objects
+    /// given back.
     ///
     /// # Safety
     ///
@@ -1433,7 +1511,7 @@ impl<P: Platform> KmemCache<P> {
             return 0;
         }
         let array = self.cpus.get(cpu);
-        let count = array.avail();
+        let count = array.avail() + array.alien.avail();
         // SAFETY: nothing else uses the array, per the caller.
         unsafe { self.drain_array(pages, array) };
         count
@@ -1450,9 +1528,22 @@ impl<P: Platform> KmemCache<P> {
     /// A cache used steadily keeps its slabs between reaps; one no longer
     /// used gives back, at its first reap, everything beyond the free limit.
     /// Per-CPU arrays are left alone (bounded by `limit`; `shrink` drains
-    /// them).
+    /// them), but their alien arrays are sent home first (SLAB's
+    /// `cache_reap` drained them every round), by their own CPUs
+    /// ([`Platform::on_each_cpu`], only if one holds objects): objects
+    /// freed on another node do not wait there for more frees. Call only
+    /// where sleeping is allowed.
     pub fn reap(&self, pages: &PageAllocator<P>) -> usize {
         let mut released = 0;
+        if (0..self.nr_cpus).any(|cpu| self.cpus.get(cpu).alien.avail() != 0) {
+            let flushed = AtomicUsize::new(0);
+            pages.platform().on_each_cpu(&self.cpus, &|_cpu, array| {
+                // SAFETY: `on_each_cpu` gives exclusive use of the array.
+                let count = unsafe { self.flush_alien(pages, array) };
+                flushed.fetch_add(count, Ordering::Relaxed);
+            });
+            released += flushed.load(Ordering::Relaxed);
+        }
         for (_, lists) in self.nodes.iter() {
             released += lists.with(|node| {
                 node.recent_peak = node.slab_active;
@@ -1490,13 +1581,13 @@ impl<P: Platform> KmemCache<P> {
     }
 
     /// Objects held by callers: those out of their slabs on every node less
-    /// those in the per-CPU arrays, each CPU counting its own (so exact
-    /// while nobody else uses the cache). Call only where sleeping is
-    /// allowed.
+    /// those in the per-CPU arrays and their alien arrays, each CPU
+    /// counting its own (so exact while nobody else uses the cache). Call
+    /// only where sleeping is allowed.
     pub(crate) fn live_objects(&self, pages: &PageAllocator<P>) -> usize {
         let cached = AtomicUsize::new(0);
         pages.platform().on_each_cpu(&self.cpus, &|_cpu, array| {
-            cached.fetch_add(array.avail(), Ordering::Relaxed);
+            cached.fetch_add(array.avail() + array.alien.avail(), Ordering::Relaxed);
         });
         self.slab_active()
             .saturating_sub(cached.load(Ordering::Relaxed))
@@ -1625,6 +1716,7 @@ impl<P: Platform> KmemCache<P> {
         let remote_allocs = array.remote_allocs.load(Ordering::Relaxed);
         let fallback_allocs = array.fallback_allocs.load(Ordering::Relaxed);
         let remote_frees = array.remote_frees.load(Ordering::Relaxed);
+        let alien = array.alien.avail();
         CacheStats {
             allochit,
             allocmiss: array.allocmiss.get(),
@@ -1634,7 +1726,12 @@ impl<P: Platform> KmemCache<P> {
                 .wrapping_add(array.missed_allocs.get())
                 .wrapping_add(remote_allocs)
                 .wrapping_add(fallback_allocs),
-            frees: freehit.wrapping_add(freemiss).wrapping_add(remote_frees),
+            // Objects in the alien array were freed and are not yet
+            // counted in `remote_frees`.
+            frees: freehit
+                .wrapping_add(freemiss)
+                .wrapping_add(remote_frees)
+                .wrapping_add(alien),
             grown: array.grown.load(Ordering::Relaxed),
             reaped: array.reaped.load(Ordering::Relaxed),
             errors: array.errors.load(Ordering::Relaxed),
@@ -1642,7 +1739,9 @@ impl<P: Platform> KmemCache<P> {
             remote_allocs,
             fallback_allocs,
             remote_frees,
+            alien_flushes: array.alien_flushes.load(Ordering::Relaxed),
             cached: array.avail(),
+            alien,
             ..CacheStats::default()
         }
     }
@@ -1665,7 +1764,9 @@ impl<P: Platform> KmemCache<P> {
             total.remote_allocs += one.remote_allocs;
             total.fallback_allocs += one.fallback_allocs;
             total.remote_frees += one.remote_frees;
+            total.alien_flushes += one.alien_flushes;
             total.cached += one.cached;
+            total.alien += one.alien;
         }
         total.active = total.allocs.wrapping_sub(total.frees);
         for (_, lists) in self.nodes.iter() {
@@ -1693,12 +1794,14 @@ impl<P: Platform> KmemCache<P> {
             fallback_allocs: lists.counts.fallback_allocs,
             foreign_allocs: lists.counts.foreign_allocs,
             remote_frees: lists.counts.remote_frees,
+            alien_flushes: lists.counts.alien_flushes,
             grown: lists.counts.grown,
             reaped: lists.counts.reaped,
             ..CacheNodeStats::default()
         });
         for cpu in 0..self.nr_cpus {
             let array = self.cpus.get(cpu);
+            stats.alien += array.alien.of_node(node);
             if array.node() != node {
                 continue;
             }
@@ -1802,16 +1905,23 @@ impl<P: Platform> KmemCache<P> {
     /// membership matches each slab's use, every slab is on the lists of
     /// its pages' node, the counts of every node add up, every free index
     /// is distinct, objects in per-CPU arrays are out of their slabs and of
-    /// their CPU's node, and in debug mode the state bytes agree.
+    /// their CPU's node, objects in alien arrays are out of live slabs of
+    /// the node they are kept for, never the CPU's, and in debug mode the
+    /// state bytes agree and the alien arrays are unused.
     pub fn check_invariants(&self, pages: &PageAllocator<P>) -> Result<(), &'static str> {
         let layout = &self.layout;
-        const ARRAY_ERRORS: [&str; 6] = [
+        const ARRAY_ERRORS: [&str; 11] = [
             "object in a per-CPU array is not an object of the cache",
             "object in a per-CPU array has no slab",
             "object in a per-CPU array is also free in its slab",
             "object in a per-CPU array is not marked free",
             "object in a per-CPU array is of another node than its CPU's",
             "per-CPU array of a node without lists",
+            "object in an alien array is not an object of the cache",
+            "object in an alien array is of its CPU's node or not of the node it is kept for",
+            "object in an alien array is free in its slab or has none",
+            "alien array's count of a node does not match its objects",
+            "alien array in use in debug mode",
         ];
         let cached: [AtomicUsize; MAX_NODES] = Default::default();
         // Index + 1 into ARRAY_ERRORS of the first problem seen.
@@ -1853,6 +1963,12 @@ impl<P: Platform> KmemCache<P> {
                 0
             })
             .unwrap_or(6);
+            let found = if found == 0 {
+                // SAFETY: exclusive use of the array, as above.
+                unsafe { self.check_alien(pages, array, &cached) }
+            } else {
+                found
+            };
             if found != 0 {
                 let _ = problem.compare_exchange(0, found, Ordering::Relaxed, Ordering::Relaxed);
             }
@@ -1867,8 +1983,65 @@ impl<P: Platform> KmemCache<P> {
         Ok(())
     }
 
+    /// Checks the alien array of `array`, adding its objects to `cached`
+    /// per node; returns 0, or the index + 1 of the problem in
+    /// `check_invariants`' list.
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive use of `array`.
+    unsafe fn check_alien(
+        &self,
+        pages: &PageAllocator<P>,
+        array: &CpuArray,
+        cached: &[AtomicUsize; MAX_NODES],
+    ) -> usize {
+        // SAFETY: exclusive use per the caller.
+        let (objects, nodes) = unsafe { array.alien.objects() };
+        if self.layout.track_state() && !objects.is_empty() {
+            return 11;
+        }
+        for node in 0..MAX_NODES {
+            if nodes.iter().filter(|&&n| usize::from(n) == node).count()
+                != array.alien.of_node(node)
+            {
+                return 10;
+            }
+        }
+        for (&obj, &node) in objects.iter().zip(nodes) {
+            let node = usize::from(node);
+            if let Some(count) = cached.get(node) {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            if self.locate(pages, obj).is_err() {
+                return 7;
+            }
+            if node == array.node()
+                || OwnerTag::node_bits(pages.owner_word(obj)) != node
+                || pages.node_of(obj) != Some(node)
+            {
+                return 8;
+            }
+            // The lock of the object's node keeps its slab alive.
+            let in_use = with_lists(self.lists(node), |_lists| {
+                self.slab_of_live(pages, obj).is_some_and(|slab| {
+                    // SAFETY: the lock is held; the owner word names a slab
+                    // of ours on this node, live while the lock is held.
+                    unsafe {
+                        slab.magic_ok()
+                            && !slab.is_free_in_index(&self.layout, self.index_in(slab, obj))
+                    }
+                })
+            });
+            if in_use != Some(true) {
+                return 9;
+            }
+        }
+        0
+    }
+
     /// Checks the lists of `node`, locked, with `cached` objects of the
-    /// node in per-CPU arrays.
+    /// node in per-CPU arrays and alien arrays.
     fn check_node(
         &self,
         pages: &PageAllocator<P>,

@@ -16,10 +16,10 @@
 //! cache's `limit`: about a kilobyte per CPU and cache, the price of a fast
 //! path with no pointer to follow.
 
-use crate::platform::PAGE_SIZE;
+use crate::platform::{MAX_NODES, PAGE_SIZE};
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 /// SLAB's `enable_cpucache` table: the array limit for slots of `stride`
 /// bytes. Large objects are expensive to keep idle, small ones cheap.
@@ -48,6 +48,14 @@ pub(crate) fn batchcount_for(limit: usize) -> usize {
 /// per-CPU area, so that the fast path reaches them with no pointer to
 /// follow.
 pub(crate) const ARRAY_CAPACITY: usize = 120;
+
+/// Most objects of other nodes an alien array holds: SLAB's alien cache
+/// limit (12 per remote node there), here for all remote nodes together.
+/// An array of a cache whose `limit` is lower holds `limit`.
+pub(crate) const ALIEN_CAPACITY: usize = 12;
+
+// Node numbers and per-node counts are kept in bytes.
+const _: () = assert!(ALIEN_CAPACITY <= u8::MAX as usize && MAX_NODES <= u8::MAX as usize);
 
 /// A count kept by one CPU and read by anyone.
 ///
@@ -135,8 +143,14 @@ pub(crate) struct CpuArray {
     /// request wanted, which was out of pages.
     pub(crate) fallback_allocs: AtomicUsize,
     /// Frees of objects of another node than this array's, returned to
-    /// their node's lists.
+    /// their node's lists (from the alien array when it is flushed, or
+    /// straight in debug mode).
     pub(crate) remote_frees: AtomicUsize,
+    /// Lock rounds taken to return alien objects to their nodes: one per
+    /// node present at each flush of the alien array.
+    pub(crate) alien_flushes: AtomicUsize,
+    /// Objects of other nodes freed on this CPU, on their way home.
+    pub(crate) alien: AlienArray,
 }
 
 // SAFETY: the slots are only touched with exclusive use of the array (type
@@ -147,8 +161,10 @@ unsafe impl Sync for CpuArray {}
 
 impl CpuArray {
     /// An empty array of `limit` slots for objects of node `node`, taking
-    /// fast frees of objects whose owner word is `free_tag` (colour aside).
-    pub(crate) fn new(limit: usize, node: usize, free_tag: usize) -> Self {
+    /// fast frees of objects whose owner word is `free_tag` (colour aside),
+    /// with an empty alien array of `alien_limit` slots (0: frees of other
+    /// nodes' objects go straight home).
+    pub(crate) fn new(limit: usize, node: usize, free_tag: usize, alien_limit: usize) -> Self {
         // INVARIANT: empty, limit clamped to the capacity.
         CpuArray {
             avail: AtomicUsize::new(0),
@@ -168,6 +184,8 @@ impl CpuArray {
             remote_allocs: AtomicUsize::new(0),
             fallback_allocs: AtomicUsize::new(0),
             remote_frees: AtomicUsize::new(0),
+            alien_flushes: AtomicUsize::new(0),
+            alien: AlienArray::new(alien_limit),
         }
     }
 
@@ -326,12 +344,188 @@ impl CpuArray {
         self.avail.store(kept, Ordering::Relaxed);
     }
 
-    /// Marks the array of a destroyed cache: nothing is kept any more.
+    /// Marks the array of a destroyed cache: nothing is kept any more,
+    /// in the array or in its alien array.
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive use of the array, which is empty, and so is
+    /// its alien array.
+    pub(crate) unsafe fn retire(&self) {
+        debug_assert_eq!(self.avail(), 0);
+        // INVARIANT: limit 0, so no push succeeds.
+        self.limit.store(0, Ordering::Relaxed);
+        // SAFETY: exclusive use per the caller; the alien array is empty.
+        unsafe { self.alien.retire() };
+    }
+}
+
+/// One CPU's objects of other nodes than its array's, freed on the CPU and
+/// waiting to go home a batch at a time (SLAB's alien caches, one array for
+/// all remote nodes): when it is full, or when the array is drained, each
+/// node present gets its objects back under one round of its list lock.
+///
+/// Part of the [`CpuArray`], under the same rules: its slots are only
+/// touched with exclusive use of the array (the methods doing so are
+/// `unsafe`); the counts are readable by anyone.
+///
+/// # Invariants
+///
+/// `avail <= limit <= ALIEN_CAPACITY`; slots `0..avail` hold distinct
+/// objects of the cache that callers freed, each still counted as in use
+/// by its slab, a slab of node `nodes[i]` (never the array's node), and
+/// `per_node[n]` is the number of slots `0..avail` of node `n`. Objects
+/// here are never handed out: they only go back to their node's lists.
+/// `limit` is 0 in debug mode and once the cache is destroyed.
+pub(crate) struct AlienArray {
+    avail: AtomicUsize,
+    limit: AtomicUsize,
+    slots: UnsafeCell<[*mut u8; ALIEN_CAPACITY]>,
+    nodes: UnsafeCell<[u8; ALIEN_CAPACITY]>,
+    per_node: [AtomicU8; MAX_NODES],
+}
+
+impl AlienArray {
+    fn new(limit: usize) -> Self {
+        // INVARIANT: empty, limit clamped to the capacity.
+        AlienArray {
+            avail: AtomicUsize::new(0),
+            limit: AtomicUsize::new(limit.min(ALIEN_CAPACITY)),
+            slots: UnsafeCell::new([ptr::null_mut(); ALIEN_CAPACITY]),
+            nodes: UnsafeCell::new([0; ALIEN_CAPACITY]),
+            per_node: Default::default(),
+        }
+    }
+
+    /// Objects held, of all nodes (a recent value when read from another
+    /// CPU).
+    pub(crate) fn avail(&self) -> usize {
+        self.avail.load(Ordering::Relaxed)
+    }
+
+    /// Objects of `node` held (a recent value when read from another CPU;
+    /// 0 for a node out of range).
+    pub(crate) fn of_node(&self, node: usize) -> usize {
+        self.per_node
+            .get(node)
+            .map_or(0, |count| usize::from(count.load(Ordering::Relaxed)))
+    }
+
+    /// Whether objects of other nodes may be kept here (not in debug mode,
+    /// cache not destroyed).
+    pub(crate) fn enabled(&self) -> bool {
+        self.limit.load(Ordering::Relaxed) != 0
+    }
+
+    fn slot(&self, index: usize) -> *mut *mut u8 {
+        self.slots.get().cast::<*mut u8>().wrapping_add(index)
+    }
+
+    fn node_slot(&self, index: usize) -> *mut u8 {
+        self.nodes.get().cast::<u8>().wrapping_add(index)
+    }
+
+    /// Adds `obj`, an object of node `node`; `false` (nothing done) if the
+    /// array is full or disabled.
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive use of the array; `obj` is an object of the
+    /// cache a caller just freed, counted as in use by its slab, a slab of
+    /// node `node` (below `MAX_NODES`, not the array's node).
+    pub(crate) unsafe fn push(&self, obj: NonNull<u8>, node: usize) -> bool {
+        let avail = self.avail();
+        let Some(count) = self.per_node.get(node) else {
+            return false;
+        };
+        if avail >= self.limit.load(Ordering::Relaxed) {
+            return false;
+        }
+        // SAFETY: `avail < limit <= ALIEN_CAPACITY`; exclusive use.
+        unsafe {
+            self.slot(avail).write(obj.as_ptr());
+            // `node < MAX_NODES <= u8::MAX`.
+            self.node_slot(avail).write(node as u8);
+        }
+        // INVARIANT: one more object of `node`, at most ALIEN_CAPACITY of
+        // them, so the byte does not overflow.
+        count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        self.avail.store(avail + 1, Ordering::Relaxed);
+        true
+    }
+
+    /// The node of the oldest object held, if any.
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive use of the array.
+    pub(crate) unsafe fn first_node(&self) -> Option<usize> {
+        // SAFETY: slot 0 is initialised when `avail > 0`; exclusive use.
+        (self.avail() > 0).then(|| usize::from(unsafe { self.node_slot(0).read() }))
+    }
+
+    /// Takes every object of `node` out of the array into the first slots
+    /// of `out`, keeping the others in order; returns how many.
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive use of the array.
+    pub(crate) unsafe fn take_node(
+        &self,
+        node: usize,
+        out: &mut [*mut u8; ALIEN_CAPACITY],
+    ) -> usize {
+        let avail = self.avail();
+        let (mut taken, mut kept) = (0, 0);
+        for index in 0..avail {
+            // SAFETY: `index < avail <= ALIEN_CAPACITY`, initialised slots;
+            // exclusive use; `kept <= index`.
+            unsafe {
+                let (obj, obj_node) = (self.slot(index).read(), self.node_slot(index).read());
+                if usize::from(obj_node) == node {
+                    if let Some(slot) = out.get_mut(taken) {
+                        *slot = obj;
+                    }
+                    taken += 1;
+                } else {
+                    self.slot(kept).write(obj);
+                    self.node_slot(kept).write(obj_node);
+                    kept += 1;
+                }
+            }
+        }
+        if let Some(count) = self.per_node.get(node) {
+            count.store(0, Ordering::Relaxed);
+        }
+        // INVARIANT: the objects of `node` are out, the others kept below
+        // `kept`, and `node`'s count is 0.
+        self.avail.store(kept, Ordering::Relaxed);
+        taken
+    }
+
+    /// The objects held and their nodes.
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive use of the array for as long as it uses the
+    /// slices.
+    pub(crate) unsafe fn objects(&self) -> (&[*mut u8], &[u8]) {
+        let avail = self.avail();
+        // SAFETY: slots `0..avail` are initialised; exclusive use.
+        unsafe {
+            (
+                core::slice::from_raw_parts(self.slot(0), avail),
+                core::slice::from_raw_parts(self.node_slot(0), avail),
+            )
+        }
+    }
+
+    /// Keeps nothing any more (the cache is destroyed).
     ///
     /// # Safety
     ///
     /// The caller has exclusive use of the array, which is empty.
-    pub(crate) unsafe fn retire(&self) {
+    unsafe fn retire(&self) {
         debug_assert_eq!(self.avail(), 0);
         // INVARIANT: limit 0, so no push succeeds.
         self.limit.store(0, Ordering::Relaxed);

@@ -7,14 +7,17 @@
 //! [`crate::page_alloc::PageAllocator::node_of`] when it is grown and kept
 //! in its owner word (`OwnerTag`), and its objects never leave that node:
 //! a CPU's array holds objects of its own node only, an object freed on a
-//! CPU of another node goes straight back to its node's lists, and an
+//! CPU of another node waits in that CPU's alien array (still in use in its
+//! slab, never handed out there) and goes back to its node's lists with
+//! the others of its node when the alien array is flushed, and an
 //! object handed out from another node than the caller's (`alloc_node`, or
 //! a fallback when a node is out of pages) comes straight from that node's
 //! lists. Each node's lists have their own lock, so the CPUs of different
 //! nodes refilling and flushing their arrays do not contend.
 //!
 //! Locks of two nodes are never held at once: code that needs two nodes
-//! (a fallback allocation counted on both) takes them one after the other.
+//! (a fallback allocation counted on both, an alien flush to several
+//! nodes) takes them one after the other.
 
 use super::descriptor::{ListKind, SlabList, SlabPtr};
 use super::layout::SlabLayout;
@@ -31,6 +34,7 @@ pub(super) struct NodeCounts {
     pub(super) fallback_allocs: usize,
     pub(super) foreign_allocs: usize,
     pub(super) remote_frees: usize,
+    pub(super) alien_flushes: usize,
 }
 
 impl NodeCounts {

@@ -17,7 +17,8 @@ use core::fmt;
 /// `allocs` counts every object handed out: `allochit`, the objects
 /// refilled into the array after a miss, `remote_allocs` and
 /// `fallback_allocs`; `frees` every object taken back: `freehit`,
-/// `freemiss` and `remote_frees`.
+/// `freemiss`, `remote_frees` and the objects now in the alien arrays
+/// (`alien`: freed, not yet returned to their node).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheStats {
     /// Allocations served from the CPU's array.
@@ -53,15 +54,26 @@ pub struct CacheStats {
     /// that node was out of pages: SLAB's `fallback_alloc`. Straight from
     /// the other node's lists, never through the CPU's array.
     pub fallback_allocs: usize,
-    /// Frees of objects of another node than the CPU's: they go straight
-    /// back to their own node's lists, never into this CPU's array.
+    /// Objects of another node than the CPU's, freed on the CPU, returned
+    /// to their own node's lists (never through this CPU's array): in
+    /// batches from the CPU's alien array when it is flushed (full, drained,
+    /// reaped), or one at a time in debug mode.
     pub remote_frees: usize,
+    /// Lock rounds taken to return the objects of alien arrays: one per
+    /// node present at each flush (`remote_frees / alien_flushes` is the
+    /// average batch).
+    pub alien_flushes: usize,
     /// Objects held by callers: `allocs - frees`. Whole-cache figure, 0 in
     /// a per-CPU view.
     pub active: usize,
     /// Free objects sitting in per-CPU arrays (of this CPU in a per-CPU
     /// view).
     pub cached: usize,
+    /// Objects of other nodes freed on a CPU and waiting in its alien
+    /// array to go home (of this CPU in a per-CPU view): counted in
+    /// `frees`, not yet in `remote_frees`, still in use in their slabs
+    /// (`slab_active`), never handed out from there.
+    pub alien: usize,
     /// Objects not free in their slabs: held by callers or cached in a
     /// per-CPU array (slabinfo's `active_objs`). Whole-cache figure, 0 in a
     /// per-CPU view.
@@ -78,7 +90,8 @@ pub struct CacheStats {
 ///
 /// Every slab is on the lists of the node of its pages; its objects stay
 /// with that node. The per-CPU arrays of the node's CPUs hold only objects
-/// of the node. The slab and object counts are taken under the node's list
+/// of the node; objects of the node freed on other nodes' CPUs wait in
+/// those CPUs' alien arrays (`alien`) until they are sent home. The slab and object counts are taken under the node's list
 /// lock and agree with each other; the allocation and free counts are
 /// running totals (wrapping, as the kernel's statistics), read without a
 /// lock.
@@ -95,11 +108,14 @@ pub struct CacheNodeStats {
     pub active_slabs: usize,
     /// Objects in the node's slabs: `slabs * objperslab`.
     pub objects: usize,
-    /// Objects of the node's slabs not free in them: held by callers or
-    /// cached in the arrays of the node's CPUs.
+    /// Objects of the node's slabs not free in them: held by callers,
+    /// cached in the arrays of the node's CPUs, or waiting in alien arrays.
     pub active_objs: usize,
     /// Free objects of the node cached in the arrays of the node's CPUs.
     pub cached: usize,
+    /// Objects of the node freed by CPUs of other nodes and waiting in
+    /// their alien arrays to come back (counted in `active_objs`).
+    pub alien: usize,
     /// The most objects out of the node's slabs at once.
     pub high_water: usize,
     /// Free objects the node's lists keep in empty slabs before giving
@@ -122,9 +138,13 @@ pub struct CacheNodeStats {
     /// Frees by the node's CPUs into their arrays (always objects of this
     /// node).
     pub local_frees: usize,
-    /// Objects of this node freed by CPUs of other nodes and returned
-    /// straight to this node's lists.
+    /// Objects of this node freed by CPUs of other nodes and returned to
+    /// this node's lists (in batches from their alien arrays, one at a time
+    /// in debug mode).
     pub remote_frees: usize,
+    /// Batches of alien objects returned to this node's lists, one lock
+    /// round each.
+    pub alien_flushes: usize,
     /// Slabs created on this node (pages from this node).
     pub grown: usize,
     /// Slabs of this node given back to the page allocator.
@@ -134,9 +154,9 @@ pub struct CacheNodeStats {
 /// A row of `/proc/slabinfo` (version 2.1), from
 /// [`super::KmemCache::slabinfo`].
 ///
-/// As in SLAB, objects in per-CPU arrays are not free slab objects: they
-/// count in `active_objs`, which is therefore the objects held by callers
-/// plus those cached in per-CPU arrays. Taken under the cache's list lock,
+/// As in SLAB, objects in per-CPU arrays (and in alien arrays) are not
+/// free slab objects: they count in `active_objs`, which is therefore the
+/// objects held by callers plus those cached in per-CPU and alien arrays. Taken under the cache's list lock,
 /// so the numbers agree with each other.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SlabInfo {
