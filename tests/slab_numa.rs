@@ -2,7 +2,8 @@
 
 //! Slab caches on a host platform with two memory nodes (four CPUs: 0 and 1
 //! on node 0, 2 and 3 on node 1): objects come from the allocating CPU's
-//! node, frees on another node's CPU go back home, `alloc_node` lands on
+//! node, frees on another node's CPU wait in its alien array and go back
+//! home in batches (never handed out on the way), `alloc_node` lands on
 //! the node asked for, a node out of pages falls back to the other one,
 //! and shrink, reap, `cpu_dead` and destroy reach every node; with a
 //! model-based property test over random steps.
@@ -82,6 +83,18 @@ fn check(cache: &Cache, pages: &Pages) {
         info.active_objs
     );
     assert_eq!(nodes.iter().map(|n| n.cached).sum::<usize>(), stats.cached);
+    assert_eq!(nodes.iter().map(|n| n.alien).sum::<usize>(), stats.alien);
+    assert_eq!(
+        nodes.iter().map(|n| n.alien_flushes).sum::<usize>(),
+        stats.alien_flushes
+    );
+    assert_eq!(
+        nodes.iter().map(|n| n.remote_frees).sum::<usize>(),
+        stats.remote_frees
+    );
+    for cpu in 0..CPUS {
+        assert!(cache.cpu_stats(cpu).alien <= cache.alien_limit());
+    }
     assert_eq!(
         nodes
             .iter()
@@ -92,7 +105,7 @@ fn check(cache: &Cache, pages: &Pages) {
     assert_eq!(
         nodes
             .iter()
-            .map(|n| n.local_frees + n.remote_frees)
+            .map(|n| n.local_frees + n.remote_frees + n.alien)
             .sum::<usize>(),
         stats.frees
     );
@@ -202,22 +215,38 @@ fn remote_frees_go_back_to_their_node() {
         cpu0.cached, cached_before,
         "CPU 0's array took none of them"
     );
-    assert_eq!(cpu0.remote_frees, 150);
+    // Through the alien array: a batch home each time it was full, the
+    // rest still there.
+    let limit = cache.alien_limit();
+    assert_eq!(limit, 12);
+    let batches = (150 - 1) / limit;
+    assert_eq!(cpu0.remote_frees, batches * limit);
+    assert_eq!(cpu0.alien, 150 - batches * limit);
+    assert_eq!(cpu0.alien_flushes, batches);
     assert_eq!(cpu0.freehit, 10);
     let node1 = node_stats(&cache, 1);
-    assert_eq!(node1.remote_frees, 150);
+    assert_eq!(node1.remote_frees, batches * limit);
+    assert_eq!((node1.alien, node1.alien_flushes), (cpu0.alien, batches));
     assert_eq!(node1.local_frees, 0);
-    // Back in their slabs: only CPU 2's array holds objects of node 1.
-    assert_eq!(node1.active_objs, cache.cpu_stats(2).cached);
+    // Back in their slabs but for the alien ones: only CPU 2's array and
+    // CPU 0's alien array hold objects of node 1.
+    assert_eq!(node1.active_objs, cache.cpu_stats(2).cached + node1.alien);
     assert_eq!(node_stats(&cache, 0).remote_frees, 0);
     let stats = cache.stats();
     assert_eq!((stats.active, stats.frees), (0, 160));
+    // A shrink sends the rest home.
+    cache.shrink(&pages);
+    check(&cache, &pages);
+    assert_eq!(cache.cpu_stats(0).remote_frees, 150);
+    assert_eq!(node_stats(&cache, 1).remote_frees, 150);
+    assert_eq!(node_stats(&cache, 1).active_objs, 0);
     // And on the other side: objects of node 0 freed on CPU 3.
     let remote = alloc_on(&cache, &pages, 1, 50);
     free_on(&cache, &pages, 3, &remote);
-    assert_eq!(cache.cpu_stats(3).remote_frees, 50);
-    assert_eq!(cache.cpu_stats(3).cached, 0);
-    assert_eq!(node_stats(&cache, 0).remote_frees, 50);
+    let cpu3 = cache.cpu_stats(3);
+    assert_eq!(cpu3.remote_frees + cpu3.alien, 50);
+    assert_eq!(cpu3.cached, 0);
+    assert_eq!(node_stats(&cache, 0).remote_frees, cpu3.remote_frees);
     check(&cache, &pages);
     destroy_and_check_no_pages(cache, pages, &platform);
 }
@@ -266,7 +295,10 @@ fn alloc_node_lands_on_the_node_asked_for() {
     free_on(&cache, &pages, 0, &[local]);
     check(&cache, &pages);
     let node1 = node_stats(&cache, 1);
-    assert_eq!((node1.remote_frees, node1.local_frees), (20, 21));
+    assert_eq!(
+        (node1.remote_frees + node1.alien, node1.local_frees),
+        (20, 21)
+    );
     assert_eq!(cache.cpu_stats(2).cached, 21);
     destroy_and_check_no_pages(cache, pages, &platform);
 }
@@ -303,8 +335,9 @@ fn a_node_out_of_pages_falls_back_to_the_other() {
     // Freed on CPU 2: remote frees, home to node 0.
     free_on(&cache, &pages, 2, &objects);
     free_on(&cache, &pages, 0, &[pinned]);
-    assert_eq!(cache.cpu_stats(2).remote_frees, 3 * per_slab);
-    assert_eq!(cache.cpu_stats(2).cached, 0);
+    let cpu2 = cache.cpu_stats(2);
+    assert_eq!(cpu2.remote_frees + cpu2.alien, 3 * per_slab);
+    assert_eq!(cpu2.cached, 0);
     check(&cache, &pages);
     // Node 1 gets pages again: after a reap, its CPUs ask for them first.
     platform.host().set_node_limit(1, None);
@@ -405,7 +438,13 @@ fn debug_caches_catch_double_frees_across_nodes() {
         let again = unsafe { cache.free(&pages, objects[3]) };
         assert_eq!(again, Err(SlabFreeError::DoubleFree));
         assert_eq!(cache.stats().errors, 1);
-        assert_eq!(cache.cpu_stats(0).remote_frees, 20);
+        // Debug mode: straight home, one at a time, no alien array.
+        assert_eq!(cache.alien_limit(), 0);
+        let cpu0 = cache.cpu_stats(0);
+        assert_eq!(
+            (cpu0.remote_frees, cpu0.alien, cpu0.alien_flushes),
+            (20, 0, 0)
+        );
         platform.host().take_reports();
         cache.destroy(&pages).unwrap();
     }
@@ -432,7 +471,10 @@ fn kmalloc_frees_on_another_node_go_home() {
         // SAFETY: allocated above, freed once.
         unsafe { kmalloc.kfree(&pages, obj) }.unwrap();
     }
-    let remote: usize = kmalloc.caches().map(|c| c.stats().remote_frees).sum();
+    let remote: usize = kmalloc
+        .caches()
+        .map(|c| c.stats().remote_frees + c.stats().alien)
+        .sum();
     assert_eq!(remote, 5);
     for cache in kmalloc.caches() {
         check(cache, &pages);
@@ -520,6 +562,13 @@ fn run_model(size: usize, debug: bool, ops: Vec<Op>) -> Result<(), TestCaseError
     let mut nodes = [NodeModel::default(); NODES];
     let mut next_stamp = 0u8;
     let mut remote_frees = 0;
+    // What each CPU's alien array holds: objects of the other node freed
+    // there, until it overflows, is drained or reaped (never in debug
+    // mode).
+    let alien_limit = cache.alien_limit();
+    prop_assert_eq!(alien_limit, if debug { 0 } else { cache.limit().min(12) });
+    let mut aliens: Vec<Vec<NonNull<u8>>> = vec![Vec::new(); CPUS];
+    let mut sent_home = 0;
     for op in ops {
         match op {
             Op::Alloc { cpu, count } | Op::AllocNode { cpu, count, .. } => {
@@ -539,6 +588,12 @@ fn run_model(size: usize, debug: bool, ops: Vec<Op>) -> Result<(), TestCaseError
                         prop_assert!(nodes.iter().all(|n| n.exhausted));
                         break;
                     };
+                    // Never an object waiting in an alien array.
+                    prop_assert!(
+                        aliens.iter().all(|alien| !alien.contains(&ptr)),
+                        "alien object handed out"
+                    );
+                    prop_assert!(live.iter().all(|object| object.ptr != ptr));
                     let on = page_node(&platform, ptr);
                     if on != node {
                         prop_assert!(nodes[node].may_fall_back, "fell back unexpectedly");
@@ -562,6 +617,15 @@ fn run_model(size: usize, debug: bool, ops: Vec<Op>) -> Result<(), TestCaseError
                     let object = live.swap_remove(index);
                     if page_node(&platform, object.ptr) != node_of_cpu(cpu) {
                         remote_frees += 1;
+                        if debug {
+                            sent_home += 1;
+                        } else {
+                            if aliens[cpu].len() == alien_limit {
+                                sent_home += aliens[cpu].len();
+                                aliens[cpu].clear();
+                            }
+                            aliens[cpu].push(object.ptr);
+                        }
                     }
                     // SAFETY: a live object of this cache, freed once.
                     unsafe { cache.free(&pages, object.ptr) }.unwrap();
@@ -569,18 +633,27 @@ fn run_model(size: usize, debug: bool, ops: Vec<Op>) -> Result<(), TestCaseError
             }
             Op::Shrink => {
                 cache.shrink(&pages);
+                sent_home += aliens.iter().map(Vec::len).sum::<usize>();
+                aliens.iter_mut().for_each(Vec::clear);
                 let info = cache.slabinfo();
                 prop_assert_eq!(info.num_slabs, info.active_slabs);
                 prop_assert_eq!(info.active_objs, live.len());
             }
             Op::Reap => {
                 cache.reap(&pages);
+                // Alien arrays are sent home at every reap.
+                sent_home += aliens.iter().map(Vec::len).sum::<usize>();
+                aliens.iter_mut().for_each(Vec::clear);
             }
             Op::CpuDead { cpu } => {
+                let held = cache.cpu_stats(cpu).cached + aliens[cpu].len();
                 // SAFETY: the test thread is the only one, and runs on no
                 // CPU during the call.
-                unsafe { cache.cpu_dead(&pages, cpu) };
+                let back = unsafe { cache.cpu_dead(&pages, cpu) };
+                prop_assert_eq!(back, held);
                 prop_assert_eq!(cache.cpu_stats(cpu).cached, 0);
+                sent_home += aliens[cpu].len();
+                aliens[cpu].clear();
             }
             Op::Exhaust { node } => {
                 let out = platform.host().node_pages_outstanding(node);
@@ -608,17 +681,32 @@ fn run_model(size: usize, debug: bool, ops: Vec<Op>) -> Result<(), TestCaseError
         }
         let stats = cache.stats();
         prop_assert_eq!(stats.active, live.len());
-        prop_assert_eq!(stats.remote_frees, remote_frees);
+        // Counted as remote frees when they reach home.
+        prop_assert_eq!(stats.remote_frees, sent_home);
+        prop_assert_eq!(stats.remote_frees + stats.alien, remote_frees);
         prop_assert_eq!(stats.errors, 0);
+        for (cpu, alien) in aliens.iter().enumerate() {
+            prop_assert_eq!(cache.cpu_stats(cpu).alien, alien.len(), "cpu {}", cpu);
+        }
         let mut on_node = [0usize; NODES];
         for object in &live {
             on_node[page_node(&platform, object.ptr)] += 1;
         }
         for (node, &held) in on_node.iter().enumerate() {
             let node_stats = cache.node_stats(node).unwrap();
-            // Objects of the node out of its slabs: held, or cached in the
-            // arrays of the node's CPUs.
-            prop_assert_eq!(node_stats.active_objs, held + node_stats.cached);
+            // Objects of the node out of its slabs: held, cached in the
+            // arrays of the node's CPUs, or in alien arrays of the other
+            // node's CPUs.
+            prop_assert_eq!(
+                node_stats.active_objs,
+                held + node_stats.cached + node_stats.alien
+            );
+            let waiting = aliens
+                .iter()
+                .flatten()
+                .filter(|&&obj| page_node(&platform, obj) == node)
+                .count();
+            prop_assert_eq!(node_stats.alien, waiting);
         }
         for cpu in 0..CPUS {
             prop_assert!(cache.cpu_stats(cpu).cached <= cache.limit());
@@ -656,4 +744,165 @@ proptest! {
     ) {
         run_model(size, debug, ops)?;
     }
+}
+
+/// Whether `obj` is one of `objects`.
+fn among(objects: &[NonNull<u8>], obj: NonNull<u8>) -> bool {
+    objects.contains(&obj)
+}
+
+#[test]
+fn remote_frees_wait_in_the_alien_array() {
+    let (pages, platform) = pages();
+    let cache = cache(&pages, 64, SlabFlags::NONE);
+    let limit = cache.alien_limit();
+    assert_eq!(limit, 12);
+    let objects = alloc_on(&cache, &pages, 2, 3 * limit);
+    let active_before = node_stats(&cache, 1).active_objs;
+    // Freed on CPU 0: they wait in its alien array, still in use in their
+    // slabs.
+    free_on(&cache, &pages, 0, &objects[..5]);
+    check(&cache, &pages);
+    let cpu0 = cache.cpu_stats(0);
+    assert_eq!((cpu0.alien, cpu0.remote_frees, cpu0.cached), (5, 0, 0));
+    assert_eq!((cpu0.frees, cache.stats().active), (5, 3 * limit - 5));
+    let node1 = node_stats(&cache, 1);
+    assert_eq!((node1.alien, node1.remote_frees), (5, 0));
+    assert_eq!(node1.active_objs, active_before);
+    // Neither CPU 0 nor node 1's CPUs hand them out meanwhile.
+    let again0 = alloc_on(&cache, &pages, 0, 300);
+    let again2 = alloc_on(&cache, &pages, 2, 300);
+    let again3 = alloc_on(&cache, &pages, 3, 300);
+    for &obj in again0.iter().chain(&again2).chain(&again3) {
+        assert!(!among(&objects[..5], obj), "alien object handed out");
+    }
+    check(&cache, &pages);
+    free_on(&cache, &pages, 0, &again0);
+    free_on(&cache, &pages, 2, &again2);
+    free_on(&cache, &pages, 3, &again3);
+    check(&cache, &pages);
+    // Full at `limit`; the next remote free sends the batch home first,
+    // one lock round.
+    free_on(&cache, &pages, 0, &objects[5..limit]);
+    let cpu0 = cache.cpu_stats(0);
+    assert_eq!(
+        (cpu0.alien, cpu0.remote_frees, cpu0.alien_flushes),
+        (limit, 0, 0)
+    );
+    free_on(&cache, &pages, 0, &objects[limit..limit + 1]);
+    check(&cache, &pages);
+    let cpu0 = cache.cpu_stats(0);
+    assert_eq!(
+        (cpu0.alien, cpu0.remote_frees, cpu0.alien_flushes),
+        (1, limit, 1)
+    );
+    let node1 = node_stats(&cache, 1);
+    assert_eq!(
+        (node1.alien, node1.remote_frees, node1.alien_flushes),
+        (1, limit, 1)
+    );
+    assert_eq!(node_stats(&cache, 0).alien_flushes, 0);
+    // A reap sends what waits home.
+    cache.reap(&pages);
+    check(&cache, &pages);
+    let cpu0 = cache.cpu_stats(0);
+    assert_eq!(
+        (cpu0.alien, cpu0.remote_frees, cpu0.alien_flushes),
+        (0, limit + 1, 2)
+    );
+    // So does a shrink, and a CPU going offline (counted in what it hands
+    // back), on both sides.
+    free_on(&cache, &pages, 1, &objects[limit + 1..limit + 4]);
+    let node0_objects = alloc_on(&cache, &pages, 0, 4);
+    free_on(&cache, &pages, 3, &node0_objects);
+    assert_eq!((cache.cpu_stats(1).alien, cache.cpu_stats(3).alien), (3, 4));
+    check(&cache, &pages);
+    cache.shrink(&pages);
+    check(&cache, &pages);
+    assert_eq!(cache.stats().alien, 0);
+    assert_eq!(cache.stats().remote_frees, limit + 1 + 3 + 4);
+    free_on(&cache, &pages, 1, &objects[limit + 4..limit + 6]);
+    let own = alloc_on(&cache, &pages, 1, 3);
+    free_on(&cache, &pages, 1, &own);
+    let cached = cache.cpu_stats(1).cached;
+    // SAFETY: no thread runs on CPU 1 during the call.
+    assert_eq!(unsafe { cache.cpu_dead(&pages, 1) }, cached + 2);
+    check(&cache, &pages);
+    assert_eq!(
+        (cache.cpu_stats(1).alien, cache.cpu_stats(1).cached),
+        (0, 0)
+    );
+    assert_eq!(node_stats(&cache, 1).remote_frees, limit + 1 + 3 + 2);
+    // Destroy with objects waiting in an alien array: refused while a
+    // caller holds one (the alien ones are not counted as held), then
+    // drained first and every slab given back.
+    free_on(&cache, &pages, 0, &objects[limit + 6..3 * limit - 1]);
+    assert!(cache.stats().alien > 0);
+    assert_eq!(
+        cache.destroy(&pages),
+        Err(rmm_core::slab::DestroyError::Busy { active: 1 })
+    );
+    check(&cache, &pages);
+    free_on(&cache, &pages, 3, &objects[3 * limit - 1..]);
+    assert!(cache.stats().alien > 0);
+    assert_eq!(cache.stats().active, 0);
+    destroy_and_check_no_pages(cache, pages, &platform);
+}
+
+#[test]
+fn alien_arrays_go_home_one_lock_round_per_node() {
+    // Four nodes of one CPU each: CPU 0's alien array holds objects of
+    // nodes 1, 2 and 3.
+    HostPlatform::set_this_cpu(0);
+    let platform = SharedHostPlatform::with_nodes(4, 4);
+    let pages = PageAllocator::new(platform.clone()).unwrap();
+    let cache = cache(&pages, 128, SlabFlags::NONE);
+    let limit = cache.alien_limit();
+    let per_node: Vec<_> = (1..4)
+        .map(|cpu| alloc_on(&cache, &pages, cpu, limit))
+        .collect();
+    for (node, objects) in (1..4).zip(&per_node) {
+        assert!(objects.iter().all(|&obj| page_node(&platform, obj) == node));
+    }
+    // Interleaved: 4 of node 1, 4 of node 2, 4 of node 3: full.
+    for round in 0..limit / 3 {
+        for objects in &per_node {
+            free_on(&cache, &pages, 0, &objects[round..round + 1]);
+        }
+    }
+    cache.check_invariants(&pages).unwrap();
+    assert_eq!(cache.cpu_stats(0).alien, limit);
+    for node in 1..4 {
+        assert_eq!(node_stats(&cache, node).alien, limit / 3);
+    }
+    // One more: three lock rounds, one per node, every object home.
+    free_on(&cache, &pages, 0, &per_node[0][limit / 3..limit / 3 + 1]);
+    cache.check_invariants(&pages).unwrap();
+    let cpu0 = cache.cpu_stats(0);
+    assert_eq!(
+        (cpu0.alien, cpu0.remote_frees, cpu0.alien_flushes),
+        (1, limit, 3)
+    );
+    for node in 1..4 {
+        let stats = node_stats(&cache, node);
+        assert_eq!(stats.remote_frees, limit / 3);
+        assert_eq!(stats.alien_flushes, 1);
+        assert_eq!(stats.alien, usize::from(node == 1));
+    }
+    for (cpu, objects) in (1..4).zip(&per_node) {
+        // The first `limit / 3` of each node are freed, and one more of
+        // node 1.
+        let freed = limit / 3 + usize::from(cpu == 1);
+        free_on(&cache, &pages, 0, &objects[freed..]);
+    }
+    cache.check_invariants(&pages).unwrap();
+    assert_eq!(cache.stats().active, 0);
+    assert_eq!(cache.stats().remote_frees + cache.stats().alien, 3 * limit);
+    cache.destroy(&pages).unwrap();
+    assert_eq!(pages.stats().pages_allocated, 0);
+    assert!(platform.host().reports().is_empty());
+    pages.shrink();
+    drop(cache);
+    drop(pages);
+    assert_eq!(platform.host().pages_outstanding(), 0);
 }

@@ -55,7 +55,8 @@ pub(crate) const ARRAY_CAPACITY: usize = 120;
 pub(crate) const ALIEN_CAPACITY: usize = 12;
 
 // Node numbers and per-node counts are kept in bytes.
-const _: () = assert!(ALIEN_CAPACITY <= u8::MAX as usize && MAX_NODES <= u8::MAX as usize);
+const _: () = assert!(ALIEN_CAPACITY <= u8::MAX as usize);
+const _: () = assert!(MAX_NODES <= u8::MAX as usize);
 
 /// A count kept by one CPU and read by anyone.
 ///
