@@ -195,10 +195,18 @@ slabinfo_totals_ok() {
 ktap_check "rmm_slabinfo's row is the total of the cache's nodes" slabinfo_totals_ok
 
 object_frees_ok() {
-	remote0=$(cache_node_stat kmalloc-64 0 remote_frees)
+	remote0=$(( $(cache_node_stat kmalloc-64 0 remote_frees) + $(cache_node_stat kmalloc-64 0 alien) ))
+	flushes0=$(cache_node_stat kmalloc-64 0 alien_flushes)
 	ctl_on_ok 1 "free kmalloc-64 all" || return 1
-	# CPU 1 freed node 0's 70 objects: straight home to node 0's lists.
-	[ "$(cache_node_stat kmalloc-64 0 remote_frees)" = $((remote0 + 70)) ] || { grep '^cache=kmalloc-64 node=' /proc/rmm_stats; return 1; }
+	# CPU 1 freed node 0's 70 objects: into its alien array, home to node
+	# 0's lists a batch at a time (remote_frees), the last ones waiting.
+	[ $(( $(cache_node_stat kmalloc-64 0 remote_frees) + $(cache_node_stat kmalloc-64 0 alien) )) = $((remote0 + 70)) ] ||
+		{ grep '^cache=kmalloc-64 node=' /proc/rmm_stats; return 1; }
+	[ "$(cache_node_stat kmalloc-64 0 alien_flushes)" -gt "$flushes0" ] || { echo "no alien flush"; grep '^cache=kmalloc-64 node=' /proc/rmm_stats; return 1; }
+	# A shrink sends the waiting ones home.
+	ctl_ok "shrink kmalloc-64" || return 1
+	[ "$(cache_node_stat kmalloc-64 0 alien)" = 0 ] && [ "$(cache_node_stat kmalloc-64 0 remote_frees)" = $((remote0 + 70)) ] ||
+		{ grep '^cache=kmalloc-64 node=' /proc/rmm_stats; return 1; }
 	[ "$(node_stat 0 held_objects)" = 0 ] && [ "$(node_stat 1 held_objects)" = 0 ] || { echo "objects still held"; return 1; }
 	# The objects cached on a node are those in its CPU's array.
 	for n in 0 1; do
@@ -207,7 +215,7 @@ object_frees_ok() {
 			{ echo "node $n caches $(cache_node_stat kmalloc-64 $n cached), CPU $n's array $cpu_cached"; return 1; }
 	done
 }
-ktap_check "frees on CPU 1 of node 0's objects go back to node 0 (remote_frees)" object_frees_ok
+ktap_check "frees on CPU 1 of node 0's objects go back to node 0 through CPU 1's alien array (remote_frees)" object_frees_ok
 
 # Fallback: one chunk on each node, then refills fail; CPU 0's requests
 # take node 0 down to its min watermark, then go to node 1.
