@@ -218,7 +218,7 @@ fn remote_frees_go_back_to_their_node() {
     // Through the alien array: a batch home each time it was full, the
     // rest still there.
     let limit = cache.alien_limit();
-    assert_eq!(limit, 12);
+    assert_eq!(limit, cache.limit().min(32));
     let batches = (150 - 1) / limit;
     assert_eq!(cpu0.remote_frees, batches * limit);
     assert_eq!(cpu0.alien, 150 - batches * limit);
@@ -566,7 +566,7 @@ fn run_model(size: usize, debug: bool, ops: Vec<Op>) -> Result<(), TestCaseError
     // there, until it overflows, is drained or reaped (never in debug
     // mode).
     let alien_limit = cache.alien_limit();
-    prop_assert_eq!(alien_limit, if debug { 0 } else { cache.limit().min(12) });
+    prop_assert_eq!(alien_limit, if debug { 0 } else { cache.limit().min(32) });
     let mut aliens: Vec<Vec<NonNull<u8>>> = vec![Vec::new(); CPUS];
     let mut sent_home = 0;
     for op in ops {
@@ -756,7 +756,7 @@ fn remote_frees_wait_in_the_alien_array() {
     let (pages, platform) = pages();
     let cache = cache(&pages, 64, SlabFlags::NONE);
     let limit = cache.alien_limit();
-    assert_eq!(limit, 12);
+    assert_eq!(limit, 32);
     let objects = alloc_on(&cache, &pages, 2, 3 * limit);
     let active_before = node_stats(&cache, 1).active_objs;
     // Freed on CPU 0: they wait in its alien array, still in use in their
@@ -864,19 +864,22 @@ fn alien_arrays_go_home_one_lock_round_per_node() {
     for (node, objects) in (1..4).zip(&per_node) {
         assert!(objects.iter().all(|&obj| page_node(&platform, obj) == node));
     }
-    // Interleaved: 4 of node 1, 4 of node 2, 4 of node 3: full.
-    for round in 0..limit / 3 {
-        for objects in &per_node {
-            free_on(&cache, &pages, 0, &objects[round..round + 1]);
-        }
+    // Interleaved, one of node 1, one of node 2, one of node 3, ... until
+    // full.
+    let mut freed = [0usize; 3];
+    for i in 0..limit {
+        let k = i % 3;
+        free_on(&cache, &pages, 0, &per_node[k][freed[k]..freed[k] + 1]);
+        freed[k] += 1;
     }
     cache.check_invariants(&pages).unwrap();
     assert_eq!(cache.cpu_stats(0).alien, limit);
     for node in 1..4 {
-        assert_eq!(node_stats(&cache, node).alien, limit / 3);
+        assert_eq!(node_stats(&cache, node).alien, freed[node - 1]);
     }
     // One more: three lock rounds, one per node, every object home.
-    free_on(&cache, &pages, 0, &per_node[0][limit / 3..limit / 3 + 1]);
+    let k = limit % 3;
+    free_on(&cache, &pages, 0, &per_node[k][freed[k]..freed[k] + 1]);
     cache.check_invariants(&pages).unwrap();
     let cpu0 = cache.cpu_stats(0);
     assert_eq!(
@@ -885,14 +888,12 @@ fn alien_arrays_go_home_one_lock_round_per_node() {
     );
     for node in 1..4 {
         let stats = node_stats(&cache, node);
-        assert_eq!(stats.remote_frees, limit / 3);
+        assert_eq!(stats.remote_frees, freed[node - 1]);
         assert_eq!(stats.alien_flushes, 1);
-        assert_eq!(stats.alien, usize::from(node == 1));
+        assert_eq!(stats.alien, usize::from(node - 1 == k));
     }
-    for (cpu, objects) in (1..4).zip(&per_node) {
-        // The first `limit / 3` of each node are freed, and one more of
-        // node 1.
-        let freed = limit / 3 + usize::from(cpu == 1);
+    freed[k] += 1;
+    for (objects, &freed) in per_node.iter().zip(&freed) {
         free_on(&cache, &pages, 0, &objects[freed..]);
     }
     cache.check_invariants(&pages).unwrap();

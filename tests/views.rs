@@ -993,10 +993,7 @@ fn stats_have_a_line_per_node_with_the_kernels_numastat_counters() {
     run(&mut rmm, "free obj all");
     let obj = cache_node_lines(&rmm, "obj");
     assert_eq!(obj[0]["remote_frees"] + obj[0]["alien"], 30, "{obj:?}");
-    assert!(
-        obj[0]["alien"] > 0 && obj[0]["alien_flushes"] >= 1,
-        "{obj:?}"
-    );
+    assert!(obj[0]["alien"] > 0, "{obj:?}");
     assert_eq!(obj[1]["remote_frees"] + obj[1]["alien"], 0);
     assert_eq!(obj[1]["local_frees"], 12);
     // A shrink sends the alien objects home.

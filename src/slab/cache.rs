@@ -418,9 +418,9 @@ impl<P: Platform> KmemCache<P> {
     }
 
     /// Most objects of other nodes a CPU's alien array holds before they
-    /// are sent home in one batch per node: SLAB's alien limit, 12, or the
-    /// array's `limit` if lower; 0 in debug mode, where a free of another
-    /// node's object goes straight home.
+    /// are sent home in one batch per node: 32 (SLAB had 12 per remote
+    /// node), or the array's `limit` if lower; 0 in debug mode, where a
+    /// free of another node's object goes straight home.
     pub fn alien_limit(&self) -> usize {
         if self.layout.track_state() {
             0

@@ -49,10 +49,11 @@ pub(crate) fn batchcount_for(limit: usize) -> usize {
 /// follow.
 pub(crate) const ARRAY_CAPACITY: usize = 120;
 
-/// Most objects of other nodes an alien array holds: SLAB's alien cache
-/// limit (12 per remote node there), here for all remote nodes together.
-/// An array of a cache whose `limit` is lower holds `limit`.
-pub(crate) const ALIEN_CAPACITY: usize = 12;
+/// Most objects of other nodes an alien array holds, for all remote nodes
+/// together (SLAB had 12 per remote node): 32 pointers and 32 node bytes
+/// per CPU and cache, a batch of up to 32 objects per lock round of the
+/// other node. An array of a cache whose `limit` is lower holds `limit`.
+pub(crate) const ALIEN_CAPACITY: usize = 32;
 
 // Node numbers and per-node counts are kept in bytes.
 const _: () = assert!(ALIEN_CAPACITY <= u8::MAX as usize);
