@@ -1095,9 +1095,12 @@ impl<P: Platform> KmemCache<P> {
     /// The object goes to this CPU's array (`freehit`); if the array is
     /// full, its `batchcount` oldest objects go back to their slabs first
     /// (`freemiss`). Any CPU may free any object: an object of another
-    /// node than the CPU's goes straight back to its slab on its own node's
-    /// lists instead (`remote_frees`), so that arrays keep objects of their
-    /// own node only (SLAB without alien caches).
+    /// node than the CPU's goes into the CPU's alien array instead (SLAB's
+    /// alien caches), never handed out from there, and back to its slab on
+    /// its own node's lists with the others of its node when the alien
+    /// array is full, drained or reaped (`remote_frees`), so that arrays
+    /// keep objects of their own node only. In debug mode it goes straight
+    /// home.
     ///
     /// Invalid pointers are rejected, reported through
     /// [`Platform::report`] with the cache name and the address, and
