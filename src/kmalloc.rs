@@ -358,9 +358,11 @@ impl<P: Platform> Kmalloc<P> {
         if let Some(cache) = self.cache_of(word) {
             // A slab word's id bits are the cache's id, so `kfree` guessed
             // this very cache and its fast path refused (debug mode, a full
-            // array): straight to the slow path, which checks everything.
-            // SAFETY: the caller's guarantees are those of `free`.
-            return unsafe { cache.free_slow(pages, ptr) };
+            // array, another node's object): the cache's way for a refused
+            // free, which checks everything.
+            // SAFETY: the caller's guarantees are those of `free`; `word`
+            // is `ptr`'s.
+            return unsafe { cache.free_missed(pages, ptr, word) };
         }
         let raw = ptr.as_ptr();
         if is_zero_size_ptr(raw) {

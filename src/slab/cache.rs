@@ -1122,12 +1122,13 @@ impl<P: Platform> KmemCache<P> {
         pages: &PageAllocator<P>,
         obj: NonNull<u8>,
     ) -> Result<(), SlabFreeError> {
+        let word = pages.owner_word(obj.as_ptr());
         // SAFETY: the caller's contract, passed on; the word is `obj`'s.
-        if unsafe { self.try_free_fast(obj, pages.owner_word(obj.as_ptr())) } {
+        if unsafe { self.try_free_fast(obj, word) } {
             return Ok(());
         }
         // SAFETY: as above.
-        unsafe { self.free_slow(pages, obj) }
+        unsafe { self.free_missed(pages, obj, word) }
     }
 
     /// The free fast path: if `obj` is an object of this cache on this
@@ -1154,6 +1155,63 @@ impl<P: Platform> KmemCache<P> {
                 // contract rules out double frees here).
                 && unsafe { array.push_hit(obj) }
         })
+    }
+
+    /// Where a free goes when the fast path refused it: first the alien
+    /// array, for an object of another node (with `word`, its page's owner
+    /// word, already read: a remote free is common enough across nodes to
+    /// get a short way of its own, out of line so that the local fast path
+    /// keeps its length), then [`KmemCache::free_slow`].
+    ///
+    /// # Safety
+    ///
+    /// As [`KmemCache::free`]; `word` is `pages.owner_word(obj)`.
+    #[cold]
+    #[inline(never)]
+    pub(crate) unsafe fn free_missed(
+        &self,
+        pages: &PageAllocator<P>,
+        obj: NonNull<u8>,
+        word: usize,
+    ) -> Result<(), SlabFreeError> {
+        // SAFETY: `with_local` gives exclusive use of this CPU's array; the
+        // caller's contract for `obj` and `word`.
+        if self
+            .cpus
+            .with_local(|array| unsafe { self.try_free_alien(array, obj, word) })
+        {
+            return Ok(());
+        }
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.free_slow(pages, obj) }
+    }
+
+    /// If `obj` is an object of this cache on another node than `array`'s
+    /// (by `word`) and the array's alien array has room, puts it there and
+    /// returns `true`; otherwise changes nothing and returns `false` (the
+    /// slow path flushes a full alien array, and reports what is wrong).
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive use of `array`, this CPU's (inside
+    /// `with_local`); as [`KmemCache::free`] for `obj`, and `word` is its
+    /// page's owner word.
+    #[inline(always)]
+    unsafe fn try_free_alien(&self, array: &CpuArray, obj: NonNull<u8>, word: usize) -> bool {
+        let node = OwnerTag::node_bits(word);
+        // Debug mode and destroyed caches have no alien room.
+        if node == array.node() || !array.alien.enabled() || self.lists(node).is_none() {
+            return false;
+        }
+        let Some(colour) = OwnerTag::colour_if_tagged(word, self.slab_tag) else {
+            return false;
+        };
+        self.locate_in(obj.as_ptr(), colour).is_ok()
+            // SAFETY: exclusive use of the array per the caller; `obj` was
+            // just validated as an object of ours on node `node`, which
+            // has lists and is not the array's, handed out (the caller's
+            // contract rules out double frees outside debug mode).
+            && unsafe { array.alien.push(obj, node) }
     }
 
     /// Every free but a valid one without debug checks into an array with
