@@ -1174,12 +1174,12 @@ impl<P: Platform> KmemCache<P> {
         obj: NonNull<u8>,
         word: usize,
     ) -> Result<(), SlabFreeError> {
-        // SAFETY: `with_local` gives exclusive use of this CPU's array; the
-        // caller's contract for `obj` and `word`.
-        if self
-            .cpus
-            .with_local(|array| unsafe { self.try_free_alien(array, obj, word) })
-        {
+        let alien = self.cpus.with_local(|array| {
+            // SAFETY: `with_local` gives exclusive use of this CPU's array;
+            // the caller's contract for `obj` and `word`.
+            unsafe { self.try_free_alien(array, obj, word) }
+        });
+        if alien {
             return Ok(());
         }
         // SAFETY: the caller's contract, passed on.
