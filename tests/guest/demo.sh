@@ -12,6 +12,10 @@ run() {
 	eval "$1"
 }
 
+# Everything on CPU 0, so on node 0, for the same output every run (the
+# shell would otherwise land on either node's CPU); README's "Memory
+# nodes" shows the other node.
+taskset -p -c 0 $$ >/dev/null 2>&1 || true
 dmesg -c >/dev/null
 run 'insmod $RMM_KO'
 run "dmesg | grep 'rmm: '"
