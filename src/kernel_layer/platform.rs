@@ -23,7 +23,8 @@ use kernel::prelude::*;
 /// The kernel's services, as the allocator core sees them.
 pub struct KernelPlatform {
     nr_cpus: usize,
-    /// `nr_node_ids`, at most `MAX_NODES` (checked at build time).
+    /// `nr_node_ids`, at most `MAX_NODES` (checked at load,
+    /// [`KernelPlatform::check_nodes`]).
     nr_nodes: usize,
     /// Key for hashing addresses in report lines (random per load).
     address_key: u64,

@@ -378,7 +378,11 @@ impl CpuArray {
 /// by its slab, a slab of node `nodes[i]` (never the array's node), and
 /// `per_node[n]` is the number of slots `0..avail` of node `n`. Objects
 /// here are never handed out: they only go back to their node's lists.
-/// `limit` is 0 in debug mode and once the cache is destroyed.
+/// `limit` is 0 in debug mode and, once the cache is destroyed, for every
+/// CPU that was online then (the destroy's drain reaches online CPUs only;
+/// a CPU offline at that time keeps its limit, harmlessly: its alien array
+/// was emptied when it went down, and no owner word matches the destroyed
+/// cache any more).
 pub(crate) struct AlienArray {
     avail: AtomicUsize,
     limit: AtomicUsize,

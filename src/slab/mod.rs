@@ -13,12 +13,14 @@
 //! interrupts off (see `cpu_array.rs`), so that most allocations and frees
 //! take no lock and touch only their CPU's array. A slab is on the lists
 //! of its pages' node; a CPU's array holds objects of its own node only,
-//! and a free on another node's CPU goes straight back to the object's
-//! node.
+//! and a free on another node's CPU goes into that CPU's alien array, and
+//! home to the object's node a batch at a time.
 //!
 //! ```text
 //!  KmemCache ──┬── CPU 0 array [obj, obj, obj, ...]   (CPU-local, no lock;
-//!              ├── CPU 1 array [obj, ...]               objects of its node)
+//!              │         alien [obj of node 1, ...]    objects of its node;
+//!              ├── CPU 1 array [obj, ...]               alien: other nodes',
+//!              │         alien [...]                    on their way home)
 //!              └── per node: lists (SlabNode lock)
 //!                   ├── full:    slab ⇄ slab
 //!                   ├── partial: slab ⇄ slab ⇄ slab

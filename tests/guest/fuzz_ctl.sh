@@ -359,8 +359,10 @@ stats_ok() {
 	for c in $(awk 'NR > 2 { print $1 }' /proc/rmm_slabinfo); do
 		[ "$(cache_stat "$c" total)" = "$(slab_field "$c" 3)" ] ||
 			{ echo "$c: total $(cache_stat "$c" total) != slabinfo $(slab_field "$c" 3)"; return 1; }
-		act=$(( $(cache_stat "$c" active) + $(cache_stat "$c" cached) ))
-		[ "$act" = "$(slab_field "$c" 2)" ] || { echo "$c: active+cached $act != slabinfo $(slab_field "$c" 2)"; return 1; }
+		# Out of the slabs: held, in CPU arrays, or waiting in alien
+		# arrays to go home to another node.
+		act=$(( $(cache_stat "$c" active) + $(cache_stat "$c" cached) + $(cache_stat "$c" alien) ))
+		[ "$act" = "$(slab_field "$c" 2)" ] || { echo "$c: active+cached+alien $act != slabinfo $(slab_field "$c" 2)"; return 1; }
 		[ "$(cache_stat "$c" errors)" = 0 ] || { echo "$c: $(cache_stat "$c" errors) errors"; return 1; }
 	done
 	[ $(( $(buddy_stat pages_free) + $(buddy_stat pages_pcp) + $(buddy_stat pages_allocated) )) = "$(buddy_stat pages_total)" ] ||

@@ -198,6 +198,15 @@ object_frees_ok() {
 	remote0=$(( $(cache_node_stat kmalloc-64 0 remote_frees) + $(cache_node_stat kmalloc-64 0 alien) ))
 	flushes0=$(cache_node_stat kmalloc-64 0 alien_flushes)
 	ctl_on_ok 1 "free kmalloc-64 all" || return 1
+	# The objects cached on a node are those in its CPU's array (node 1's
+	# objects were allocated and partly freed on CPU 1 above).
+	for n in 0 1; do
+		cpu_cached=$(awk -v c="cpu=$n" '$1 == "cache=kmalloc-64" && $2 == c { for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "cached") print kv[2] } }' /proc/rmm_stats)
+		is_number "$cpu_cached" || { echo "no cached count for CPU $n"; return 1; }
+		[ "$(cache_node_stat kmalloc-64 $n cached)" = "$cpu_cached" ] ||
+			{ echo "node $n caches $(cache_node_stat kmalloc-64 $n cached), CPU $n's array $cpu_cached"; return 1; }
+	done
+	[ "$(cache_node_stat kmalloc-64 1 cached)" -gt 0 ] || { echo "CPU 1's array is empty: the check above compared nothing"; return 1; }
 	# CPU 1 freed node 0's 70 objects: into its alien array, home to node
 	# 0's lists a batch at a time (remote_frees), the last ones waiting.
 	[ $(( $(cache_node_stat kmalloc-64 0 remote_frees) + $(cache_node_stat kmalloc-64 0 alien) )) = $((remote0 + 70)) ] ||
@@ -208,12 +217,6 @@ object_frees_ok() {
 	[ "$(cache_node_stat kmalloc-64 0 alien)" = 0 ] && [ "$(cache_node_stat kmalloc-64 0 remote_frees)" = $((remote0 + 70)) ] ||
 		{ grep '^cache=kmalloc-64 node=' /proc/rmm_stats; return 1; }
 	[ "$(node_stat 0 held_objects)" = 0 ] && [ "$(node_stat 1 held_objects)" = 0 ] || { echo "objects still held"; return 1; }
-	# The objects cached on a node are those in its CPU's array.
-	for n in 0 1; do
-		cpu_cached=$(awk -v c="cpu=$n" '$1 == "cache=kmalloc-64" && $2 == c { for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "cached") print kv[2] } }' /proc/rmm_stats)
-		[ "$(cache_node_stat kmalloc-64 $n cached)" = "$cpu_cached" ] ||
-			{ echo "node $n caches $(cache_node_stat kmalloc-64 $n cached), CPU $n's array $cpu_cached"; return 1; }
-	done
 }
 ktap_check "frees on CPU 1 of node 0's objects go back to node 0 through CPU 1's alien array (remote_frees)" object_frees_ok
 

@@ -52,11 +52,11 @@ stats_match() {
 	for c in s1 s2 s3 kmalloc-32; do
 		total=$(cache_stat $c total)
 		[ "$total" = "$(slab_field $c 3)" ] || { echo "$c total $total != slabinfo $(slab_field $c 3)"; return 1; }
-		act=$(( $(cache_stat $c active) + $(cache_stat $c cached) ))
-		[ "$act" = "$(slab_field $c 2)" ] || { echo "$c active+cached $act != slabinfo $(slab_field $c 2)"; return 1; }
+		act=$(( $(cache_stat $c active) + $(cache_stat $c cached) + $(cache_stat $c alien) ))
+		[ "$act" = "$(slab_field $c 2)" ] || { echo "$c active+cached+alien $act != slabinfo $(slab_field $c 2)"; return 1; }
 	done
 }
-ktap_check "slabinfo agrees with rmm_stats (active_objs = active + cached)" stats_match
+ktap_check "slabinfo agrees with rmm_stats (active_objs = active + cached + alien)" stats_match
 
 buddyinfo_ok() {
 	# One line per node with memory (the nodes of the kernel's own
