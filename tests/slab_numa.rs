@@ -353,6 +353,34 @@ fn a_node_out_of_pages_falls_back_to_the_other() {
 }
 
 #[test]
+fn atomic_fallbacks_take_a_slab_per_slabs_worth_of_objects() {
+    let (pages, platform) = pages();
+    let cache = cache(&pages, 64, SlabFlags::NONE);
+    let per_slab = cache.layout().objects();
+    // Node 0's pool gets a chunk (a sleeping request may refill it); node
+    // 1 can get no page at all, and atomic requests never refill a pool.
+    HostPlatform::set_this_cpu(0);
+    let warm = pages.alloc_pages(0, Gfp::KERNEL).unwrap();
+    // SAFETY: just allocated, not used.
+    unsafe { pages.free_pages(warm, 0) }.unwrap();
+    platform.host().set_node_limit(1, Some(0));
+    HostPlatform::set_this_cpu(2);
+    let objects: Vec<_> = (0..3 * per_slab)
+        .map(|_| cache.alloc(&pages, Gfp::ATOMIC).expect("atomic fallback"))
+        .collect();
+    for &obj in &objects {
+        assert_eq!(page_node(&platform, obj), 0);
+    }
+    // The first fallback marks node 1 out of pages, so later misses take
+    // node 0's free objects before growing: not one slab per object.
+    assert_eq!(cache.stats().grown, 3);
+    check(&cache, &pages);
+    free_on(&cache, &pages, 2, &objects);
+    check(&cache, &pages);
+    destroy_and_check_no_pages(cache, pages, &platform);
+}
+
+#[test]
 fn both_nodes_out_of_pages_fail_cleanly() {
     let (pages, platform) = pages();
     let cache = cache(&pages, 64, SlabFlags::NONE);

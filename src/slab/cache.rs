@@ -673,19 +673,20 @@ impl<P: Platform> KmemCache<P> {
                 })
                 .flatten()
             })?;
-        self.note_foreign(pages, wanted, true, true);
+        self.note_foreign(pages, wanted, true);
         Some(obj)
     }
 
     /// Notes on node `wanted` that a slab grown for it came from another
-    /// node: marks the node out of pages if `short` (only a request that
-    /// may sleep proves it: the page allocator refills a node's pool for
-    /// such requests alone), and counts there a request it did not serve
-    /// if `foreign`. Takes `wanted`'s lock: call with no other node's lock
-    /// held.
-    fn note_foreign(&self, pages: &PageAllocator<P>, wanted: usize, short: bool, foreign: bool) {
+    /// node, and counts there a request it did not serve if `foreign`.
+    /// The node is marked out of pages whatever the request's flags: an
+    /// atomic request that fell back would otherwise grow a whole slab on
+    /// the other node for each object it takes (the rest of the slab being
+    /// out of its CPU's reach), and drain the reserve doing so. Takes
+    /// `wanted`'s lock: call with no other node's lock held.
+    fn note_foreign(&self, pages: &PageAllocator<P>, wanted: usize, foreign: bool) {
         with_lists(self.lists(wanted), |lists| {
-            lists.short_of_pages |= short;
+            lists.short_of_pages = true;
             if foreign {
                 NodeCounts::bump(&mut lists.counts.foreign_allocs);
             }
@@ -766,7 +767,7 @@ impl<P: Platform> KmemCache<P> {
             // Counted as a fallback only if the object did not go through
             // an array of its own node (after a migration to that node).
             let foreign = matches!(got, Some((_, false)));
-            self.note_foreign(pages, wanted, gfp.may_sleep(), foreign);
+            self.note_foreign(pages, wanted, foreign);
         }
         got.map(|(obj, _)| obj).ok_or(AllocError)
     }
