@@ -166,6 +166,18 @@ mem_free_kb() {
 	awk '$1 == "MemFree:" { print $2 }' /proc/meminfo
 }
 
+# free_kb: free memory as the kernel holds it, in kB, steady to a fraction
+# of a MB where MemFree wanders by several: the free pages of every zone of
+# every node plus those on the zones' per-CPU lists (MemFree leaves those
+# out, and with two nodes there are a zone's lists per CPU on each), plus
+# Slab (KASAN's quarantine holds freed objects there).
+free_kb() {
+	free=$(awk '$1 == "pages" && $2 == "free" { pages += $3 } $1 == "count:" { pages += $2 }
+		END { print pages * 4 }' /proc/zoneinfo)
+	slab=$(awk '$1 == "Slab:" { print $2 }' /proc/meminfo)
+	echo $((free + slab))
+}
+
 # slabinfo_rows_ok [MIN_ROWS]: every row of rmm_slabinfo has the kernel's
 # fields and keeps the invariants: num_objs = objperslab x num_slabs,
 # active_objs <= num_objs, pages per slab a power of two, at least one object
