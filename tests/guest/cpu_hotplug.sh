@@ -23,23 +23,7 @@ ktap_plan 18
 
 # cpu_cached CACHE CPU: objects in that CPU's array of the cache.
 cpu_cached() {
-	cpu_stat "$1" "$2" cached
-}
-
-# cpu_stat CACHE CPU KEY: KEY on the cache=CACHE cpu=CPU line of rmm_stats.
-cpu_stat() {
-	awk -v c="cache=$1" -v cpu="cpu=$2" -v k="$3" '
-		$1 == c && $2 == cpu {
-			for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) { print kv[2]; exit } }
-		}' /proc/rmm_stats
-}
-
-# node_remote_frees CACHE NODE: remote_frees on the cache's node=NODE line.
-node_remote_frees() {
-	awk -v c="cache=$1" -v n="node=$2" '
-		$1 == c && $2 == n {
-			for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "remote_frees") { print kv[2]; exit } }
-		}' /proc/rmm_stats
+	cache_part_stat "$1" "cpu=$2" cached
 }
 
 # on_cpu1 LINE...: writes the control lines from a task bound to CPU 1.
@@ -75,10 +59,10 @@ ktap_check "page blocks freed on CPU 1 stay on its lists" sh -c '
 nodes=$(find /sys/devices/system/node -maxdepth 1 -name 'node[0-9]*' 2>/dev/null | wc -l)
 alien=0
 if [ "$nodes" = 2 ]; then
-	remote0=$(node_remote_frees hp 0)
+	remote0=$(cache_part_stat hp node=0 remote_frees)
 	taskset -c 0 sh -c 'echo "alloc hp 20" >/proc/rmm_ctl' &&
 		taskset -c 1 sh -c 'echo "free hp 20" >/proc/rmm_ctl'
-	alien=$(cpu_stat hp 1 alien)
+	alien=$(cache_part_stat hp cpu=1 alien)
 	ktap_check "20 objects of node 0 freed on CPU 1 wait in its alien array" [ "${alien:-0}" = 20 ]
 else
 	ktap_skip "objects of node 0 wait in CPU 1's alien array" "one node"
@@ -93,7 +77,7 @@ ktap_check "the teardown handed the objects back, the alien ones included" \
 	sh -c "echo '$line' | grep -qE 'offline: [0-9]+ objects' && [ \$(echo '$line' | sed 's/.*offline: \([0-9]*\) objects.*/\1/') -ge $((before + alien)) ]"
 if [ "$nodes" = 2 ]; then
 	ktap_check "the alien objects went home to node 0 (remote_frees)" \
-		sh -c "[ \"$(cpu_stat hp 1 alien)\" = 0 ] && [ \"$(node_remote_frees hp 0)\" = $((remote0 + 20)) ]"
+		sh -c "[ \"$(cache_part_stat hp cpu=1 alien)\" = 0 ] && [ \"$(cache_part_stat hp node=0 remote_frees)\" = $((remote0 + 20)) ]"
 else
 	ktap_skip "the alien objects went home to node 0" "one node"
 fi

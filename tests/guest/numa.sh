@@ -29,8 +29,7 @@ ktap_plan 17
 
 # node_stat NODE KEY: KEY on the node=NODE line of rmm_stats.
 node_stat() {
-	awk -v n="node=$1" -v k="$2" '
-		$1 == n { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) { print kv[2]; exit } } }' /proc/rmm_stats
+	line_stat "node=$1" "$2"
 }
 
 # ctl_on CPU LINE: writes LINE to the control file from a shell bound to
@@ -166,8 +165,7 @@ dmesg | grep 'rmm_ctl: page-alloc order 0: no node 5' | tail -n 1 | sed 's/^/#  
 
 # cache_node_stat CACHE NODE KEY: KEY on the cache=CACHE node=NODE line.
 cache_node_stat() {
-	awk -v c="cache=$1" -v n="node=$2" -v k="$3" '
-		$1 == c && $2 == n { for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) { print kv[2]; exit } } }' /proc/rmm_stats
+	cache_part_stat "$1" "node=$2" "$3"
 }
 
 # Slab objects: where they land (by the node of their pages, through the
@@ -201,7 +199,7 @@ object_frees_ok() {
 	# The objects cached on a node are those in its CPU's array (node 1's
 	# objects were allocated and partly freed on CPU 1 above).
 	for n in 0 1; do
-		cpu_cached=$(awk -v c="cpu=$n" '$1 == "cache=kmalloc-64" && $2 == c { for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "cached") print kv[2] } }' /proc/rmm_stats)
+		cpu_cached=$(cache_part_stat kmalloc-64 "cpu=$n" cached)
 		is_number "$cpu_cached" || { echo "no cached count for CPU $n"; return 1; }
 		[ "$(cache_node_stat kmalloc-64 $n cached)" = "$cpu_cached" ] ||
 			{ echo "node $n caches $(cache_node_stat kmalloc-64 $n cached), CPU $n's array $cpu_cached"; return 1; }

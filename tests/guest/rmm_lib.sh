@@ -83,6 +83,15 @@ cache_stat() {
 		}' /proc/rmm_stats
 }
 
+# cache_part_stat CACHE PART KEY: KEY on the cache's line of rmm_stats for
+# one CPU or one node (PART is cpu=N or node=N).
+cache_part_stat() {
+	awk -v c="cache=$1" -v p="$2" -v k="$3" '
+		$1 == c && $2 == p {
+			for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) { print kv[2]; exit } }
+		}' /proc/rmm_stats
+}
+
 # rmm_stat KEY: a value of the last line ("rmm ...") of rmm_stats.
 rmm_stat() {
 	awk -v k="$1" '

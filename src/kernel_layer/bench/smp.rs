@@ -158,6 +158,32 @@ fn parallel_once<O: Objects>(
     Ok(())
 }
 
+/// Warms both sides up with alloc/free pairs on every CPU of `cpus` (not
+/// logged), so that neither is timed while it still builds its slabs.
+fn warm_up<R: Objects, S: Objects>(
+    rmm: &R,
+    slub: &S,
+    selection: &Selection,
+    cpus: &[c_uint],
+) -> Result {
+    let iters = Selection::warmup(selection.pair_iters());
+    time_on_cpus(
+        &ParallelPairs {
+            objects: rmm,
+            iters,
+        },
+        cpus,
+    )?;
+    time_on_cpus(
+        &ParallelPairs {
+            objects: slub,
+            iters,
+        },
+        cpus,
+    )?;
+    Ok(())
+}
+
 pub(super) fn parallel(selection: &Selection, pages: &Pages, cpus: &[c_uint]) -> Result {
     if cpus.len() < 2 {
         pr_info!("rmm_bench: case smp skipped: it needs 2 online CPUs\n");
@@ -166,22 +192,7 @@ pub(super) fn parallel(selection: &Selection, pages: &Pages, cpus: &[c_uint]) ->
     for size in SMP_SIZES {
         let rmm = RmmCache::new(pages, size, None)?;
         let slub = SlubCache::new(size, None)?;
-        // Warm both up on every CPU (not logged).
-        let warm = Selection::warmup(selection.pair_iters());
-        time_on_cpus(
-            &ParallelPairs {
-                objects: &rmm,
-                iters: warm,
-            },
-            cpus,
-        )?;
-        time_on_cpus(
-            &ParallelPairs {
-                objects: &slub,
-                iters: warm,
-            },
-            cpus,
-        )?;
+        warm_up(&rmm, &slub, selection, cpus)?;
         for rep in 0..selection.reps {
             for kind in SmpKind::ALL {
                 // The two sides run back to back, taking turns to go first,
@@ -242,21 +253,7 @@ pub(super) fn remote_across_nodes(selection: &Selection, pages: &Pages, cpus: &[
     for size in SMP_SIZES {
         let rmm = RmmCache::new(pages, size, None)?;
         let slub = SlubCache::new(size, None)?;
-        let warm = Selection::warmup(selection.pair_iters());
-        time_on_cpus(
-            &ParallelPairs {
-                objects: &rmm,
-                iters: warm,
-            },
-            &pair,
-        )?;
-        time_on_cpus(
-            &ParallelPairs {
-                objects: &slub,
-                iters: warm,
-            },
-            &pair,
-        )?;
+        warm_up(&rmm, &slub, selection, &pair)?;
         for rep in 0..selection.reps {
             // Taking turns to go first, as in `parallel`.
             if rep % 2 == 0 {
