@@ -45,27 +45,12 @@ ctl_on_ok() {
 	ctl_on "$1" "$2" || { echo "write '$2' on CPU $1 failed: $RMM_CTL_ERR"; return 1; }
 }
 
-# node_kb NODE: free memory of NODE as the kernel counts it, in kB: the
-# free pages of its zones plus those on their per-CPU lists (MemFree
-# leaves those out), plus the node's slab memory (KASAN's quarantine holds
-# freed objects there): steady to a fraction of a MB, where one chunk of
-# rmm is 4 MB.
-node_kb() {
-	free=$(awk -v n="$1," '
-		/^Node / { on = ($2 == n) }
-		on && $1 == "pages" && $2 == "free" { pages += $3 }
-		on && $1 == "count:" { pages += $2 }
-		END { print pages * 4 }' /proc/zoneinfo)
-	slab=$(awk '$3 == "Slab:" { print $4 }' "/sys/devices/system/node/node$1/meminfo")
-	echo $((free + slab))
-}
-
 # Warm up what the kernel allocates once for any module, as the other
 # memory tests do.
 rmm_load demo=0 && rmm_unload
 settle
-node0_before=$(node_kb 0)
-node1_before=$(node_kb 1)
+node0_before=$(free_kb 0)
+node1_before=$(free_kb 1)
 
 topology_ok() {
 	[ -e /sys/devices/system/cpu/cpu0/node0 ] && [ -e /sys/devices/system/cpu/cpu1/node1 ] ||
@@ -267,8 +252,8 @@ unload_line_ok() {
 }
 ktap_check "unload returns both nodes' chunks (2048 pages)" unload_line_ok
 settle
-node0_after=$(node_kb 0)
-node1_after=$(node_kb 1)
+node0_after=$(free_kb 0)
+node1_after=$(free_kb 1)
 ktap_print "node 0: $node0_before kB free before load, $node0_after kB after unload; node 1: $node1_before kB, $node1_after kB"
 nodes_back_ok() {
 	within_kb "$node0_before" "$node0_after" 1024 || { echo "node 0: $node0_before -> $node0_after kB"; return 1; }

@@ -175,15 +175,23 @@ mem_free_kb() {
 	awk '$1 == "MemFree:" { print $2 }' /proc/meminfo
 }
 
-# free_kb: free memory as the kernel holds it, in kB, steady to a fraction
-# of a MB where MemFree wanders by several: the free pages of every zone of
-# every node plus those on the zones' per-CPU lists (MemFree leaves those
-# out, and with two nodes there are a zone's lists per CPU on each), plus
-# Slab (KASAN's quarantine holds freed objects there).
+# free_kb [NODE]: free memory as the kernel holds it, in kB, of every node
+# or of NODE, steady to a fraction of a MB where MemFree wanders by
+# several: the free pages of the zones plus those on the zones' per-CPU
+# lists (MemFree leaves those out, and with two nodes there are a zone's
+# lists per CPU on each), plus Slab (KASAN's quarantine holds freed
+# objects there).
 free_kb() {
-	free=$(awk '$1 == "pages" && $2 == "free" { pages += $3 } $1 == "count:" { pages += $2 }
+	free=$(awk -v n="${1:+$1,}" '
+		/^Node / { on = (n == "" || $2 == n) }
+		on && $1 == "pages" && $2 == "free" { pages += $3 }
+		on && $1 == "count:" { pages += $2 }
 		END { print pages * 4 }' /proc/zoneinfo)
-	slab=$(awk '$1 == "Slab:" { print $2 }' /proc/meminfo)
+	if [ -n "${1:-}" ]; then
+		slab=$(awk '$3 == "Slab:" { print $4 }' "/sys/devices/system/node/node$1/meminfo")
+	else
+		slab=$(awk '$1 == "Slab:" { print $2 }' /proc/meminfo)
+	fi
 	echo $((free + slab))
 }
 
